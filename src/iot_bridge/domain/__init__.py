@@ -1,0 +1,1 @@
+"""The bridge's domain: readings, session detection and events. Standard library only."""

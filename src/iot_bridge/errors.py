@@ -1,0 +1,73 @@
+"""One exception hierarchy for the bridge.
+
+Callers handle:
+- ``ConfigError``: a config document, file or push is invalid (exit 2 / HTTP 422).
+- ``PayloadError``: one device message cannot be used; count it, log it, drop it.
+- ``StoreError``: the data dir or its database cannot be used; fatal at startup.
+- ``DeliveryError``: one delivery attempt to Odoo failed (``permanent`` says how).
+- ``MqttError``: the broker connection failed; the client reconnects by itself.
+Third-party errors are translated into these at the adapter that sees them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class BridgeError(Exception):
+    """Root of every error the bridge raises on purpose."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a config document: where (dotted path) and what."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path or '<root>'}: {self.message}"
+
+
+class ConfigError(BridgeError):
+    """A config document is invalid; ``issues`` lists every problem with its path."""
+
+    def __init__(self, issues: list[ConfigIssue], source: str = "config") -> None:
+        self.issues = issues
+        self.source = source
+        summary = "; ".join(str(issue) for issue in issues[:5])
+        more = f" (and {len(issues) - 5} more)" if len(issues) > 5 else ""
+        super().__init__(f"invalid {source}: {summary}{more}")
+
+
+class PayloadError(BridgeError):
+    """A device message cannot be used.
+
+    ``reason`` is a short, stable code used as a metrics label
+    (``invalid_utf8``, ``invalid_json``, ``invalid_power``, ...);
+    ``detail`` is a human sentence for the log.
+    """
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail or reason
+        super().__init__(f"{reason}: {self.detail}")
+
+
+class StoreError(BridgeError):
+    """The data dir or its SQLite database cannot be used."""
+
+
+class DeliveryError(BridgeError):
+    """One delivery attempt failed; ``permanent`` failures make the event dead."""
+
+    def __init__(
+        self, message: str, *, permanent: bool, retry_after_s: float | None = None
+    ) -> None:
+        self.permanent = permanent
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class MqttError(BridgeError):
+    """The MQTT connection failed or the broker refused us."""
