@@ -1,0 +1,88 @@
+"""Structured logging: JSON lines by default, ``LOG_FORMAT=text`` for people.
+
+Every log line is an event name plus fields: ``log.info("state_transition",
+device_id=..., from_state=..., to_state=...)``. Secrets never go into fields;
+``redact`` is a last line of defence for keys that look secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+_SECRET_KEYS = ("password", "api_key", "token", "authorization", "secret")
+
+
+def _redact(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for key in list(event_dict):
+        if any(marker in key.lower() for marker in _SECRET_KEYS) and event_dict[key]:
+            event_dict[key] = "***"
+    return event_dict
+
+
+def configure_logging(
+    *, level: str = "INFO", fmt: str = "json", file: str | None = None, stream: TextIO | None = None
+) -> None:
+    """Configure structlog and the standard library root logger once per process."""
+    numeric_level = logging.getLevelName(level.upper())
+    if not isinstance(numeric_level, int):
+        numeric_level = logging.INFO
+    output: TextIO = stream or sys.stderr
+    if file:
+        output = open(file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the process
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if fmt == "text"
+        else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        logger_factory=structlog.PrintLoggerFactory(output),
+        cache_logger_on_first_use=False,
+    )
+    logging.basicConfig(level=max(numeric_level, logging.WARNING), stream=output, force=True)
+
+
+def get_logger(name: str) -> Any:
+    """A structlog logger bound to ``logger=name``."""
+    return structlog.get_logger(logger=name)
+
+
+class RateLimiter:
+    """Allows one log line per key per ``interval_s``; counts what it suppressed.
+
+    Keeps a bad device from flooding the log. Time is passed in.
+    """
+
+    def __init__(self, interval_s: float = 60.0, max_keys: int = 10_000) -> None:
+        self._interval_s = interval_s
+        self._max_keys = max_keys
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def allow(self, key: str, now: float | None = None) -> tuple[bool, int]:
+        """Return (allowed, suppressed_since_last_allowed)."""
+        now = time.monotonic() if now is None else now
+        last = self._last.get(key)
+        if last is not None and now - last < self._interval_s:
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return False, 0
+        if len(self._last) >= self._max_keys:
+            self._last.clear()
+        self._last[key] = now
+        return True, self._suppressed.pop(key, 0)

@@ -1,0 +1,14 @@
+"""Shared fixtures: real brokers and HTTP servers live in tests/support."""
+
+import pathlib
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+SHARED_DIR = REPO_ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_fixtures_dir() -> pathlib.Path:
+    """The read-only folder of real device messages beside the checkout."""
+    return SHARED_DIR / "fixtures"
