@@ -1,0 +1,15 @@
+"""Device message parsers: pure functions of (topic, payload bytes) -> Reading.
+
+One parser per device, built once by ``make_parser`` from the device's
+``parser_type``, ``mqtt_topic`` and ``parser_options``; every config decision
+is made then, so ``parse`` only decodes the payload. ``parse`` and
+``parse_availability`` raise ``PayloadError`` and nothing else; its
+``reason`` is one of ``PAYLOAD_ERROR_REASONS``. See docs/DEVICES.md.
+"""
+
+from __future__ import annotations
+
+from iot_bridge.parsers._base import PAYLOAD_ERROR_REASONS, DeviceParser
+from iot_bridge.parsers._factory import PARSER_TYPES, make_parser
+
+__all__ = ["PARSER_TYPES", "PAYLOAD_ERROR_REASONS", "DeviceParser", "make_parser"]

@@ -1,0 +1,73 @@
+"""``make_parser``: validate a device's parser config once and build its parser."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from iot_bridge.errors import ConfigError, ConfigIssue
+from iot_bridge.parsers._base import DeviceParser
+from iot_bridge.parsers._topics import filter_levels
+from iot_bridge.parsers.generic_json import build_generic_json
+from iot_bridge.parsers.shelly import build_shelly_pm, build_shelly_rpc
+from iot_bridge.parsers.shelly_gen1 import build_shelly_gen1
+from iot_bridge.parsers.tasmota import build_tasmota
+from iot_bridge.parsers.zigbee2mqtt import build_zigbee2mqtt
+
+_Builder = Callable[[str, list[str], Mapping[str, Any], list[ConfigIssue]], DeviceParser | None]
+
+# parser_type -> (builder, the parser_options keys it accepts)
+_FAMILIES: Final[dict[str, tuple[_Builder, frozenset[str]]]] = {
+    "shelly_pm": (build_shelly_pm, frozenset()),
+    "shelly_rpc": (build_shelly_rpc, frozenset({"component"})),
+    "shelly_gen1": (build_shelly_gen1, frozenset()),
+    "tasmota": (build_tasmota, frozenset({"channel"})),
+    "zigbee2mqtt": (build_zigbee2mqtt, frozenset()),
+    "generic_json": (build_generic_json, frozenset({"power_path", "energy_path", "energy_unit"})),
+}
+
+PARSER_TYPES: Final[tuple[str, ...]] = tuple(_FAMILIES)
+
+
+def make_parser(
+    parser_type: str, mqtt_topic: str, options: Mapping[str, Any] | None = None
+) -> DeviceParser:
+    """Build the parser of one device from its ``parser_type``, ``mqtt_topic`` and options.
+
+    Raises ``ConfigError`` listing every problem, each with its path relative
+    to the device object (``parser_type``, ``mqtt_topic``,
+    ``parser_options.<key>``); nothing is built then.
+    """
+    family = _FAMILIES.get(parser_type) if isinstance(parser_type, str) else None
+    if family is None:
+        raise ConfigError(
+            [
+                ConfigIssue(
+                    "parser_type",
+                    f"{parser_type!r} is not one of {', '.join(PARSER_TYPES)}",
+                )
+            ],
+            source="device",
+        )
+    build, allowed = family
+    issues: list[ConfigIssue] = []
+    if options is None:
+        options = {}
+    elif not isinstance(options, Mapping):
+        issues.append(ConfigIssue("parser_options", "must be a mapping"))
+        options = {}
+    for key in options:
+        if key not in allowed:
+            accepted = ", ".join(sorted(allowed)) or "none"
+            issues.append(
+                ConfigIssue(
+                    f"parser_options.{key}",
+                    f"is not an option of {parser_type} (accepted: {accepted})",
+                )
+            )
+    known = {key: value for key, value in options.items() if key in allowed}
+    levels = filter_levels(mqtt_topic, issues)
+    parser = None if levels is None else build(mqtt_topic, levels, known, issues)
+    if issues or parser is None:
+        raise ConfigError(issues or [ConfigIssue("mqtt_topic", "cannot be used")], source="device")
+    return parser
