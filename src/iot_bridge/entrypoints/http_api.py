@@ -1,0 +1,222 @@
+"""The HTTP API (CONTRACT section 3): a thin FastAPI layer over ``Bridge``."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from iot_bridge.config.model import BridgeConfig, parse_config
+from iot_bridge.errors import ConfigError
+from iot_bridge.logs import get_logger
+from iot_bridge.service.bridge import Bridge
+
+log = get_logger(__name__)
+
+MAX_CONFIG_BODY_BYTES = 1024 * 1024
+
+
+class MqttStatus(BaseModel):
+    connected: bool
+    broker: str
+    last_error: str | None = None
+
+
+class OutboxStatus(BaseModel):
+    pending: int
+    dead: int
+    flagged: int = 0
+
+
+class OdooStatus(BaseModel):
+    configured: bool
+
+
+class HealthResponse(BaseModel):
+    status: str = Field(description='"ok", or "degraded" when MQTT is down or events are failing')
+    devices: int
+    subscriptions: int
+    last_config_update: str | None
+    mqtt: MqttStatus
+    outbox: OutboxStatus
+    odoo: OdooStatus
+
+
+class ConfigAppliedResponse(BaseModel):
+    status: str
+    message: str
+    devices_configured: int
+    mqtt_reconnected: bool
+    timestamp: str
+
+
+class ErrorItem(BaseModel):
+    path: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    status: str = "error"
+    message: str
+    errors: list[ErrorItem] = []
+
+
+class DeviceView(BaseModel):
+    device_id: str
+    machine_name: str
+    parser_type: str
+    mqtt_topic: str
+    state: str
+    online: bool
+    last_seen: str | None
+    power_w: float | None
+    session_id: str | None
+
+
+class DeliveryView(BaseModel):
+    status: str
+    attempts: int
+    last_error: str | None
+    created_at: str
+    delivered_at: str | None
+
+
+class EventView(BaseModel):
+    event_uid: str
+    event_type: str
+    device_id: str
+    machine_name: str
+    session_id: str | None
+    timestamp: str
+    data: dict[str, Any]
+    status: str = Field(description="pending, delivered, dead, or local when no Odoo is configured")
+    delivery: DeliveryView
+
+
+class RetryDeadResponse(BaseModel):
+    status: str
+    retried: int
+
+
+_AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or wrong bearer token"},
+}
+
+
+def _error(status_code: int, message: str, errors: list[dict[str, str]] | None = None) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
+    return JSONResponse(
+        {"status": "error", "message": message, "errors": errors or []},
+        status_code=status_code,
+        headers=headers,
+    )
+
+
+def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
+    """The FastAPI application serving ``bridge``."""
+    app = FastAPI(
+        title="iot-bridge",
+        version="0.1.0",
+        description="Smart-plug power readings in, machine-usage sessions out to Odoo.",
+    )
+    expected = f"Bearer {api_token}".encode() if api_token else None
+
+    def authorized(request: Request) -> bool:
+        if expected is None:
+            return True
+        given = request.headers.get("authorization", "").encode("utf-8", "replace")
+        return hmac.compare_digest(given, expected)
+
+    @app.get("/health", response_model=HealthResponse)
+    async def health() -> dict[str, Any]:
+        """Liveness and readiness: 200 while the process runs; ``status`` says degraded."""
+        return bridge.health()
+
+    @app.post(
+        "/config",
+        response_model=ConfigAppliedResponse,
+        responses={
+            **_AUTH_RESPONSES,
+            413: {"model": ErrorResponse, "description": "Body over 1 MiB"},
+            422: {"model": ErrorResponse, "description": "Invalid config; every error with its path"},
+        },
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": BridgeConfig.model_json_schema()}},
+            }
+        },
+    )
+    async def post_config(request: Request) -> Any:
+        """Apply a config pushed by Odoo, as a whole or not at all."""
+        if not authorized(request):
+            log.warning("config_rejected", reason="unauthorized", client=_client(request))
+            return _error(401, "missing or wrong bearer token")
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_CONFIG_BODY_BYTES:
+            return _error(413, "config body is larger than 1 MiB")
+        body = bytearray()
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > MAX_CONFIG_BODY_BYTES:
+                return _error(413, "config body is larger than 1 MiB")
+        try:
+            document = orjson.loads(bytes(body))
+        except orjson.JSONDecodeError as err:
+            return _error(422, f"body is not valid JSON: {err}", [{"path": "", "message": str(err)}])
+        try:
+            config = parse_config(document, source="config push")
+        except ConfigError as err:
+            issues = [{"path": i.path, "message": i.message} for i in err.issues]
+            log.warning("config_rejected", reason="invalid", errors=issues[:20])
+            return _error(422, str(err), issues)
+        log.info("config_received", devices=len(config.devices), client=_client(request))
+        applied = await bridge.apply_config(config)
+        return {
+            "status": "success",
+            "message": "Configuration applied",
+            "devices_configured": applied.devices_configured,
+            "mqtt_reconnected": applied.mqtt_reconnected,
+            "timestamp": applied.timestamp,
+        }
+
+    @app.get("/config", responses={200: {"content": {"application/json": {}}}, **_AUTH_RESPONSES})
+    async def get_config(request: Request) -> Any:
+        """The active config, with every secret replaced by ``***``."""
+        if not authorized(request):
+            return _error(401, "missing or wrong bearer token")
+        return bridge.config.masked()
+
+    @app.get("/devices", response_model=list[DeviceView])
+    async def devices() -> list[dict[str, Any]]:
+        """Every configured device with its live state."""
+        return bridge.devices()
+
+    @app.get("/events", response_model=list[EventView])
+    async def events(limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+        """The most recent events, newest first, with their delivery status."""
+        return bridge.recent_events(limit)
+
+    @app.post("/events/retry-dead", response_model=RetryDeadResponse, responses=_AUTH_RESPONSES)
+    async def retry_dead(request: Request) -> Any:
+        """Put dead events back into delivery."""
+        if not authorized(request):
+            return _error(401, "missing or wrong bearer token")
+        return {"status": "success", "retried": await bridge.retry_dead()}
+
+    @app.get("/metrics", response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus text format; no token needed."""
+        return Response(
+            bridge.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    return app
+
+
+def _client(request: Request) -> str | None:
+    return request.client.host if request.client else None

@@ -1,0 +1,305 @@
+"""Message in -> route -> parse -> detect: the synchronous core of the pipeline.
+
+The ``Ingestor`` owns one parser and one ``SessionDetector`` per device. It
+does no I/O and reads no clock: the caller passes ``now`` and then commits the
+returned events together with ``take_changes()`` before acknowledging the
+messages. Counters are plain ints on the hot path and drained per batch into
+the metrics.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from iot_bridge.domain.events import Event
+from iot_bridge.domain.session import SessionDetector
+from iot_bridge.domain.session_config import SessionConfig
+from iot_bridge.errors import PayloadError
+from iot_bridge.logs import RateLimiter, get_logger
+from iot_bridge.parsers import DeviceParser, make_parser
+from iot_bridge.service.routing import AVAILABILITY, DATA, Route, Router
+
+log = get_logger(__name__)
+
+
+class Message(Protocol):
+    """What the ingestor needs of an MQTT message."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def payload(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSpec:
+    """One configured device, as the ingestor needs it (built from the config model)."""
+
+    device_id: str
+    machine_name: str
+    mqtt_topic: str
+    parser_type: str
+    parser_options: Mapping[str, Any]
+    session_config: SessionConfig
+
+
+@dataclass(slots=True)
+class _Device:
+    spec: DeviceSpec
+    parser: DeviceParser
+    detector: SessionDetector
+
+
+@dataclass(slots=True)
+class IngestCounters:
+    """What happened since the last drain: labels -> counts."""
+
+    received: Counter[str]
+    rejected: Counter[tuple[str, str]]
+    emitted: Counter[str]
+
+
+class Ingestor:
+    """Routes messages to per-device parsers and detectors; schedules their timers."""
+
+    def __init__(self, *, uid_factory: Callable[[], str] | None = None) -> None:
+        self._uid_factory = uid_factory
+        self._devices: dict[str, _Device] = {}
+        self._router = Router()
+        self._changed: dict[str, None] = {}  # device ids touched since take_changes()
+        self._heap: list[tuple[float, str]] = []
+        self._scheduled: dict[str, float] = {}
+        self._received: Counter[str] = Counter()
+        self._rejected: Counter[tuple[str, str]] = Counter()
+        self._emitted: Counter[str] = Counter()
+        self._reject_log = RateLimiter(interval_s=60.0)
+
+    # -- configuration -------------------------------------------------
+
+    @property
+    def subscriptions(self) -> frozenset[str]:
+        """Every topic filter the MQTT client must subscribe."""
+        return self._router.filters
+
+    @property
+    def device_ids(self) -> list[str]:
+        """Configured devices, in config order."""
+        return list(self._devices)
+
+    def detector(self, device_id: str) -> SessionDetector | None:
+        """The detector of a device, for status views."""
+        device = self._devices.get(device_id)
+        return device.detector if device else None
+
+    def spec(self, device_id: str) -> DeviceSpec | None:
+        """The configured spec of a device."""
+        device = self._devices.get(device_id)
+        return device.spec if device else None
+
+    def apply_devices(self, specs: Sequence[DeviceSpec], now: float) -> list[Event]:
+        """Make the device set equal to ``specs``; removed devices end their sessions.
+
+        Kept devices keep their detector (a running session goes on) and take
+        the new thresholds from the next reading on.
+        """
+        events: list[Event] = []
+        wanted = {spec.device_id: spec for spec in specs}
+        for device_id in [d for d in self._devices if d not in wanted]:
+            device = self._devices.pop(device_id)
+            events.extend(device.detector.remove(now))
+            self._changed[device_id] = None
+            self._scheduled.pop(device_id, None)
+        for spec in specs:
+            self._changed[spec.device_id] = None
+            current = self._devices.get(spec.device_id)
+            parser = make_parser(spec.parser_type, spec.mqtt_topic, dict(spec.parser_options))
+            if current is None:
+                detector = self._new_detector(spec)
+                self._devices[spec.device_id] = _Device(spec, parser, detector)
+            else:
+                current.detector.reconfigure(
+                    machine_name=spec.machine_name, config=spec.session_config
+                )
+                current.spec = spec
+                current.parser = parser
+                self._schedule(spec.device_id, current.detector)
+        self._router = Router(self._routes())
+        self._count(events)
+        return events
+
+    def restore(self, snapshots: Mapping[str, Mapping[str, Any]], now: float) -> list[str]:
+        """Continue from persisted detector state after a restart.
+
+        Returns the device ids whose snapshot could not be used (unknown
+        device or corrupt data); those devices start fresh.
+        """
+        unusable: list[str] = []
+        for device_id, data in snapshots.items():
+            device = self._devices.get(device_id)
+            if device is None:
+                unusable.append(device_id)
+                self._changed[device_id] = None
+                continue
+            try:
+                detector = SessionDetector.restore(
+                    data,
+                    device_id=device_id,
+                    machine_name=device.spec.machine_name,
+                    config=device.spec.session_config,
+                    **self._uid_kwargs(),
+                )
+            except (ValueError, KeyError, TypeError) as err:
+                log.error("snapshot_unusable", device_id=device_id, error=str(err))
+                unusable.append(device_id)
+                continue
+            detector.resume_after_restart(now)
+            device.detector = detector
+            self._changed[device_id] = None
+            self._schedule(device_id, detector)
+        return unusable
+
+    # -- the hot path --------------------------------------------------
+
+    def handle(self, messages: Iterable[Message], now: float) -> list[Event]:
+        """Route, parse and detect a batch of messages that arrived at ``now``."""
+        events = self.tick(now)
+        devices = self._devices
+        routes_for = self._router.routes
+        changed = self._changed
+        for message in messages:
+            topic = message.topic
+            for route in routes_for(topic):
+                device = devices[route.device_id]
+                try:
+                    if route.role == DATA:
+                        reading = device.parser.parse(topic, message.payload)
+                        self._received[device.spec.parser_type] += 1
+                        new = device.detector.on_reading(now, reading)
+                    else:
+                        online = device.parser.parse_availability(message.payload)
+                        new = device.detector.on_availability(now, online)
+                except PayloadError as err:
+                    self._reject(device.spec, topic, err, now)
+                    continue
+                if new:
+                    events.extend(new)
+                    self._count(new)
+                changed[route.device_id] = None  # snapshot taken once per batch
+                self._schedule(route.device_id, device.detector)
+        return events
+
+    def next_deadline(self) -> float | None:
+        """The earliest time ``tick`` has something to do."""
+        heap = self._heap
+        while heap and self._scheduled.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def tick(self, now: float) -> list[Event]:
+        """Fire every timer due at or before ``now``, across devices in time order."""
+        events: list[Event] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            due, device_id = heapq.heappop(heap)
+            if self._scheduled.get(device_id) != due:
+                continue
+            del self._scheduled[device_id]
+            device = self._devices.get(device_id)
+            if device is None:
+                continue
+            new = device.detector.tick(due)
+            if new:
+                events.extend(new)
+                self._count(new)
+            self._changed[device_id] = None
+            self._schedule(device_id, device.detector)
+        return events
+
+    def take_changes(self) -> dict[str, dict[str, Any] | None]:
+        """Snapshots of every device touched since the last call (None = deleted)."""
+        changes: dict[str, dict[str, Any] | None] = {}
+        for device_id in self._changed:
+            device = self._devices.get(device_id)
+            changes[device_id] = device.detector.snapshot() if device else None
+        self._changed = {}
+        return changes
+
+    def drain_counters(self) -> IngestCounters:
+        """Counters since the last drain; resets them."""
+        counters = IngestCounters(self._received, self._rejected, self._emitted)
+        self._received, self._rejected, self._emitted = Counter(), Counter(), Counter()
+        return counters
+
+    # -- internals -----------------------------------------------------
+
+    def _new_detector(self, spec: DeviceSpec) -> SessionDetector:
+        return SessionDetector(
+            device_id=spec.device_id,
+            machine_name=spec.machine_name,
+            config=spec.session_config,
+            **self._uid_kwargs(),
+        )
+
+    def _uid_kwargs(self) -> dict[str, Any]:
+        return {"uid_factory": self._uid_factory} if self._uid_factory else {}
+
+    def _routes(self) -> list[tuple[str, Route]]:
+        entries: list[tuple[str, Route]] = []
+        for device_id, device in self._devices.items():
+            entries.extend(
+                (topic, Route(device_id, DATA)) for topic in device.parser.data_topics
+            )
+            if device.parser.availability_topic:
+                entries.append(
+                    (device.parser.availability_topic, Route(device_id, AVAILABILITY))
+                )
+        return entries
+
+    def _schedule(self, device_id: str, detector: SessionDetector) -> None:
+        deadline = detector.next_deadline()
+        if deadline is None:
+            return
+        scheduled = self._scheduled.get(device_id)
+        # A later deadline needs no new entry: the earlier one fires, finds
+        # nothing due, and reschedules with the detector's real deadline.
+        if scheduled is None or deadline < scheduled:
+            self._scheduled[device_id] = deadline
+            heapq.heappush(self._heap, (deadline, device_id))
+
+    def _count(self, events: Iterable[Event]) -> None:
+        for event in events:
+            self._emitted[event.event_type.value] += 1
+
+    def _reject(self, spec: DeviceSpec, topic: str, err: PayloadError, now: float) -> None:
+        self._rejected[(spec.parser_type, err.reason)] += 1
+        allowed, suppressed = self._reject_log.allow(spec.device_id, now)
+        if allowed:
+            log.warning(
+                "payload_rejected",
+                device_id=spec.device_id,
+                topic=topic,
+                parser=spec.parser_type,
+                reason=err.reason,
+                detail=err.detail[:200],
+                suppressed_since_last=suppressed,
+            )
+
+
+def device_specs(config: Any) -> list[DeviceSpec]:
+    """The ingestor's view of a validated ``BridgeConfig``'s devices."""
+    return [
+        DeviceSpec(
+            device_id=device.device_id,
+            machine_name=device.machine_name,
+            mqtt_topic=device.mqtt_topic,
+            parser_type=device.parser_type,
+            parser_options=device.parser_options.model_dump(exclude_none=True),
+            session_config=device.session_config.to_domain(),
+        )
+        for device in config.devices
+    ]
