@@ -1,0 +1,57 @@
+"""The config document and its sources (CONTRACT section 2).
+
+``model`` validates a document once, at load or push time; ``sources``
+decides which document is active (persisted > ``--config`` > environment)
+and persists accepted pushes atomically.
+"""
+
+from __future__ import annotations
+
+from iot_bridge.config.env import EnvSettings, settings_from_env
+from iot_bridge.config.files import load_config_file
+from iot_bridge.config.model import (
+    MASK,
+    MAX_DEVICES,
+    PARSER_TYPES,
+    BridgeConfig,
+    DeviceConfig,
+    MqttSection,
+    OdooSection,
+    ParserOptions,
+    ParserType,
+    SessionConfigModel,
+    parse_config,
+)
+from iot_bridge.config.sources import (
+    ACTIVE_CONFIG_NAME,
+    LoadedConfig,
+    effective_mqtt,
+    effective_odoo,
+    load_active_config,
+    persist_config,
+    summarize,
+)
+
+__all__ = [
+    "ACTIVE_CONFIG_NAME",
+    "MASK",
+    "MAX_DEVICES",
+    "PARSER_TYPES",
+    "BridgeConfig",
+    "DeviceConfig",
+    "EnvSettings",
+    "LoadedConfig",
+    "MqttSection",
+    "OdooSection",
+    "ParserOptions",
+    "ParserType",
+    "SessionConfigModel",
+    "effective_mqtt",
+    "effective_odoo",
+    "load_active_config",
+    "load_config_file",
+    "parse_config",
+    "persist_config",
+    "settings_from_env",
+    "summarize",
+]

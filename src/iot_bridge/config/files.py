@@ -1,0 +1,131 @@
+"""Reading config files (YAML or JSON) into a validated ``BridgeConfig``.
+
+Every problem becomes a ``ConfigError`` naming the file: missing, unreadable,
+not UTF-8, empty, a syntax error (with its line), a duplicate key, or an
+invalid document.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from iot_bridge.config.model import BridgeConfig, parse_config
+from iot_bridge.errors import ConfigError, ConfigIssue
+
+MAX_FILE_BYTES = 16 * 1024 * 1024
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML that keeps timestamps as text and refuses duplicate keys.
+
+    A duplicate key would silently keep only its last value, and an unquoted
+    ``timestamp: 2026-02-12T19:40:18Z`` must stay the string it is in JSON.
+    """
+
+    yaml_implicit_resolvers = {  # noqa: RUF012 - PyYAML's class-level table
+        first: [(tag, regexp) for tag, regexp in resolvers if not tag.endswith(":timestamp")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        """Build a mapping, rejecting a key seen twice at its line."""
+        seen: set[object] = set()
+        for key_node, _value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` may be overridden on purpose
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the base method reports it
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"duplicate key {str(key)[:80]!r}",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _fail(path: Path, where: str, message: str) -> ConfigError:
+    return ConfigError([ConfigIssue(where, message)], source=str(path))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise _fail(path, "", "the file does not exist") from None
+    except IsADirectoryError:
+        raise _fail(path, "", "is a directory, not a file") from None
+    except OSError as err:
+        raise _fail(path, "", f"cannot be read ({err.strerror or err})") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise _fail(path, "", f"is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise _fail(path, "", f"is not UTF-8 text (invalid byte at offset {err.start})") from None
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key[:80]!r}")
+        result[key] = value
+    return result
+
+
+def _load_json(path: Path, text: str) -> object:
+    try:
+        return json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+    except json.JSONDecodeError as err:
+        raise _fail(
+            path, f"line {err.lineno}", f"invalid JSON: {err.msg} (column {err.colno})"
+        ) from None
+    except ValueError as err:
+        raise _fail(path, "", f"invalid JSON: {err}") from None
+
+
+def _load_yaml(path: Path, text: str) -> object:
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as err:
+        # Only the problem and its place: the offending line could hold a secret.
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = err.problem or err.context or "syntax error"
+        raise _fail(path, where, f"invalid YAML: {problem}") from None
+    except yaml.YAMLError as err:
+        raise _fail(path, "", f"invalid YAML: {err}") from None
+
+
+def _looks_like_json(path: Path, text: str) -> bool:
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return True
+    return suffix not in (".yaml", ".yml") and text.lstrip().startswith("{")
+
+
+def load_config_file(path: Path) -> BridgeConfig:
+    """Read and validate a YAML or JSON config file (JSON by ``.json`` or a leading ``{``).
+
+    Raises ``ConfigError`` whose ``source`` is the file's path and whose
+    issues carry the document path (or ``line N, column M`` for syntax).
+    """
+    text = _read_text(path)
+    try:
+        data = _load_json(path, text) if _looks_like_json(path, text) else _load_yaml(path, text)
+    except RecursionError:
+        raise _fail(path, "", "is nested too deeply") from None
+    if data is None:
+        raise _fail(path, "", "is empty (no config document in it)")
+    return parse_config(data, source=str(path))

@@ -1,0 +1,307 @@
+"""The config document (CONTRACT section 2), validated once at load or push time.
+
+Every model forbids unknown keys (a typo must not silently become a default)
+and is strict about types: ``port: "1883"`` or ``use_tls: "yes"`` are errors,
+not guesses. ``parse_config`` is the one entry point that turns any document
+into a ``BridgeConfig`` or a ``ConfigError`` listing every problem with its
+dotted path (``devices.0.session_config.working_threshold_w``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Annotated, Any, Final, Literal, get_args
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from iot_bridge.config import topics
+from iot_bridge.domain.session_config import SessionConfig
+from iot_bridge.errors import ConfigError, ConfigIssue
+
+ParserType = Literal[
+    "shelly_pm", "shelly_rpc", "shelly_gen1", "tasmota", "zigbee2mqtt", "generic_json"
+]
+PARSER_TYPES: Final[tuple[str, ...]] = get_args(ParserType)
+MAX_DEVICES: Final = 10_000
+MASK: Final = "***"
+
+_CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+def _checked(*checks: Callable[[str], str | None]) -> AfterValidator:
+    """A validator running ``checks`` in order; the first problem becomes the field error."""
+
+    def validate(value: str) -> str:
+        for check in checks:
+            problem = check(value)
+            if problem:
+                raise PydanticCustomError("config_value", problem)
+        return value
+
+    return AfterValidator(validate)
+
+
+def _not_blank(value: str) -> str | None:
+    return "must not be blank" if value and not value.strip() else None
+
+
+def _broker_host(value: str) -> str | None:
+    if "://" in value:
+        return "must be a host name or IP address without a scheme (use use_tls for TLS)"
+    if any(char.isspace() or char in "/?#@" for char in value):
+        return "must be a host name or IP address (no spaces, '/', '?', '#' or '@')"
+    return None
+
+
+def _http_url(value: str) -> str | None:
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - property access validates the port
+    except ValueError:
+        return "must be an http:// or https:// URL with a valid host and port"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// URL with a host (like http://odoo:8069)"
+    if parts.username is not None or parts.password is not None:
+        return "must not contain credentials; put the key in odoo.api_key"
+    if parts.query or parts.fragment or any(char.isspace() for char in value):
+        return "must not contain spaces, a query string or a fragment"
+    return None
+
+
+def _strip_trailing_slashes(value: object) -> object:
+    # "http://odoo:8069/" and "http://odoo:8069" are the same server; the
+    # sender appends "/ows/iot/event".
+    if isinstance(value, str) and value.rstrip("/") and "://" in value:
+        return value.rstrip("/")
+    return value
+
+
+def _number_as_text(value: object) -> object:
+    # `version: 1.0` in YAML is a float; both fields are informational labels.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _none_as_empty(value: object) -> object:
+    return {} if value is None else value
+
+
+# Every text field rejects lone surrogates: they cannot be sent, stored or logged.
+Text = Annotated[str, _checked(topics.unicode_problem)]
+SingleLine = Annotated[
+    str, _checked(topics.unicode_problem, topics.control_character_problem, _not_blank)
+]
+Identifier = Annotated[str, _checked(topics.identifier_problem)]
+TopicFilter = Annotated[str, _checked(topics.topic_filter_problem)]
+Label = Annotated[str | None, BeforeValidator(_number_as_text), Field(default=None, max_length=100)]
+DottedPath = Annotated[
+    str,
+    Field(min_length=1, max_length=200),
+    _checked(
+        topics.unicode_problem,
+        topics.control_character_problem,
+        lambda path: (
+            "must be a dotted path of non-empty keys (like 'ENERGY.Power')"
+            if "" in path.split(".")
+            else None
+        ),
+    ),
+]
+
+
+class MqttSection(BaseModel):
+    """The MQTT broker to use; when absent from a document, the environment's."""
+
+    model_config = _CONFIG
+
+    broker: Annotated[SingleLine, Field(min_length=1, max_length=253), _checked(_broker_host)] = (
+        "localhost"
+    )
+    port: int = Field(default=1883, ge=1, le=65_535)
+    username: Annotated[Text, Field(max_length=1024)] = ""
+    password: Annotated[Text, Field(max_length=1024, repr=False)] = ""
+    client_id: Identifier = "iot_bridge"
+    keepalive: int = Field(default=60, ge=5, le=3600)
+    use_tls: bool = False
+    ca_file: Annotated[SingleLine, Field(min_length=1, max_length=4096)] | None = None
+    tls_insecure: bool = False
+
+
+class OdooSection(BaseModel):
+    """Where events go; when absent everywhere, events are kept locally only.
+
+    ``base_url`` is stored without trailing slashes.
+    """
+
+    model_config = _CONFIG
+
+    base_url: Annotated[
+        Text,
+        BeforeValidator(_strip_trailing_slashes),
+        Field(min_length=1, max_length=2048),
+        _checked(_http_url),
+    ]
+    database: Annotated[SingleLine, Field(max_length=200)] = ""
+    username: Annotated[Text, Field(max_length=1024)] = ""
+    api_key: Annotated[Text, Field(max_length=4096, repr=False)] = ""
+
+
+_defaults = SessionConfig()
+
+
+class SessionConfigModel(BaseModel):
+    """One device's thresholds (W) and timings (s); see ``SessionConfig``."""
+
+    model_config = _CONFIG
+
+    standby_threshold_w: float = Field(default=_defaults.standby_threshold_w, gt=0, le=100_000)
+    working_threshold_w: float = Field(default=_defaults.working_threshold_w, gt=0, le=100_000)
+    start_debounce_s: float = Field(default=_defaults.start_debounce_s, ge=0, le=3600)
+    stop_debounce_s: float = Field(default=_defaults.stop_debounce_s, ge=0, le=3600)
+    message_timeout_s: float = Field(default=_defaults.message_timeout_s, ge=1, le=86_400)
+    heartbeat_interval_s: float = Field(default=_defaults.heartbeat_interval_s, ge=10, le=86_400)
+
+    @field_validator("working_threshold_w")
+    @classmethod
+    def _working_at_least_standby(cls, value: float, info: ValidationInfo) -> float:
+        standby = info.data.get("standby_threshold_w")
+        if standby is not None and value < standby:
+            raise PydanticCustomError(
+                "config_value",
+                "must be at least standby_threshold_w ({standby})",
+                {"standby": standby},
+            )
+        return value
+
+    def to_domain(self) -> SessionConfig:
+        """The detector's plain, validated ``SessionConfig``."""
+        return SessionConfig(
+            standby_threshold_w=self.standby_threshold_w,
+            working_threshold_w=self.working_threshold_w,
+            start_debounce_s=self.start_debounce_s,
+            stop_debounce_s=self.stop_debounce_s,
+            message_timeout_s=self.message_timeout_s,
+            heartbeat_interval_s=self.heartbeat_interval_s,
+        )
+
+
+class ParserOptions(BaseModel):
+    """Optional parser settings; which ones fit which parser is checked by ``make_parser``."""
+
+    model_config = _CONFIG
+
+    component: Annotated[SingleLine, Field(min_length=1, max_length=64)] | None = None
+    channel: int | None = Field(default=None, ge=0, le=255)
+    power_path: DottedPath | None = None
+    energy_path: DottedPath | None = None
+    energy_unit: Literal["wh", "kwh"] | None = None
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The options that are set, as the plain mapping ``make_parser`` takes."""
+        return self.model_dump(exclude_none=True)
+
+
+class DeviceConfig(BaseModel):
+    """One machine's plug: where it publishes, how to read it, when it is in use."""
+
+    model_config = _CONFIG
+
+    device_id: Identifier
+    machine_name: Annotated[SingleLine, Field(min_length=1, max_length=200)]
+    mqtt_topic: TopicFilter
+    parser_type: ParserType
+    parser_options: Annotated[ParserOptions, BeforeValidator(_none_as_empty)] = ParserOptions()
+    session_config: Annotated[SessionConfigModel, BeforeValidator(_none_as_empty)] = (
+        SessionConfigModel()
+    )
+
+    def to_session_config(self) -> SessionConfig:
+        """This device's detector settings."""
+        return self.session_config.to_domain()
+
+
+class BridgeConfig(BaseModel):
+    """The whole document: the body of ``POST /config`` and of the config files."""
+
+    model_config = _CONFIG
+
+    mqtt: MqttSection | None = None
+    odoo: OdooSection | None = None
+    devices: list[DeviceConfig] = Field(default_factory=list, max_length=MAX_DEVICES)
+    timestamp: Label = None
+    version: Label = None
+
+    @field_validator("devices")
+    @classmethod
+    def _unique_device_ids(cls, devices: list[DeviceConfig]) -> list[DeviceConfig]:
+        counts = Counter(device.device_id for device in devices)
+        duplicates = sorted(device_id for device_id, count in counts.items() if count > 1)
+        if duplicates:
+            # parse_config reports each repeat at its own path; this guards direct use.
+            raise PydanticCustomError(
+                "duplicate_device_id",
+                "device_id must be unique: {duplicates} used more than once",
+                {"duplicates": ", ".join(duplicates)},
+            )
+        return devices
+
+    def masked(self) -> dict[str, Any]:
+        """The document as JSON-ready data with every set secret replaced by ``"***"``.
+
+        ``mqtt.password`` and ``odoo.api_key`` become ``"***"`` when non-empty;
+        an empty one stays ``""`` (nothing to hide, and the reader sees none is set).
+        """
+        data = self.model_dump(mode="json")
+        if data["mqtt"] is not None and data["mqtt"]["password"]:
+            data["mqtt"]["password"] = MASK
+        if data["odoo"] is not None and data["odoo"]["api_key"]:
+            data["odoo"]["api_key"] = MASK
+        return data
+
+
+def _device_index(issue: ConfigIssue) -> int:
+    """Sort key keeping each device's issues together, in document order."""
+    parts = issue.path.split(".", 2)
+    if len(parts) > 1 and parts[0] == "devices" and parts[1].isdigit():
+        return int(parts[1])
+    return -1
+
+
+def parse_config(data: object, *, source: str = "config") -> BridgeConfig:
+    """Validate a config document; raise ``ConfigError`` listing every problem.
+
+    ``source`` names the document in the error (a file name, ``POST /config``).
+    Beyond the model's own rules, each device's parser is built once with
+    ``iot_bridge.parsers.make_parser`` so that options that do not fit the
+    parser are rejected here, with paths like ``devices.2.parser_options.channel``.
+    """
+    # _issues builds on the models above, so it is imported when first needed.
+    from iot_bridge.config._issues import (  # noqa: PLC0415
+        check_raw_devices,
+        check_valid_devices,
+        issues_from_validation,
+    )
+
+    try:
+        config = BridgeConfig.model_validate(data)
+    except ValidationError as err:
+        issues = issues_from_validation(err)
+        issues.extend(check_raw_devices(data, already_reported=issues))
+        raise ConfigError(sorted(issues, key=_device_index), source) from None
+    issues = sorted(check_valid_devices(config.devices), key=_device_index)
+    if issues:
+        raise ConfigError(issues, source)
+    return config
