@@ -59,8 +59,8 @@ def configure_logging(
 
 
 def get_logger(name: str) -> Any:
-    """A structlog logger bound to ``logger=name``."""
-    return structlog.get_logger(logger=name)
+    """A structlog logger bound to ``logger_name=name``."""
+    return structlog.get_logger(logger_name=name)
 
 
 class RateLimiter:
