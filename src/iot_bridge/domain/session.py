@@ -1,0 +1,810 @@
+"""SessionDetector: one device's session state machine (CONTRACT sections 5 and 6).
+
+The detector is pure: it does no I/O and reads no clock. Every call takes
+``now`` (unix seconds, float) and returns the events it caused, in time order.
+Timers (start/stop debounce, message timeout, heartbeat) fire at their exact
+due times, either from ``tick(now)`` or at the start of the next call.
+
+Decisions where the contract is silent (each pinned by a unit test):
+
+- **Timers before messages.** Every call first fires every timer due at or
+  before ``now`` (so ``tick(t)`` followed by a message at ``t`` gives the same
+  events as the message alone), then applies its input, then fires any timer
+  that input made due at once (a zero debounce). Timers due at the same instant
+  fire in this order: start/stop debounce, message timeout, heartbeat.
+- **Time never runs backwards.** A ``now`` earlier than the latest one the
+  detector has seen is taken as that latest one.
+- **A message without power** (``Reading.power_w is None``) is a sign of life:
+  the last power is held, the energy counter is taken, and it counts as a
+  message for the timeout and for ``device_online``.
+- **Availability online** is a sign of life too (a message without power).
+  **Availability offline** during a session ends it as ``session_timeout`` at
+  once (ending at the last message), then ``device_offline``; while starting it
+  goes back to idle with no session event. Availability offline for a device
+  that was never announced online changes ``online`` to False without an event.
+- **Timeout while starting**: back to idle, no session event (the start was
+  never confirmed), then ``device_offline``. A start debounce shorter than the
+  timeout fires first, so the session starts and then times out.
+- **Timeout (or availability offline, or removal) while stopping** ends the
+  session at its first low reading, as the stop would have: the power was below
+  the standby threshold from then on. The event type still says why
+  (``session_timeout`` / ``reason: "device_removed"``).
+- **The first low reading belongs to the session**: its energy counter and
+  power sample count, and the session ends at its timestamp. Readings of a dip
+  that ends in a stop are rolled back; a dip that recovers counts as time of
+  the state before it (the power samples of the dip count as they were).
+- **Back from stopping**, the state follows the new reading (``working`` if it
+  is at or above the working threshold, else ``standby``).
+- **Heartbeats** are due at ``started_at + k * heartbeat_interval_s``, the first
+  one strictly after the ``session_started`` moment (its interval covers the
+  time since ``started_at``). A heartbeat inside a stop debounce reports the dip
+  as time of the state before it (what it becomes if the power comes back); if
+  the session then stops, the final event (ending at the first low reading) is
+  authoritative. A non-positive interval disables heartbeats.
+- **Energy** is the sum of the positive steps of the device's cumulative
+  counter from the last value known when the session started (the first
+  reading's, else the last one before it); a counter that goes down is a reset
+  and its new value counts as the step. ``None`` until a counter value arrives
+  at or after the session's first reading.
+- **Aggregates**: power is held between readings; time in a class is counted by
+  the class of the held power, ``working_s = min(working time, duration)`` and
+  ``standby_s = duration_s - working_s``. A zero-length session reports
+  ``avg_power_w = peak_power_w``.
+- **Removal** (``remove``) ends a running session at ``now`` (``session_stopped``,
+  ``reason: "device_removed"``); a start in progress is dropped silently; no
+  ``device_offline`` is sent.
+- **Reconfigure** applies thresholds from the next reading; timers already
+  armed keep their due times; the next heartbeat keeps its time and later ones
+  follow the new interval from it; a new timeout applies from the next message.
+- **Restart** (``resume_after_restart``): ``online`` becomes unknown, the silence
+  timer is measured from ``max(last_seen, now)``, a start or stop debounce in
+  progress restarts in full from ``max(its first reading, now)`` (downtime
+  neither confirms nor contradicts), heartbeats missed during the downtime are
+  skipped (the next one's interval covers the gap), the session keeps its id.
+- ``device_online``/``device_offline`` carry ``session_id: null``; they are
+  about the device, not a session.
+- Readings are trusted to be valid (finite, non-negative): the parsers check.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from iot_bridge.domain.events import Event, EventType, iso_utc
+from iot_bridge.domain.readings import Reading
+from iot_bridge.domain.session_config import SessionConfig
+from iot_bridge.domain.session_snapshot import SnapshotReader
+
+__all__ = ["DetectorState", "SessionDetector", "session_id_for"]
+
+_INF = math.inf
+_SNAPSHOT_VERSION = 1
+
+
+class DetectorState(enum.StrEnum):
+    """The detector's states (``GET /devices`` shows their values)."""
+
+    IDLE = "idle"
+    STARTING = "starting"
+    STANDBY = "standby"
+    WORKING = "working"
+    STOPPING = "stopping"
+
+
+# Module-level aliases: `is` against a global is the cheapest state test.
+_IDLE = DetectorState.IDLE
+_STARTING = DetectorState.STARTING
+_STANDBY = DetectorState.STANDBY
+_WORKING = DetectorState.WORKING
+_STOPPING = DetectorState.STOPPING
+_RUNNING = frozenset({_STANDBY, _WORKING, _STOPPING})
+
+
+def session_id_for(device_id: str, started_at: float) -> str:
+    """The deterministic session id of a session: a UUID4-shaped digest of device and start."""
+    digest = hashlib.sha256(f"{device_id}|{started_at!r}".encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
+
+
+def _random_uid() -> str:
+    return str(uuid.uuid4())
+
+
+class SessionDetector:
+    """The session state machine of one device; see the module docstring for the rules."""
+
+    __slots__ = (
+        "_announced_online",
+        "_clock",
+        "_config",
+        "_counter_wh",
+        "_device_id",
+        "_hb_base",
+        "_hb_due",
+        "_hb_interval_s",
+        "_hb_k",
+        "_hb_prev_integral_ws",
+        "_hb_prev_t",
+        "_hb_prev_working_s",
+        "_integral_ws",
+        "_last_seen",
+        "_low_at",
+        "_machine_name",
+        "_message_timeout_s",
+        "_online",
+        "_peak_w",
+        "_power_w",
+        "_prev_state",
+        "_rollback",
+        "_seg_t",
+        "_seg_working",
+        "_session_energy_wh",
+        "_session_id",
+        "_silence_due",
+        "_standby_w",
+        "_start_debounce_s",
+        "_started_at",
+        "_state",
+        "_state_due",
+        "_stop_debounce_s",
+        "_uid_factory",
+        "_working_s",
+        "_working_w",
+    )
+
+    _device_id: str
+    _uid_factory: Callable[[], str]
+    _machine_name: str
+    _config: SessionConfig
+    _standby_w: float
+    _working_w: float
+    _start_debounce_s: float
+    _stop_debounce_s: float
+    _message_timeout_s: float
+    _hb_interval_s: float
+    _state: DetectorState
+    _online: bool | None
+    _announced_online: bool
+    _clock: float
+    _last_seen: float | None
+    _power_w: float | None
+    _counter_wh: float | None
+    _silence_due: float
+    # The session (and a start in progress); reset by _clear_session.
+    _state_due: float
+    _hb_due: float
+    _session_id: str | None
+    _started_at: float
+    _seg_t: float
+    _seg_working: bool
+    _working_s: float
+    _integral_ws: float
+    _peak_w: float
+    _session_energy_wh: float | None
+    _hb_base: float
+    _hb_k: int
+    _hb_prev_t: float
+    _hb_prev_working_s: float
+    _hb_prev_integral_ws: float
+    _prev_state: DetectorState
+    _low_at: float
+    _rollback: tuple[float, float, float, float | None] | None
+
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        machine_name: str,
+        config: SessionConfig,
+        uid_factory: Callable[[], str] = _random_uid,
+    ) -> None:
+        """A detector in ``idle`` that has never heard from its device."""
+        self._device_id = device_id
+        self._uid_factory = uid_factory
+        self._machine_name = machine_name
+        self._config = config
+        self._apply_config(config)
+        self._hb_interval_s = config.heartbeat_interval_s
+        self._state = _IDLE
+        self._online = None
+        self._announced_online = False
+        self._clock = -_INF
+        self._last_seen = None
+        self._power_w = None
+        self._counter_wh = None
+        self._silence_due = _INF
+        self._clear_session()
+
+    # ----------------------------------------------------------------- properties
+
+    @property
+    def device_id(self) -> str:
+        """The device this detector follows."""
+        return self._device_id
+
+    @property
+    def machine_name(self) -> str:
+        """The machine name put on events."""
+        return self._machine_name
+
+    @property
+    def config(self) -> SessionConfig:
+        """The active thresholds and timings."""
+        return self._config
+
+    @property
+    def state(self) -> DetectorState:
+        """The current state."""
+        return self._state
+
+    @property
+    def online(self) -> bool | None:
+        """True/False once known; None before the first message or after a restart."""
+        return self._online
+
+    @property
+    def last_seen(self) -> float | None:
+        """When the device last sent a message (unix seconds), or None."""
+        return self._last_seen
+
+    @property
+    def power_w(self) -> float | None:
+        """The last known power (W), or None before any."""
+        return self._power_w
+
+    @property
+    def session_id(self) -> str | None:
+        """The running session's id; None while idle or starting."""
+        return self._session_id
+
+    # ----------------------------------------------------------------- inputs
+
+    def on_reading(self, now: float, reading: Reading) -> list[Event]:  # noqa: PLR0915 (hot path, inlined)
+        """Fire every timer due at or before ``now``, then apply one device message."""
+        if now < self._clock:
+            now = self._clock
+        else:
+            self._clock = now
+        events: list[Event] = []
+        if now >= self._state_due or now >= self._silence_due or now >= self._hb_due:
+            self._advance(now, events)
+        self._last_seen = now
+        self._silence_due = now + self._message_timeout_s
+        if self._online is not True:
+            self._come_online(now, events)
+        state = self._state
+        energy = reading.energy_wh
+        if energy is not None:
+            counter = self._counter_wh
+            if counter is None:
+                step = 0.0
+            elif energy >= counter:
+                step = energy - counter
+            else:
+                step = energy  # the counter was reset: count from 0
+            self._counter_wh = energy
+            if state is not _IDLE:
+                total = self._session_energy_wh
+                self._session_energy_wh = step if total is None else total + step
+        power = reading.power_w
+        if power is None:
+            return events
+        if state is _IDLE:
+            self._power_w = power
+            if power >= self._standby_w:
+                self._begin_starting(now, power, energy is not None, events)
+            return events
+        # Close the open segment: the previous power was held until now.
+        elapsed = now - self._seg_t
+        self._integral_ws += self._power_w * elapsed  # type: ignore[operator]
+        if self._seg_working:
+            self._working_s += elapsed
+        self._seg_t = now
+        self._power_w = power
+        if power > self._peak_w:  # noqa: PLR1730 (a compare is cheaper than max())
+            self._peak_w = power
+        if state is _WORKING:
+            if power >= self._working_w:
+                return events
+            if power >= self._standby_w:
+                self._state = _STANDBY
+                self._seg_working = False
+            else:
+                self._begin_stopping(now, state, events)
+        elif state is _STANDBY:
+            if power < self._standby_w:
+                self._begin_stopping(now, state, events)
+            elif power >= self._working_w:
+                self._state = _WORKING
+                self._seg_working = True
+        elif state is _STARTING:
+            if power < self._standby_w:
+                self._clear_session()  # never confirmed: no event
+            else:
+                self._seg_working = power >= self._working_w
+        elif power >= self._standby_w:  # stopping, and the power is back
+            self._seg_working = power >= self._working_w
+            self._state = _WORKING if self._seg_working else _STANDBY
+            self._state_due = _INF
+            self._rollback = None
+        return events
+
+    def on_availability(self, now: float, online: bool) -> list[Event]:
+        """Apply the device's availability topic (online/offline)."""
+        now = self._advance_clock(now)
+        events: list[Event] = []
+        self._advance(now, events)
+        if online:
+            self._last_seen = now
+            self._silence_due = now + self._message_timeout_s
+            if self._online is not True:
+                self._come_online(now, events)
+        else:
+            self._go_silent(now, events)
+            self._online = False
+        return events
+
+    def next_deadline(self) -> float | None:
+        """The earliest time at which ``tick`` has something to do, or None."""
+        due = min(self._state_due, self._silence_due, self._hb_due)
+        return None if due == _INF else due
+
+    def tick(self, now: float) -> list[Event]:
+        """Fire every timer due at or before ``now``, each at its due time, in time order."""
+        now = self._advance_clock(now)
+        events: list[Event] = []
+        self._advance(now, events)
+        return events
+
+    def remove(self, now: float) -> list[Event]:
+        """The device was removed: end a running session (``reason: "device_removed"``)."""
+        now = self._advance_clock(now)
+        events: list[Event] = []
+        self._advance(now, events)
+        state = self._state
+        if state is _STARTING:
+            self._clear_session()
+        elif state is not _IDLE:
+            self._end_session(now, now, "device_removed", EventType.SESSION_STOPPED, events)
+        return events
+
+    def reconfigure(self, *, machine_name: str, config: SessionConfig) -> None:
+        """Take new thresholds (from the next reading on) and a new machine name."""
+        self._machine_name = machine_name
+        self._config = config
+        self._apply_config(config)
+        self._set_heartbeat_interval(config.heartbeat_interval_s)
+
+    def resume_after_restart(self, now: float) -> None:
+        """The bridge restarted: forget ``online`` and do not count the downtime.
+
+        Silence is measured from ``max(last_seen, now)``; a debounce in progress
+        restarts in full; heartbeats missed during the downtime are skipped.
+        """
+        now = self._advance_clock(now)
+        self._online = None
+        if self._silence_due != _INF and self._last_seen is not None:
+            self._silence_due = max(self._last_seen, now) + self._message_timeout_s
+        state = self._state
+        if state is _STARTING:
+            self._state_due = max(self._started_at, now) + self._start_debounce_s
+        elif state is _STOPPING:
+            self._state_due = max(self._low_at, now) + self._stop_debounce_s
+        if self._hb_due < now:
+            self._hb_k = self._first_heartbeat_after(now)
+            self._hb_due = self._hb_base + self._hb_k * self._hb_interval_s
+
+    # ----------------------------------------------------------------- timers
+
+    def _advance_clock(self, now: float) -> float:
+        if now < self._clock:
+            return self._clock
+        self._clock = now
+        return now
+
+    def _advance(self, now: float, events: list[Event]) -> None:
+        """Fire due timers in time order; ties: debounce, then timeout, then heartbeat."""
+        while True:
+            state_due = self._state_due
+            silence_due = self._silence_due
+            hb_due = self._hb_due
+            if state_due <= silence_due and state_due <= hb_due:
+                if state_due > now:
+                    return
+                if self._state is _STARTING:
+                    self._confirm_start(state_due, events)
+                else:
+                    self._end_session(
+                        state_due, self._low_at, "power_off", EventType.SESSION_STOPPED, events
+                    )
+            elif silence_due <= hb_due:
+                if silence_due > now:
+                    return
+                self._go_silent(silence_due, events)
+            else:
+                if hb_due > now:
+                    return
+                self._heartbeat(hb_due, events)
+
+    def _confirm_start(self, at: float, events: list[Event]) -> None:
+        state = _WORKING if self._seg_working else _STANDBY
+        self._state = state
+        self._state_due = _INF
+        started_at = self._started_at
+        self._session_id = session_id_for(self._device_id, started_at)
+        self._hb_base = started_at
+        self._hb_prev_t = started_at
+        self._hb_prev_working_s = 0.0
+        self._hb_prev_integral_ws = 0.0
+        if self._hb_interval_s > 0:
+            self._hb_k = self._first_heartbeat_after(at)
+            self._hb_due = started_at + self._hb_k * self._hb_interval_s
+        data = {
+            "started_at": iso_utc(started_at),
+            "state": state.value,
+            "power_w": _float_or_none(self._power_w),
+        }
+        self._emit(EventType.SESSION_STARTED, at, data, events)
+
+    def _heartbeat(self, at: float, events: list[Event]) -> None:
+        elapsed = at - self._seg_t
+        power = self._power_w
+        assert power is not None  # a running session always has a power
+        working = self._working_s + elapsed if self._seg_working else self._working_s
+        integral = self._integral_ws + power * elapsed
+        duration = at - self._started_at
+        session_working = min(working, duration)
+        interval = at - self._hb_prev_t
+        interval_working = min(max(working - self._hb_prev_working_s, 0.0), interval)
+        interval_avg = (integral - self._hb_prev_integral_ws) / interval if interval > 0 else power
+        data = {
+            "state": self._state.value,
+            "power_w": float(power),
+            "interval_s": float(interval),
+            "interval_avg_power_w": float(interval_avg),
+            "interval_working_s": float(interval_working),
+            "interval_standby_s": float(interval - interval_working),
+            "session_duration_s": float(duration),
+            "session_working_s": float(session_working),
+            "session_standby_s": float(duration - session_working),
+            "session_energy_wh": _float_or_none(self._session_energy_wh),
+        }
+        self._hb_prev_t = at
+        self._hb_prev_working_s = working
+        self._hb_prev_integral_ws = integral
+        self._hb_k += 1
+        self._hb_due = self._hb_base + self._hb_k * self._hb_interval_s
+        self._emit(EventType.SESSION_HEARTBEAT, at, data, events)
+
+    def _first_heartbeat_after(self, after: float) -> int:
+        """The smallest k >= 1 with ``hb_base + k * interval > after``."""
+        base = self._hb_base
+        interval = self._hb_interval_s
+        k = max(int((after - base) // interval) + 1, 1)
+        while k > 1 and base + (k - 1) * interval > after:
+            k -= 1
+        while base + k * interval <= after:
+            k += 1
+        return k
+
+    def _set_heartbeat_interval(self, interval: float) -> None:
+        if interval == self._hb_interval_s:
+            return
+        self._hb_interval_s = interval
+        if self._state not in _RUNNING:
+            return
+        if interval <= 0:
+            self._hb_due = _INF
+        elif self._hb_due != _INF:
+            self._hb_base = self._hb_due  # the next heartbeat keeps its time
+            self._hb_k = 0
+        else:  # heartbeats were disabled: resume the schedule from started_at
+            self._hb_base = self._started_at
+            self._hb_k = self._first_heartbeat_after(max(self._clock, self._hb_prev_t))
+            self._hb_due = self._hb_base + self._hb_k * interval
+
+    # ----------------------------------------------------------------- transitions
+
+    def _begin_starting(
+        self, now: float, power: float, has_energy: bool, events: list[Event]
+    ) -> None:
+        self._state = _STARTING
+        self._started_at = float(now)  # its repr names the session: 5 and 5.0 must agree
+        self._seg_t = now
+        self._seg_working = power >= self._working_w
+        self._working_s = 0.0
+        self._integral_ws = 0.0
+        self._peak_w = power
+        # The counter at the first reading is the baseline; without one, the last known.
+        self._session_energy_wh = 0.0 if has_energy else None
+        self._state_due = now + self._start_debounce_s
+        if self._state_due <= now:
+            self._advance(now, events)
+
+    def _begin_stopping(self, now: float, previous: DetectorState, events: list[Event]) -> None:
+        self._prev_state = previous
+        self._state = _STOPPING
+        self._low_at = now
+        self._rollback = (
+            self._working_s,
+            self._integral_ws,
+            self._peak_w,
+            self._session_energy_wh,
+        )
+        self._state_due = now + self._stop_debounce_s
+        if self._state_due <= now:
+            self._advance(now, events)
+
+    def _end_session(
+        self,
+        at: float,
+        ended_at: float,
+        reason: str,
+        event_type: EventType,
+        events: list[Event],
+    ) -> None:
+        """End the running session at ``ended_at`` (the first low reading when stopping)."""
+        if self._state is _STOPPING:
+            assert self._rollback is not None
+            ended_at = self._low_at
+            self._working_s, self._integral_ws, self._peak_w, self._session_energy_wh = (
+                self._rollback
+            )
+        else:
+            elapsed = ended_at - self._seg_t
+            self._integral_ws += self._power_w * elapsed  # type: ignore[operator]
+            if self._seg_working:
+                self._working_s += elapsed
+        started_at = self._started_at
+        duration = ended_at - started_at
+        working = min(self._working_s, duration)
+        data = {
+            "started_at": iso_utc(started_at),
+            "ended_at": iso_utc(ended_at),
+            "duration_s": float(duration),
+            "working_s": float(working),
+            "standby_s": float(duration - working),
+            "avg_power_w": float(self._integral_ws / duration if duration > 0 else self._peak_w),
+            "peak_power_w": float(self._peak_w),
+            "energy_wh": _float_or_none(self._session_energy_wh),
+            "reason": reason,
+        }
+        session_id = self._session_id
+        self._clear_session()
+        self._events_append(event_type, at, session_id, data, events)
+
+    def _go_silent(self, at: float, events: list[Event]) -> None:
+        """Silence or availability offline: end what runs, then ``device_offline`` once."""
+        state = self._state
+        if state is _STARTING:
+            self._clear_session()
+        elif state is not _IDLE:
+            last_seen = self._last_seen
+            assert last_seen is not None
+            self._end_session(at, last_seen, "timeout", EventType.SESSION_TIMEOUT, events)
+        self._silence_due = _INF
+        if self._announced_online:
+            self._announced_online = False
+            self._online = False
+            last = self._last_seen
+            data = {"last_seen": iso_utc(last) if last is not None else None}
+            self._events_append(EventType.DEVICE_OFFLINE, at, None, data, events)
+
+    def _come_online(self, now: float, events: list[Event]) -> None:
+        self._online = True
+        self._announced_online = True
+        self._events_append(EventType.DEVICE_ONLINE, now, None, {"last_seen": iso_utc(now)}, events)
+
+    def _clear_session(self) -> None:
+        self._state = _IDLE
+        self._state_due = _INF
+        self._hb_due = _INF
+        self._session_id = None
+        self._started_at = 0.0
+        self._seg_t = 0.0
+        self._seg_working = False
+        self._working_s = 0.0
+        self._integral_ws = 0.0
+        self._peak_w = 0.0
+        self._session_energy_wh = None
+        self._hb_base = 0.0
+        self._hb_k = 0
+        self._hb_prev_t = 0.0
+        self._hb_prev_working_s = 0.0
+        self._hb_prev_integral_ws = 0.0
+        self._prev_state = _IDLE
+        self._low_at = 0.0
+        self._rollback = None
+
+    def _apply_config(self, config: SessionConfig) -> None:
+        self._standby_w = config.standby_threshold_w
+        self._working_w = config.working_threshold_w
+        self._start_debounce_s = config.start_debounce_s
+        self._stop_debounce_s = config.stop_debounce_s
+        self._message_timeout_s = config.message_timeout_s
+
+    def _emit(
+        self, event_type: EventType, at: float, data: dict[str, Any], events: list[Event]
+    ) -> None:
+        self._events_append(event_type, at, self._session_id, data, events)
+
+    def _events_append(
+        self,
+        event_type: EventType,
+        at: float,
+        session_id: str | None,
+        data: dict[str, Any],
+        events: list[Event],
+    ) -> None:
+        events.append(
+            Event(
+                event_uid=self._uid_factory(),
+                event_type=event_type,
+                device_id=self._device_id,
+                machine_name=self._machine_name,
+                session_id=session_id,
+                timestamp=float(at),
+                data=data,
+            )
+        )
+
+    # ----------------------------------------------------------------- persistence
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as JSON-ready plain data (``restore`` takes it back)."""
+        state = self._state
+        session: dict[str, Any] | None = None
+        if state is not _IDLE:
+            stopping: dict[str, Any] | None = None
+            if state is _STOPPING:
+                assert self._rollback is not None
+                working, integral, peak, energy = self._rollback
+                stopping = {
+                    "low_at": self._low_at,
+                    "prev_state": self._prev_state.value,
+                    "working_s": working,
+                    "integral_ws": integral,
+                    "peak_w": peak,
+                    "energy_wh": energy,
+                }
+            session = {
+                "session_id": self._session_id,
+                "started_at": self._started_at,
+                "state_due": _finite_or_none(self._state_due),
+                "seg_t": self._seg_t,
+                "seg_working": self._seg_working,
+                "working_s": self._working_s,
+                "integral_ws": self._integral_ws,
+                "peak_w": self._peak_w,
+                "energy_wh": self._session_energy_wh,
+                "hb_due": _finite_or_none(self._hb_due),
+                "hb_base": self._hb_base,
+                "hb_k": self._hb_k,
+                "hb_prev_t": self._hb_prev_t,
+                "hb_prev_working_s": self._hb_prev_working_s,
+                "hb_prev_integral_ws": self._hb_prev_integral_ws,
+                "stopping": stopping,
+            }
+        return {
+            "version": _SNAPSHOT_VERSION,
+            "device_id": self._device_id,
+            "state": state.value,
+            "online": self._online,
+            "announced_online": self._announced_online,
+            "clock": _finite_or_none(self._clock),
+            "last_seen": self._last_seen,
+            "power_w": self._power_w,
+            "energy_counter_wh": self._counter_wh,
+            "silence_due": _finite_or_none(self._silence_due),
+            "heartbeat_interval_s": self._hb_interval_s,
+            "session": session,
+        }
+
+    @classmethod
+    def restore(
+        cls,
+        data: Mapping[str, Any],
+        *,
+        device_id: str,
+        machine_name: str,
+        config: SessionConfig,
+        uid_factory: Callable[[], str] = _random_uid,
+    ) -> SessionDetector:
+        """Rebuild a detector from ``snapshot()`` data; ValueError if the data is corrupt.
+
+        With the same config, the restored detector gives exactly the events the
+        original would have; a different config applies as ``reconfigure`` would.
+        """
+        detector = cls(
+            device_id=device_id, machine_name=machine_name, config=config, uid_factory=uid_factory
+        )
+        reader = SnapshotReader(data, "snapshot")
+        if reader.integer("version") != _SNAPSHOT_VERSION:
+            raise ValueError("snapshot: unsupported version")
+        if reader.string("device_id") != device_id:
+            raise ValueError(f"snapshot: belongs to another device, not {device_id!r}")
+        state = reader.choice("state", DetectorState)
+        detector._online = reader.optional_bool("online")
+        detector._announced_online = reader.boolean("announced_online")
+        clock = reader.optional_number("clock")
+        detector._clock = -_INF if clock is None else clock
+        detector._last_seen = reader.optional_number("last_seen")
+        detector._power_w = reader.optional_number("power_w")
+        detector._counter_wh = reader.optional_number("energy_counter_wh")
+        silence_due = reader.optional_number("silence_due")
+        detector._silence_due = _INF if silence_due is None else silence_due
+        detector._hb_interval_s = reader.number("heartbeat_interval_s")
+        session = reader.optional_mapping("session")
+        reader.check(
+            detector._online is None or detector._online == detector._announced_online,
+            "online and announced_online disagree",
+        )
+        reader.check(
+            (silence_due is not None) == detector._announced_online,
+            "silence_due must be set exactly when the device is announced online",
+        )
+        reader.check(
+            not detector._announced_online or detector._last_seen is not None,
+            "an announced device needs last_seen",
+        )
+        reader.check((session is not None) == (state is not _IDLE), "session does not fit state")
+        if session is not None:
+            detector._restore_session(state, session)
+        detector._set_heartbeat_interval(config.heartbeat_interval_s)
+        return detector
+
+    def _restore_session(self, state: DetectorState, reader: SnapshotReader) -> None:
+        reader.check(self._announced_online, "a session needs an announced-online device")
+        reader.check(self._power_w is not None, "a session needs power_w")
+        self._state = state
+        session_id = reader.optional_string("session_id")
+        reader.check((session_id is None) == (state is _STARTING), "session_id does not fit state")
+        self._session_id = session_id
+        self._started_at = reader.number("started_at")
+        state_due = reader.optional_number("state_due")
+        reader.check(
+            (state_due is None) != (state in (_STARTING, _STOPPING)),
+            "state_due does not fit state",
+        )
+        self._state_due = _INF if state_due is None else state_due
+        self._seg_t = reader.number("seg_t")
+        self._seg_working = reader.boolean("seg_working")
+        self._working_s = reader.number("working_s")
+        self._integral_ws = reader.number("integral_ws")
+        self._peak_w = reader.number("peak_w")
+        self._session_energy_wh = reader.optional_number("energy_wh")
+        hb_due = reader.optional_number("hb_due")
+        reader.check(hb_due is None or state is not _STARTING, "hb_due set while starting")
+        self._hb_due = _INF if hb_due is None else hb_due
+        self._hb_base = reader.number("hb_base")
+        self._hb_k = reader.integer("hb_k")
+        reader.check(self._hb_k >= 0, "hb_k must be >= 0")
+        self._hb_prev_t = reader.number("hb_prev_t")
+        self._hb_prev_working_s = reader.number("hb_prev_working_s")
+        self._hb_prev_integral_ws = reader.number("hb_prev_integral_ws")
+        stopping = reader.optional_mapping("stopping")
+        reader.check((stopping is not None) == (state is _STOPPING), "stopping does not fit state")
+        if stopping is not None:
+            self._low_at = stopping.number("low_at")
+            previous = stopping.choice("prev_state", DetectorState)
+            stopping.check(previous in (_STANDBY, _WORKING), "prev_state must be standby/working")
+            self._prev_state = previous
+            self._rollback = (
+                stopping.number("working_s"),
+                stopping.number("integral_ws"),
+                stopping.number("peak_w"),
+                stopping.optional_number("energy_wh"),
+            )
+
+
+def _float_or_none(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _finite_or_none(value: float) -> float | None:
+    return None if math.isinf(value) else value
