@@ -1,0 +1,152 @@
+"""The ingestor: routing, parsing, detection, timers, snapshots and counters, without I/O."""
+
+from dataclasses import dataclass
+
+from iot_bridge.domain.session_config import SessionConfig
+from iot_bridge.service.ingest import DeviceSpec, Ingestor
+
+CONFIG = SessionConfig(
+    standby_threshold_w=5.0,
+    working_threshold_w=50.0,
+    start_debounce_s=3.0,
+    stop_debounce_s=15.0,
+    message_timeout_s=60.0,
+    heartbeat_interval_s=300.0,
+)
+
+
+@dataclass
+class Msg:
+    topic: str
+    payload: bytes
+
+
+def spec(device_id: str, prefix: str, **changes: object) -> DeviceSpec:
+    values: dict[str, object] = {
+        "device_id": device_id,
+        "machine_name": device_id.title(),
+        "mqtt_topic": f"{prefix}/status/pm1:0",
+        "parser_type": "shelly_pm",
+        "parser_options": {},
+        "session_config": CONFIG,
+    }
+    values.update(changes)
+    return DeviceSpec(**values)  # type: ignore[arg-type]
+
+
+def power(prefix: str, watts: float) -> Msg:
+    return Msg(f"{prefix}/status/pm1:0", b'{"id":0,"apower":%f}' % watts)
+
+
+def test_subscriptions_cover_data_and_availability_topics() -> None:
+    """Each Shelly Gen2+ device subscribes its status topic and its <prefix>/online topic."""
+    ingestor = Ingestor()
+    ingestor.apply_devices([spec("mill", "a"), spec("laser", "b")], 0.0)
+    assert ingestor.subscriptions == {
+        "a/status/pm1:0",
+        "a/online",
+        "b/status/pm1:0",
+        "b/online",
+    }
+
+
+def test_messages_reach_only_their_device_and_timers_fire_on_tick() -> None:
+    """A reading drives its own device; tick() fires the start debounce at its due time."""
+    ingestor = Ingestor()
+    ingestor.apply_devices([spec("mill", "a"), spec("laser", "b")], 0.0)
+    events = ingestor.handle([power("a", 200.0)], 10.0)
+    assert [str(e.event_type) for e in events] == ["device_online"]
+    assert ingestor.next_deadline() == 13.0
+    started = ingestor.tick(13.0)
+    assert [(str(e.event_type), e.device_id, e.timestamp) for e in started] == [
+        ("session_started", "mill", 13.0)
+    ]
+    laser = ingestor.detector("laser")
+    assert laser is not None and laser.last_seen is None
+
+
+def test_availability_topic_marks_device_offline() -> None:
+    """'false' on <prefix>/online gives device_offline once."""
+    ingestor = Ingestor()
+    ingestor.apply_devices([spec("mill", "a")], 0.0)
+    ingestor.handle([power("a", 0.0)], 1.0)
+    events = ingestor.handle([Msg("a/online", b"false")], 2.0)
+    assert [str(e.event_type) for e in events] == ["device_offline"]
+
+
+def test_rejected_payloads_are_counted_and_change_nothing() -> None:
+    """A malformed message is counted per parser and reason; the detector is untouched."""
+    ingestor = Ingestor()
+    ingestor.apply_devices([spec("mill", "a")], 0.0)
+    ingestor.take_changes()
+    events = ingestor.handle([Msg("a/status/pm1:0", b"{oops"), Msg("a/status/pm1:0", b"\xff")], 1.0)
+    assert events == []
+    assert ingestor.take_changes() == {}
+    counters = ingestor.drain_counters()
+    assert sum(counters.rejected.values()) == 2
+    assert all(parser == "shelly_pm" for parser, _ in counters.rejected)
+    assert sum(counters.received.values()) == 0
+
+
+def test_take_changes_snapshots_touched_devices_once() -> None:
+    """Only devices touched since the last call are snapshotted; removed ones map to None."""
+    ingestor = Ingestor()
+    ingestor.apply_devices([spec("mill", "a"), spec("laser", "b")], 0.0)
+    assert set(ingestor.take_changes()) == {"mill", "laser"}
+    ingestor.handle([power("a", 1.0), power("a", 2.0)], 1.0)
+    changes = ingestor.take_changes()
+    assert list(changes) == ["mill"] and changes["mill"] is not None
+    ingestor.apply_devices([spec("laser", "b")], 2.0)
+    assert ingestor.take_changes()["mill"] is None
+
+
+def test_removing_a_device_ends_its_session() -> None:
+    """A device dropped by a config push ends its running session with reason device_removed."""
+    ingestor = Ingestor()
+    ingestor.apply_devices([spec("mill", "a")], 0.0)
+    ingestor.handle([power("a", 200.0)], 1.0)
+    ingestor.tick(4.0)
+    events = ingestor.apply_devices([], 10.0)
+    assert [str(e.event_type) for e in events] == ["session_stopped"]
+    assert events[0].data["reason"] == "device_removed"
+    assert ingestor.subscriptions == frozenset()
+
+
+def test_reconfigure_keeps_the_running_session() -> None:
+    """Changing thresholds of a kept device does not end its session."""
+    ingestor = Ingestor()
+    ingestor.apply_devices([spec("mill", "a")], 0.0)
+    ingestor.handle([power("a", 200.0)], 1.0)
+    ingestor.tick(4.0)
+    detector = ingestor.detector("mill")
+    assert detector is not None
+    session_id = detector.session_id
+    new = SessionConfig(standby_threshold_w=10.0, working_threshold_w=500.0)
+    assert ingestor.apply_devices([spec("mill", "a", session_config=new)], 5.0) == []
+    assert detector.session_id == session_id
+    assert detector.config == new
+
+
+def test_restore_continues_a_session_after_restart() -> None:
+    """Snapshots restored into a new ingestor keep the session id; the next message says online."""
+    first = Ingestor()
+    first.apply_devices([spec("mill", "a")], 0.0)
+    first.handle([power("a", 200.0)], 1.0)
+    first.tick(4.0)
+    snapshots = first.take_changes()
+    session_id = first.detector("mill").session_id  # type: ignore[union-attr]
+
+    second = Ingestor()
+    second.apply_devices([spec("mill", "a")], 100.0)
+    assert second.restore({k: v for k, v in snapshots.items() if v}, 100.0) == []
+    events = second.handle([power("a", 200.0)], 101.0)
+    assert [str(e.event_type) for e in events] == ["device_online"]
+    assert second.detector("mill").session_id == session_id  # type: ignore[union-attr]
+
+
+def test_restore_drops_unknown_and_corrupt_snapshots() -> None:
+    """A snapshot for an unconfigured device, or one that is corrupt, is reported and not used."""
+    ingestor = Ingestor()
+    ingestor.apply_devices([spec("mill", "a")], 0.0)
+    unusable = ingestor.restore({"ghost": {"x": 1}, "mill": {"garbage": True}}, 1.0)
+    assert sorted(unusable) == ["ghost", "mill"]
