@@ -1,0 +1,540 @@
+"""The durable store: the outbox of events and the detector snapshots, in SQLite (WAL).
+
+One file, ``<data-dir>/bridge.db``. ``EventStore.commit`` writes a batch of new
+events and the detector snapshots they changed in ONE transaction and returns
+only when it is durable; the ingestor acknowledges MQTT messages after that.
+
+Durability: the commit of new events runs with ``synchronous=FULL`` (the WAL
+is fsynced, so a committed event survives ``kill -9`` and power loss). The
+bookkeeping writes of delivery (``mark_*``, ``retry_dead``, ``prune``) run with
+``synchronous=NORMAL``: they survive ``kill -9`` (the WAL write is in the OS
+cache) and a power loss can only undo them, which re-sends an event with the
+same ``event_uid`` — at-least-once still holds. See benchmarks/RESULTS.md.
+
+Threads: one writer connection and one reader connection, each behind its own
+lock, both usable from any thread. In WAL mode readers never wait for the
+writer, so the HTTP API can read while a commit is being fsynced.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from iot_bridge.domain.events import Event
+from iot_bridge.errors import StoreError
+from iot_bridge.logs import get_logger
+
+log = get_logger(__name__)
+
+DB_FILENAME = "bridge.db"
+SCHEMA_VERSION = 1
+FLAG_AFTER_ATTEMPTS = 10
+DEFAULT_RETENTION_S = 30 * 86400.0
+
+STATUS_PENDING = "pending"
+STATUS_DELIVERED = "delivered"
+STATUS_DEAD = "dead"
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS events (
+    seq             INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_uid       TEXT NOT NULL UNIQUE,
+    device_id       TEXT NOT NULL,
+    event_type      TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error      TEXT,
+    created_at      REAL NOT NULL,
+    delivered_at    REAL
+);
+CREATE INDEX IF NOT EXISTS events_pending_by_device
+    ON events (device_id, seq) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS events_dead ON events (seq) WHERE status = 'dead';
+CREATE INDEX IF NOT EXISTS events_flagged
+    ON events (attempts) WHERE status = 'pending' AND attempts >= {FLAG_AFTER_ATTEMPTS};
+CREATE INDEX IF NOT EXISTS events_delivered_at
+    ON events (delivered_at) WHERE status = 'delivered';
+CREATE TABLE IF NOT EXISTS snapshots (
+    device_id  TEXT PRIMARY KEY,
+    state      TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+_COLUMNS = (
+    "seq, event_uid, device_id, event_type, payload, status, attempts,"
+    " next_attempt_at, last_error, created_at, delivered_at"
+)
+
+# The oldest pending event of each device, found by a skip-scan over the partial
+# index (one index probe per device) instead of a scan of every pending row:
+# an outage of hours may leave 100,000s pending.
+_HEADS = """
+WITH RECURSIVE devices(device_id) AS (
+    SELECT MIN(device_id) FROM events WHERE status = 'pending'
+    UNION ALL
+    SELECT (SELECT MIN(device_id) FROM events
+            WHERE status = 'pending' AND device_id > devices.device_id)
+    FROM devices WHERE devices.device_id IS NOT NULL
+),
+heads(seq) AS (
+    SELECT (SELECT MIN(seq) FROM events
+            WHERE status = 'pending' AND device_id = devices.device_id)
+    FROM devices WHERE devices.device_id IS NOT NULL
+)
+"""
+
+_INSERT_EVENT = (
+    "INSERT INTO events (event_uid, device_id, event_type, payload, status, attempts,"
+    " next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)"
+    " ON CONFLICT (event_uid) DO NOTHING"
+)
+_UPSERT_SNAPSHOT = (
+    "INSERT INTO snapshots (device_id, state, updated_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (device_id) DO UPDATE SET state = excluded.state,"
+    " updated_at = excluded.updated_at"
+)
+
+_Row = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event in the outbox with its delivery state.
+
+    ``payload`` is the EVENT object of CONTRACT section 6 (``Event.to_dict()``);
+    ``attempts`` counts failed delivery tries.
+    """
+
+    seq: int
+    event_uid: str
+    device_id: str
+    event_type: str
+    payload: dict[str, Any]
+    status: str
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    created_at: float
+    delivered_at: float | None
+
+    @property
+    def flagged(self) -> bool:
+        """True when the event failed 10 or more times and is still being retried."""
+        return self.status == STATUS_PENDING and self.attempts >= FLAG_AFTER_ATTEMPTS
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """Counts for /health and /metrics."""
+
+    pending: int
+    dead: int
+    flagged: int
+    oldest_pending_age_s: float | None
+
+
+def _to_stored(row: _Row) -> StoredEvent:
+    return StoredEvent(
+        seq=row[0],
+        event_uid=row[1],
+        device_id=row[2],
+        event_type=row[3],
+        payload=orjson.loads(row[4]),
+        status=row[5],
+        attempts=row[6],
+        next_attempt_at=row[7],
+        last_error=row[8],
+        created_at=row[9],
+        delivered_at=row[10],
+    )
+
+
+def _describe(err: sqlite3.Error) -> str:
+    name = getattr(err, "sqlite_errorname", "") or type(err).__name__
+    return f"{err} ({name})"
+
+
+def _prepare_dir(data_dir: Path) -> None:
+    """Create the data dir if missing and prove a file can be written in it."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StoreError(f"data dir {data_dir} cannot be created: {err.strerror or err}") from err
+    if not data_dir.is_dir():
+        raise StoreError(f"data dir {data_dir} is not a directory")
+    probe = data_dir / f".write-probe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, b"ok")
+        finally:
+            os.close(fd)
+        probe.unlink()
+    except OSError as err:
+        raise StoreError(f"data dir {data_dir} is not writable: {err.strerror or err}") from err
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a newly created file's directory entry durable (power loss)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _connect(db_path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False, timeout=10.0)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return conn
+
+
+# SQL text below is built only from module constants and "?" placeholders (hence the
+# S608 exemptions); every value is a bound parameter.
+
+
+class EventStore:
+    """The outbox and the detector snapshots. Open with ``EventStore.open(data_dir)``.
+
+    Every method is thread-safe. Failures of the database raise ``StoreError``.
+    """
+
+    def __init__(
+        self,
+        db_path: Path,
+        writer: sqlite3.Connection,
+        reader: sqlite3.Connection,
+        *,
+        retention_s: float,
+    ) -> None:
+        """Use ``EventStore.open``; this takes already prepared connections."""
+        self.path = db_path
+        self.retention_s = retention_s
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = threading.Lock()
+        self._read_lock = threading.Lock()
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @classmethod
+    def open(cls, data_dir: Path, *, retention_s: float = DEFAULT_RETENTION_S) -> EventStore:
+        """Open (or create) the store in ``data_dir``, creating the dir if missing.
+
+        Raises ``StoreError`` naming the path when the dir cannot be created or
+        written, or the database is corrupt, not SQLite, or from a newer version.
+        """
+        if not retention_s > 0:
+            raise StoreError(f"retention must be a positive number of seconds, got {retention_s}")
+        data_dir = Path(data_dir)
+        _prepare_dir(data_dir)
+        db_path = data_dir / DB_FILENAME
+        created = not db_path.exists()
+        writer: sqlite3.Connection | None = None
+        reader: sqlite3.Connection | None = None
+        try:
+            writer = _connect(db_path)
+            mode = writer.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"database {db_path} cannot use WAL mode (got {mode})")
+            writer.execute("PRAGMA synchronous = FULL")
+            writer.execute("PRAGMA journal_size_limit = 67108864")
+            version = writer.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"database {db_path} was written by a newer iot-bridge "
+                    f"(schema {version}, this one knows {SCHEMA_VERSION})"
+                )
+            writer.executescript(
+                f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            )
+            writer.execute("PRAGMA synchronous = NORMAL")
+            reader = _connect(db_path)
+            reader.execute("PRAGMA query_only = ON")
+            reader.execute("SELECT COUNT(*) FROM snapshots").fetchone()
+        except sqlite3.Error as err:
+            for conn in (reader, writer):
+                if conn is not None:
+                    conn.close()
+            raise StoreError(_open_error_message(db_path, err)) from err
+        except StoreError:
+            for conn in (reader, writer):
+                if conn is not None:
+                    conn.close()
+            raise
+        if created:
+            _fsync_dir(data_dir)
+        log.info("store_opened", path=str(db_path), created=created)
+        return cls(db_path, writer, reader, retention_s=retention_s)
+
+    def close(self) -> None:
+        """Close both connections; further calls raise ``StoreError``."""
+        with self._write_lock, self._read_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._reader.close()
+            self._writer.close()
+
+    # -- plumbing ------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self, what: str, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One write transaction; ``durable`` fsyncs the WAL on commit."""
+        with self._write_lock:
+            if self._closed:
+                raise StoreError(f"store {self.path} is closed")
+            conn = self._writer
+            try:
+                if durable:
+                    conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as err:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise StoreError(f"{what} failed on {self.path}: {_describe(err)}") from err
+            finally:
+                if durable:
+                    conn.execute("PRAGMA synchronous = NORMAL")
+
+    def _query(self, what: str, sql: str, params: Sequence[Any] = ()) -> list[_Row]:
+        with self._read_lock:
+            if self._closed:
+                raise StoreError(f"store {self.path} is closed")
+            try:
+                return self._reader.execute(sql, params).fetchall()
+            except sqlite3.Error as err:
+                raise StoreError(f"{what} failed on {self.path}: {_describe(err)}") from err
+
+    # -- ingest side ---------------------------------------------------------------
+
+    def commit(
+        self,
+        events: Sequence[Event],
+        snapshots: Mapping[str, Mapping[str, Any] | None] | None = None,
+        *,
+        now: float,
+    ) -> None:
+        """Write new events (pending) and detector snapshots in ONE durable transaction.
+
+        ``snapshots`` maps device_id to its detector snapshot, or ``None`` to
+        delete it. Durable (fsynced) when this returns. An event whose
+        ``event_uid`` is already stored is skipped, so a commit may be repeated.
+        Raises ``StoreError`` and writes nothing when any part cannot be stored.
+        """
+        try:
+            event_rows = [
+                (
+                    event.event_uid,
+                    event.device_id,
+                    str(event.event_type),
+                    orjson.dumps(event.to_dict()).decode(),
+                    now,
+                    now,
+                )
+                for event in events
+            ]
+            snapshot_rows = [
+                (device_id, None if state is None else orjson.dumps(dict(state)).decode())
+                for device_id, state in (snapshots or {}).items()
+            ]
+        except (TypeError, ValueError) as err:
+            raise StoreError(f"commit refused, a value is not JSON-serialisable: {err}") from err
+        if not event_rows and not snapshot_rows:
+            return
+        with self._write("commit", durable=True) as conn:
+            if event_rows:
+                conn.executemany(_INSERT_EVENT, event_rows)
+            upserts = [(d, s, now) for d, s in snapshot_rows if s is not None]
+            deletes = [(d,) for d, s in snapshot_rows if s is None]
+            if upserts:
+                conn.executemany(_UPSERT_SNAPSHOT, upserts)
+            if deletes:
+                conn.executemany("DELETE FROM snapshots WHERE device_id = ?", deletes)
+
+    def load_snapshots(self) -> dict[str, dict[str, Any]]:
+        """Every stored detector snapshot, by device_id."""
+        rows = self._query("load_snapshots", "SELECT device_id, state FROM snapshots")
+        return {device_id: orjson.loads(state) for device_id, state in rows}
+
+    # -- reading -------------------------------------------------------------------
+
+    def get(self, seq: int) -> StoredEvent | None:
+        """One event by its sequence number, or None."""
+        rows = self._query(
+            "get",
+            f"SELECT {_COLUMNS} FROM events WHERE seq = ?",  # noqa: S608
+            (seq,),
+        )
+        return _to_stored(rows[0]) if rows else None
+
+    def recent_events(self, limit: int = 100) -> list[StoredEvent]:
+        """The most recent events (any status), newest first."""
+        rows = self._query(
+            "recent_events",
+            f"SELECT {_COLUMNS} FROM events ORDER BY seq DESC LIMIT ?",  # noqa: S608
+            (max(0, int(limit)),),
+        )
+        return [_to_stored(row) for row in rows]
+
+    def outbox_stats(self, now: float) -> OutboxStats:
+        """Pending, dead and flagged counts and the age of the oldest pending event."""
+        # Literal 10 (not a parameter) so SQLite uses the partial index events_flagged;
+        # a device's oldest pending event is its head (created_at grows with seq).
+        rows = self._query(
+            "outbox_stats",
+            f"{_HEADS} SELECT"  # noqa: S608
+            " (SELECT COUNT(*) FROM events WHERE status = 'pending'),"
+            " (SELECT COUNT(*) FROM events WHERE status = 'dead'),"
+            f" (SELECT COUNT(*) FROM events WHERE status = 'pending'"
+            f" AND attempts >= {FLAG_AFTER_ATTEMPTS}),"
+            " (SELECT MIN(e.created_at) FROM heads JOIN events e ON e.seq = heads.seq)",
+        )
+        pending, dead, flagged, oldest = rows[0]
+        return OutboxStats(
+            pending=pending,
+            dead=dead,
+            flagged=flagged,
+            oldest_pending_age_s=None if oldest is None else max(0.0, now - oldest),
+        )
+
+    # -- delivery side -------------------------------------------------------------
+
+    def next_deliverable(
+        self, now: float, limit: int, exclude_devices: Collection[str] = ()
+    ) -> list[StoredEvent]:
+        """For each device not excluded, its oldest pending event if it is due by ``now``.
+
+        A device's later events are never returned before its earlier pending
+        one; dead events do not block. Most overdue first, at most ``limit``.
+        """
+        if limit <= 0:
+            return []
+        excluded = list(exclude_devices)
+        marks = ",".join("?" * len(excluded))
+        not_excluded = f" AND e.device_id NOT IN ({marks})" if excluded else ""
+        rows = self._query(
+            "next_deliverable",
+            f"{_HEADS} SELECT {_prefixed('e')} FROM heads"  # noqa: S608
+            " JOIN events e ON e.seq = heads.seq"
+            f" WHERE e.next_attempt_at <= ?{not_excluded}"
+            " ORDER BY e.next_attempt_at, e.seq LIMIT ?",
+            (now, *excluded, limit),
+        )
+        return [_to_stored(row) for row in rows]
+
+    def next_attempt_time(self, exclude_devices: Collection[str] = ()) -> float | None:
+        """The earliest ``next_attempt_at`` among the devices' oldest pending events."""
+        excluded = list(exclude_devices)
+        marks = ",".join("?" * len(excluded))
+        not_excluded = f" WHERE e.device_id NOT IN ({marks})" if excluded else ""
+        rows = self._query(
+            "next_attempt_time",
+            f"{_HEADS} SELECT MIN(e.next_attempt_at) FROM heads"  # noqa: S608
+            f" JOIN events e ON e.seq = heads.seq{not_excluded}",
+            excluded,
+        )
+        value = rows[0][0]
+        return None if value is None else float(value)
+
+    def mark_delivered(self, seq: int, now: float) -> None:
+        """Odoo accepted the event."""
+        with self._write("mark_delivered") as conn:
+            conn.execute(
+                "UPDATE events SET status = 'delivered', delivered_at = ?, last_error = NULL"
+                " WHERE seq = ? AND status = 'pending'",
+                (now, seq),
+            )
+
+    def mark_retry(self, seq: int, now: float, next_attempt_at: float, error: str) -> None:
+        """A transient failure: count it and try again at ``next_attempt_at``."""
+        del now  # kept for symmetry with the other marks; the error time is not stored
+        with self._write("mark_retry") as conn:
+            conn.execute(
+                "UPDATE events SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
+                " WHERE seq = ? AND status = 'pending'",
+                (next_attempt_at, error, seq),
+            )
+
+    def mark_dead(self, seq: int, now: float, error: str) -> None:
+        """A permanent failure: the event is kept, but no longer sent or blocking."""
+        with self._write("mark_dead") as conn:
+            conn.execute(
+                "UPDATE events SET status = 'dead', attempts = attempts + 1, last_error = ?,"
+                " next_attempt_at = ? WHERE seq = ? AND status = 'pending'",
+                (error, now, seq),
+            )
+
+    def retry_dead(self, now: float) -> int:
+        """Put every dead event back into delivery (due now); returns how many.
+
+        A revived event is again its device's oldest pending one, so the
+        device's later pending events wait for it (per-device order).
+        """
+        with self._write("retry_dead") as conn:
+            cursor = conn.execute(
+                "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = ?"
+                " WHERE status = 'dead'",
+                (now,),
+            )
+            count = cursor.rowcount
+        if count:
+            log.info("dead_events_revived", count=count)
+        return count
+
+    def retry_now(self, now: float) -> int:
+        """Make every pending event due now (e.g. Odoo's config was fixed); returns how many."""
+        with self._write("retry_now") as conn:
+            cursor = conn.execute(
+                "UPDATE events SET next_attempt_at = ?"
+                " WHERE status = 'pending' AND next_attempt_at > ?",
+                (now, now),
+            )
+            return cursor.rowcount
+
+    def prune(self, now: float) -> int:
+        """Delete delivered events older than the retention; dead ones are kept."""
+        with self._write("prune") as conn:
+            cursor = conn.execute(
+                "DELETE FROM events WHERE status = 'delivered' AND delivered_at < ?",
+                (now - self.retention_s,),
+            )
+            count = cursor.rowcount
+        if count:
+            log.info("events_pruned", count=count)
+        return count
+
+
+def _prefixed(alias: str) -> str:
+    return ", ".join(f"{alias}.{column.strip()}" for column in _COLUMNS.split(","))
+
+
+def _open_error_message(db_path: Path, err: sqlite3.Error) -> str:
+    name = getattr(err, "sqlite_errorname", "")
+    if name in {"SQLITE_NOTADB", "SQLITE_CORRUPT"}:
+        return (
+            f"database {db_path} is corrupt or not an iot-bridge database ({err}); "
+            "move it aside to start with an empty store"
+        )
+    if name.startswith(("SQLITE_CANTOPEN", "SQLITE_READONLY", "SQLITE_PERM")):
+        return f"database {db_path} cannot be opened for writing ({err})"
+    return f"database {db_path} cannot be opened: {_describe(err)}"

@@ -1,0 +1,565 @@
+"""A stand-in for Odoo's ``POST /ows/iot/event`` route (CONTRACT §6), for tests.
+
+A real HTTP/1.1 server (keep-alive) on 127.0.0.1 in a background thread. It
+speaks JSON-RPC 2.0 like an Odoo ``type="json"`` route, dedupes by
+``event_uid`` and records what it received. Failure modes are switched with
+``set_mode`` (for every request) or ``add_rule`` (for one event_uid or device,
+optionally a number of times):
+
+====================  ==========================================================
+mode                  reply
+====================  ==========================================================
+``ok``                200 + ``result`` (the default)
+``down``              503 HTML (``retry_after=`` adds a ``Retry-After`` header)
+``refused``           stop listening and drop open connections; any other mode
+                      listens again on the SAME port (``set_mode`` only)
+``slow``              wait ``delay_s`` (default 30) then process normally, so a
+                      client that timed out may still have been recorded
+``rate_limited``      429 with ``Retry-After: <retry_after>`` (default "30";
+                      seconds or an HTTP date)
+``unauthorized``      401 whatever the key (as a wrong key gets)
+``status``            ``status=`` with ``body=`` / ``content_type=`` / ``headers=``
+``validation_error``  200 + JSON-RPC error ``odoo.exceptions.ValidationError``
+``user_error``        200 + JSON-RPC error ``odoo.exceptions.UserError``
+``rpc_error``         200 + JSON-RPC error named ``name=`` (default
+                      ``odoo.exceptions.AccessError``: transient)
+====================  ==========================================================
+
+Whatever the mode, a configured ``database`` must match ``?db=`` (else 404,
+as Odoo answers for an unknown database), a configured ``api_key`` must come
+as ``Authorization: Bearer <key>`` (else 401), the body must be
+``application/json`` (else 415) and a well-formed envelope with every EVENT
+field (else 400, listed in ``invalid``).
+
+Run alone for benchmarks: ``python3 -m tests.support.odoo_standin --port 8999``;
+``GET /_standin/stats`` returns the counts as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+EVENT_PATH = "/ows/iot/event"
+EVENT_FIELDS = frozenset(
+    {"event_uid", "event_type", "device_id", "machine_name", "session_id", "timestamp", "data"}
+)
+MODES = frozenset(
+    {
+        "ok",
+        "down",
+        "refused",
+        "slow",
+        "rate_limited",
+        "unauthorized",
+        "status",
+        "validation_error",
+        "user_error",
+        "rpc_error",
+    }
+)
+
+
+@dataclass
+class Rule:
+    """A failure for matching requests; ``times`` None = forever."""
+
+    mode: str
+    params: dict[str, Any]
+    event_uid: str | None = None
+    device_id: str | None = None
+    times: int | None = None
+
+    def matches(self, event_uid: str | None, device_id: str | None) -> bool:
+        """Whether this rule applies to a request for that event."""
+        if self.times is not None and self.times <= 0:
+            return False
+        if self.event_uid is not None and self.event_uid != event_uid:
+            return False
+        return self.device_id is None or self.device_id == device_id
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One request that reached the route, and how it was answered."""
+
+    event_uid: str | None
+    device_id: str | None
+    status: int
+    outcome: str  # "accepted", "duplicate", or the failure mode / reason
+    at: float = field(default_factory=time.monotonic)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    standin: OdooStandin
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet: connections cut by ``stop()`` are expected."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.standin._track(self.connection, add=True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.standin._track(self.connection, add=False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: tests read the records, not the log."""
+
+    def do_GET(self) -> None:
+        if urlsplit(self.path).path == "/_standin/stats":
+            self._reply(200, json.dumps(self.server.standin.stats()).encode(), "application/json")
+        else:
+            self._reply(404, b"<html>404: Not Found</html>", "text/html")
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        status, payload, content_type, headers = self.server.standin._handle(
+            self.path, dict(self.headers.items()), body
+        )
+        if status == 0:  # the stand-in is stopping: drop the connection
+            self.close_connection = True
+            return
+        self._reply(status, payload, content_type, headers)
+
+    def _reply(
+        self,
+        status: int,
+        payload: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def _rpc_error(request_id: Any, name: str, message: str) -> bytes:
+    return json.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "error": {
+                "code": 200,
+                "message": "Odoo Server Error",
+                "data": {"name": name, "debug": "Traceback...", "message": message},
+            },
+        }
+    ).encode()
+
+
+class OdooStandin:
+    """The Odoo route on loopback. ``start()``, point a sender at ``.url``, ``stop()``."""
+
+    def __init__(
+        self, *, port: int = 0, api_key: str = "", database: str = "", host: str = "127.0.0.1"
+    ) -> None:
+        """``api_key``/``database``: when set, requests must carry them."""
+        self.host = host
+        self.port = port
+        self.api_key = api_key
+        self.database = database
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._mode = "ok"
+        self._mode_params: dict[str, Any] = {}
+        self._rules: list[Rule] = []
+        self._events: list[dict[str, Any]] = []
+        self._uids: set[str] = set()
+        self._duplicates: list[dict[str, Any]] = []
+        self._requests: list[RequestRecord] = []
+        self._invalid: list[str] = []
+        self._connections: set[socket.socket] = set()
+        self._connections_opened = 0
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>`` (the port is fixed once started)."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def listening(self) -> bool:
+        """Whether the server socket is open."""
+        return self._server is not None
+
+    def start(self) -> OdooStandin:
+        """Listen (on the same port as before, after a ``refused`` period)."""
+        if self._server is not None:
+            return self
+        self._stopping.clear()
+        server = _Server((self.host, self.port), _Handler)
+        server.standin = self
+        self.port = server.server_address[1]
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening and drop every open connection (slow replies are cut short)."""
+        self._stopping.set()
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        with self._lock:
+            connections = list(self._connections)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> OdooStandin:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- behaviour -----------------------------------------------------------------
+
+    def set_mode(self, mode: str, **params: Any) -> None:
+        """Answer every request in ``mode`` (see the module doc); ``refused`` stops listening."""
+        if mode not in MODES:
+            raise ValueError(f"unknown stand-in mode {mode!r}; known: {sorted(MODES)}")
+        with self._lock:
+            self._mode, self._mode_params = mode, params
+        if mode == "refused":
+            self.stop()
+        elif self._server is None:
+            self.start()
+
+    def add_rule(
+        self,
+        mode: str,
+        *,
+        event_uid: str | None = None,
+        device_id: str | None = None,
+        times: int | None = None,
+        **params: Any,
+    ) -> Rule:
+        """Answer matching requests in ``mode`` (before the global mode); ``times`` caps it."""
+        if mode not in MODES - {"refused"}:
+            raise ValueError(f"mode {mode!r} cannot be a rule")
+        rule = Rule(mode, params, event_uid=event_uid, device_id=device_id, times=times)
+        with self._lock:
+            self._rules.append(rule)
+        return rule
+
+    def clear_rules(self) -> None:
+        """Remove every rule."""
+        with self._lock:
+            self._rules.clear()
+
+    # -- what was received ---------------------------------------------------------
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Unique accepted events (first copy of each event_uid), in arrival order."""
+        with self._lock:
+            return list(self._events)
+
+    @property
+    def event_uids(self) -> list[str]:
+        """``event_uid`` of ``events``, in arrival order."""
+        with self._lock:
+            return [event["event_uid"] for event in self._events]
+
+    @property
+    def duplicates(self) -> list[dict[str, Any]]:
+        """Accepted events whose event_uid had been accepted before."""
+        with self._lock:
+            return list(self._duplicates)
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Every request that reached the route, in order."""
+        with self._lock:
+            return list(self._requests)
+
+    @property
+    def received_count(self) -> int:
+        """Requests that reached the route, whatever the answer."""
+        with self._lock:
+            return len(self._requests)
+
+    @property
+    def connections_opened(self) -> int:
+        """TCP connections accepted so far (keep-alive keeps this low)."""
+        with self._lock:
+            return self._connections_opened
+
+    @property
+    def invalid(self) -> list[str]:
+        """Why malformed requests were refused (should stay empty)."""
+        with self._lock:
+            return list(self._invalid)
+
+    def events_for(self, device_id: str) -> list[dict[str, Any]]:
+        """Unique events of one device, in arrival order."""
+        return [event for event in self.events if event["device_id"] == device_id]
+
+    def stats(self) -> dict[str, int]:
+        """Counts, also served at ``GET /_standin/stats``."""
+        with self._lock:
+            return {
+                "events": len(self._events),
+                "duplicates": len(self._duplicates),
+                "received": len(self._requests),
+                "invalid": len(self._invalid),
+                "connections_opened": self._connections_opened,
+            }
+
+    def wait_for_events(self, count: int, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+        """Block until ``count`` unique events arrived; AssertionError after the deadline."""
+        deadline = time.monotonic() + timeout_s
+        with self._changed:
+            while len(self._events) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(
+                        f"stand-in got {len(self._events)} of {count} events in {timeout_s} s"
+                    )
+                self._changed.wait(left)
+            return list(self._events)
+
+    async def wait_for_events_async(
+        self, count: int, timeout_s: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """``wait_for_events`` without blocking the event loop (polls with a deadline)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            with self._lock:
+                if len(self._events) >= count:
+                    return list(self._events)
+                got = len(self._events)
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"stand-in got {got} of {count} events in {timeout_s} s")
+            await asyncio.sleep(0.005)
+
+    async def wait_for_requests_async(self, count: int, timeout_s: float = 10.0) -> None:
+        """Wait until ``count`` requests reached the route (any answer), with a deadline."""
+        deadline = time.monotonic() + timeout_s
+        while self.received_count < count:
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"stand-in got {self.received_count} of {count} requests in {timeout_s} s"
+                )
+            await asyncio.sleep(0.005)
+
+    # -- internals -----------------------------------------------------------------
+
+    def _track(self, conn: socket.socket, *, add: bool) -> None:
+        with self._lock:
+            if add:
+                self._connections.add(conn)
+                self._connections_opened += 1
+            else:
+                self._connections.discard(conn)
+
+    def _record(self, uid: str | None, device: str | None, status: int, outcome: str) -> None:
+        with self._lock:
+            self._requests.append(RequestRecord(uid, device, status, outcome))
+
+    def _failure_for(self, uid: str | None, device: str | None) -> tuple[str, dict[str, Any]]:
+        with self._lock:
+            for rule in self._rules:
+                if rule.matches(uid, device):
+                    if rule.times is not None:
+                        rule.times -= 1
+                    return rule.mode, rule.params
+            return self._mode, self._mode_params
+
+    def _handle(
+        self, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes, str, dict[str, str]]:
+        """Answer one POST: (status, body, content type, extra headers); 0 = drop."""
+        split = urlsplit(path)
+        if split.path != EVENT_PATH:
+            return 404, b"<html>404: Not Found</html>", "text/html", {}
+        try:
+            envelope = json.loads(body)
+        except ValueError:
+            envelope = None
+        event = (
+            envelope.get("params", {}).get("event")
+            if isinstance(envelope, dict) and isinstance(envelope.get("params"), dict)
+            else None
+        )
+        uid = event.get("event_uid") if isinstance(event, dict) else None
+        device = event.get("device_id") if isinstance(event, dict) else None
+        request_id = envelope.get("id") if isinstance(envelope, dict) else None
+        mode, params = self._failure_for(uid, device)
+
+        early = self._early_failure(mode, params)
+        if early is not None:
+            self._record(uid, device, early[0], mode)
+            return early
+        if mode == "slow" and self._stopping.wait(float(params.get("delay_s", 30.0))):
+            return 0, b"", "", {}
+
+        query = parse_qs(split.query)
+        if self.database and query.get("db") != [self.database]:
+            self._record(uid, device, 404, "unknown_database")
+            return 404, b"<html>database not found</html>", "text/html", {}
+        lower = {name.lower(): value for name, value in headers.items()}
+        if self.api_key and lower.get("authorization") != f"Bearer {self.api_key}":
+            self._record(uid, device, 401, "bad_api_key")
+            reply = _rpc_error(request_id, "werkzeug.exceptions.Unauthorized", "Invalid apikey")
+            return 401, reply, "application/json", {"WWW-Authenticate": "Bearer"}
+        if lower.get("content-type", "").split(";")[0].strip() != "application/json":
+            self._record(uid, device, 415, "bad_content_type")
+            return 415, b"<html>415: Unsupported Media Type</html>", "text/html", {}
+        problem = _envelope_problem(envelope)
+        if problem is not None:
+            with self._lock:
+                self._invalid.append(problem)
+            self._record(uid, device, 400, "invalid")
+            return 400, f"<html>400: {problem}</html>".encode(), "text/html", {}
+
+        error_name = {
+            "validation_error": "odoo.exceptions.ValidationError",
+            "user_error": "odoo.exceptions.UserError",
+            "rpc_error": str(params.get("name", "odoo.exceptions.AccessError")),
+        }.get(mode)
+        if error_name is not None:
+            self._record(uid, device, 200, mode)
+            message = str(params.get("message", f"{error_name} for {uid}"))
+            return 200, _rpc_error(request_id, error_name, message), "application/json", {}
+
+        assert isinstance(event, dict)
+        assert isinstance(uid, str)
+        with self._changed:
+            duplicate = uid in self._uids
+            if duplicate:
+                self._duplicates.append(event)
+            else:
+                self._uids.add(uid)
+                self._events.append(event)
+            self._requests.append(
+                RequestRecord(uid, device, 200, "duplicate" if duplicate else "accepted")
+            )
+            self._changed.notify_all()
+        result = {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "result": {"status": "ok", "event_uid": uid, "duplicate": duplicate},
+        }
+        return 200, json.dumps(result).encode(), "application/json", {}
+
+    @staticmethod
+    def _early_failure(
+        mode: str, params: dict[str, Any]
+    ) -> tuple[int, bytes, str, dict[str, str]] | None:
+        """Failures a proxy or Odoo's dispatcher gives before the controller runs."""
+        if mode == "down":
+            extra = {"Retry-After": str(params["retry_after"])} if "retry_after" in params else {}
+            return 503, b"<html>503 Service Unavailable</html>", "text/html", extra
+        if mode == "rate_limited":
+            extra = {"Retry-After": str(params.get("retry_after", "30"))}
+            return 429, b"<html>429 Too Many Requests</html>", "text/html", extra
+        if mode == "unauthorized":
+            reply = _rpc_error(None, "werkzeug.exceptions.Unauthorized", "Invalid apikey")
+            return 401, reply, "application/json", {"WWW-Authenticate": "Bearer"}
+        if mode == "status":
+            status = int(params["status"])
+            body = params.get("body", f"<html>{status}</html>")
+            payload = body if isinstance(body, bytes) else str(body).encode()
+            content_type = str(params.get("content_type", "text/html"))
+            return status, payload, content_type, dict(params.get("headers", {}))
+        return None
+
+
+def _envelope_problem(envelope: Any) -> str | None:
+    if not isinstance(envelope, dict):
+        return "body is not a JSON object"
+    if envelope.get("jsonrpc") != "2.0" or envelope.get("method") != "call":
+        return "not a JSON-RPC 2.0 call"
+    params = envelope.get("params")
+    event = params.get("event") if isinstance(params, dict) else None
+    if not isinstance(event, dict):
+        return "params.event missing"
+    missing = EVENT_FIELDS - event.keys()
+    if missing:
+        return f"event lacks {sorted(missing)}"
+    if not isinstance(event["event_uid"], str) or envelope.get("id") != event["event_uid"]:
+        return "id must be the event_uid"
+    return None
+
+
+@pytest.fixture
+def odoo_standin() -> Iterator[OdooStandin]:
+    """A started stand-in without API key or database; stopped after the test."""
+    with OdooStandin() as standin:
+        yield standin
+
+
+@pytest.fixture
+def odoo_standin_factory() -> Iterator[Callable[..., OdooStandin]]:
+    """Makes started stand-ins (``api_key=``, ``database=``, ``port=``); all stopped after."""
+    made: list[OdooStandin] = []
+
+    def make(**kwargs: Any) -> OdooStandin:
+        standin = OdooStandin(**kwargs).start()
+        made.append(standin)
+        return standin
+
+    yield make
+    for standin in made:
+        standin.stop()
+
+
+def main() -> None:
+    """Serve until SIGTERM/SIGINT (for benchmarks and manual tries)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--api-key", default="")
+    parser.add_argument("--database", default="")
+    args = parser.parse_args()
+    standin = OdooStandin(port=args.port, api_key=args.api_key, database=args.database).start()
+    print(standin.url, flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    standin.stop()
+
+
+if __name__ == "__main__":
+    main()
