@@ -1,0 +1,133 @@
+"""Hot-path benchmark: parse + detect, 1,000 devices, real-shaped Shelly payloads.
+
+    python3 benchmarks/core.py [--messages N] [--devices N]
+
+Payloads are bytes as a Shelly PM Mini Gen3 publishes them on
+``<prefix>/status/pm1:0``; power follows a pattern that makes sessions start,
+change state and stop, so events come out. Two figures:
+
+- ``parse+detect``: the parser and the detector of each device called directly;
+- ``ingestor``: the same through ``Ingestor.handle`` (routing, counters, timer
+  scheduling, batches of 1,000 messages), as the service runs it.
+
+Target (issue 2): >= 250,000 messages/s on one core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+
+from iot_bridge.domain.session import SessionDetector
+from iot_bridge.domain.session_config import SessionConfig
+from iot_bridge.parsers import make_parser
+from iot_bridge.service.ingest import DeviceSpec, Ingestor
+
+CONFIG = SessionConfig(
+    standby_threshold_w=5.0,
+    working_threshold_w=50.0,
+    start_debounce_s=3.0,
+    stop_debounce_s=15.0,
+    message_timeout_s=120.0,
+    heartbeat_interval_s=300.0,
+)
+POWER_PATTERN = [0.0] * 20 + [12.5] * 10 + [850.0, 870.5, 910.0, 640.0] * 15 + [0.0] * 30
+
+
+@dataclass(slots=True)
+class Msg:
+    topic: str
+    payload: bytes
+
+
+def payload(power_w: float, energy_wh: float, ts: int) -> bytes:
+    body = {
+        "id": 0,
+        "voltage": 229.8,
+        "current": round(power_w / 229.8, 3),
+        "apower": power_w,
+        "freq": 50.0,
+        "aenergy": {"total": round(energy_wh, 3), "by_minute": [0.0, 0.0, 0.0], "minute_ts": ts},
+        "ret_aenergy": {"total": 0.0, "by_minute": [0.0, 0.0, 0.0], "minute_ts": ts},
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def build_messages(devices: int, count: int) -> list[tuple[int, Msg, float]]:
+    """(device index, message, time) round-robin over devices, 1 s apart per device."""
+    messages = []
+    energy = [1000.0] * devices
+    for i in range(count):
+        device = i % devices
+        step = i // devices
+        power = POWER_PATTERN[(step + device) % len(POWER_PATTERN)]
+        energy[device] += power / 3600
+        ts = 1_764_000_000.0 + step
+        topic = f"shellypmminig3-{device:012x}/status/pm1:0"
+        messages.append((device, Msg(topic, payload(power, energy[device], int(ts))), ts))
+    return messages
+
+
+def bench_direct(devices: int, messages: list[tuple[int, Msg, float]]) -> tuple[float, int]:
+    parsers = [make_parser("shelly_pm", f"shellypmminig3-{d:012x}/status/pm1:0") for d in range(devices)]
+    detectors = [
+        SessionDetector(device_id=f"d{d}", machine_name=f"Machine {d}", config=CONFIG)
+        for d in range(devices)
+    ]
+    events = 0
+    start = time.perf_counter()
+    for device, msg, ts in messages:
+        reading = parsers[device].parse(msg.topic, msg.payload)
+        events += len(detectors[device].on_reading(ts, reading))
+    return time.perf_counter() - start, events
+
+
+def bench_ingestor(devices: int, messages: list[tuple[int, Msg, float]]) -> tuple[float, int]:
+    ingestor = Ingestor()
+    ingestor.apply_devices(
+        [
+            DeviceSpec(
+                device_id=f"d{d}",
+                machine_name=f"Machine {d}",
+                mqtt_topic=f"shellypmminig3-{d:012x}/status/pm1:0",
+                parser_type="shelly_pm",
+                parser_options={},
+                session_config=CONFIG,
+            )
+            for d in range(devices)
+        ],
+        messages[0][2],
+    )
+    events = 0
+    batch = 1000
+    start = time.perf_counter()
+    for offset in range(0, len(messages), batch):
+        chunk = messages[offset : offset + batch]
+        events += len(ingestor.handle([m for _, m, _ in chunk], chunk[-1][2]))
+        ingestor.take_changes()
+        ingestor.drain_counters()
+    return time.perf_counter() - start, events
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--messages", type=int, default=500_000)
+    parser.add_argument("--devices", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    messages = build_messages(args.devices, args.messages)
+    print(f"{args.messages} messages, {args.devices} devices, best of {args.repeat}")
+    for name, bench in (("parse+detect", bench_direct), ("ingestor", bench_ingestor)):
+        runs = [bench(args.devices, messages) for _ in range(args.repeat)]
+        elapsed, events = min(runs)
+        rate = args.messages / elapsed
+        print(
+            f"{name:13s} {rate:12,.0f} messages/s  {1e6 / rate:5.2f} us/message  "
+            f"{events} events"
+        )
+
+
+if __name__ == "__main__":
+    main()
