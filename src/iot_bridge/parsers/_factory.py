@@ -34,7 +34,7 @@ def make_parser(
 ) -> DeviceParser:
     """Build the parser of one device from its ``parser_type``, ``mqtt_topic`` and options.
 
-    Raises ``ConfigError`` listing every problem, each with its path relative
+    An option set to ``None`` counts as absent. Raises ``ConfigError`` listing every problem, each with its path relative
     to the device object (``parser_type``, ``mqtt_topic``,
     ``parser_options.<key>``); nothing is built then.
     """
@@ -56,6 +56,8 @@ def make_parser(
     elif not isinstance(options, Mapping):
         issues.append(ConfigIssue("parser_options", "must be a mapping"))
         options = {}
+    # A null option is an absent one, so a config model may dump every option key.
+    options = {key: value for key, value in options.items() if value is not None}
     for key in options:
         if key not in allowed:
             accepted = ", ".join(sorted(allowed)) or "none"
