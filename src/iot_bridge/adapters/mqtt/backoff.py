@@ -1,0 +1,57 @@
+"""Randomised, capped exponential backoff for reconnecting to the broker."""
+
+from __future__ import annotations
+
+import random
+
+
+class Backoff:
+    """Delays before reconnect attempts: 0.5 s, then doubling, capped at 30 s, with jitter.
+
+    The n-th delay (n = 0, 1, ...) is drawn uniformly from ``[nominal / 2, nominal]``
+    where ``nominal = min(max_s, initial_s * multiplier**n)``, and never below
+    ``initial_s``: many bridges restarted together do not reconnect in lockstep,
+    and no delay leaves ``[initial_s, max_s]``. ``reset()`` after a successful
+    connect starts over. No clock and no sleeping here: the caller sleeps.
+    """
+
+    def __init__(
+        self,
+        *,
+        initial_s: float = 0.5,
+        max_s: float = 30.0,
+        multiplier: float = 2.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not 0 < initial_s <= max_s:
+            raise ValueError(f"backoff needs 0 < initial_s <= max_s, got {initial_s}, {max_s}")
+        if multiplier < 1:
+            raise ValueError(f"backoff multiplier must be >= 1, got {multiplier}")
+        self.initial_s = initial_s
+        self.max_s = max_s
+        self.multiplier = multiplier
+        self._rng = rng or random.Random()
+        self._attempts = 0
+
+    @property
+    def attempts(self) -> int:
+        """How many delays were handed out since the last reset."""
+        return self._attempts
+
+    def nominal_s(self, attempt: int) -> float:
+        """The un-jittered delay for the given attempt number (0-based)."""
+        try:
+            nominal = self.initial_s * self.multiplier ** min(attempt, 1024)
+        except OverflowError:  # a very long outage: the cap has long been reached
+            return self.max_s
+        return min(nominal, self.max_s)
+
+    def next_delay(self) -> float:
+        """The delay before the next attempt, in seconds."""
+        nominal = self.nominal_s(self._attempts)
+        self._attempts += 1
+        return max(self.initial_s, self._rng.uniform(nominal / 2, nominal))
+
+    def reset(self) -> None:
+        """Start over from ``initial_s`` (called after a successful connect)."""
+        self._attempts = 0
