@@ -123,8 +123,9 @@ def _message(error: ErrorDetails) -> str:
             return f"must have at least {minimum} items"
         return "must not be empty" if minimum == 1 else f"must be at least {minimum} characters"
     if kind in ("string_too_long", "too_long"):
-        unit = "characters" if isinstance(value, str) else "items"
-        return f"must be at most {ctx.get('max_length')} {unit}"
+        if isinstance(value, str):
+            return f"must be at most {ctx.get('max_length')} characters"
+        return f"must have at most {ctx.get('max_length')} items"
     if kind == "literal_error":
         got = repr(value) if isinstance(value, str) else _kind(value)
         return f"must be one of {ctx.get('expected')} (got {_key_text(got)})"

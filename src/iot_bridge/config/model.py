@@ -106,7 +106,7 @@ SingleLine = Annotated[
 ]
 Identifier = Annotated[str, _checked(topics.identifier_problem)]
 TopicFilter = Annotated[str, _checked(topics.topic_filter_problem)]
-Label = Annotated[str | None, BeforeValidator(_number_as_text), Field(default=None, max_length=100)]
+Label = Annotated[Annotated[Text, Field(max_length=100)] | None, BeforeValidator(_number_as_text)]
 DottedPath = Annotated[
     str,
     Field(min_length=1, max_length=200),
