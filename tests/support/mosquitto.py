@@ -319,14 +319,14 @@ class MosquittoBroker:
         while True:
             if self._process is None or self._process.poll() is not None:
                 raise RuntimeError(f"mosquitto on {self.address} exited:\n{self.log_tail()}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                (self.host, self.port), timeout=0.5
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self.host, self.port), timeout=0.5),
             ):
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"mosquitto on {self.address} not ready after {timeout_s} s:\n"
-                    f"{self.log_tail()}"
+                    f"mosquitto on {self.address} not ready after {timeout_s} s:\n{self.log_tail()}"
                 )
             time.sleep(0.02)
 
