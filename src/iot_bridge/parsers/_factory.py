@@ -34,9 +34,10 @@ def make_parser(
 ) -> DeviceParser:
     """Build the parser of one device from its ``parser_type``, ``mqtt_topic`` and options.
 
-    An option set to ``None`` counts as absent. Raises ``ConfigError`` listing every problem, each with its path relative
-    to the device object (``parser_type``, ``mqtt_topic``,
-    ``parser_options.<key>``); nothing is built then.
+    An option set to ``None`` counts as absent. Raises ``ConfigError`` listing
+    every problem, each with its path relative to the device object
+    (``parser_type``, ``mqtt_topic``, ``parser_options.<key>``); nothing is
+    built then.
     """
     family = _FAMILIES.get(parser_type) if isinstance(parser_type, str) else None
     if family is None:

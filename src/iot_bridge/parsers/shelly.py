@@ -28,7 +28,6 @@ COMPONENT_PATTERN: Final = re.compile(r"(pm1|switch|em1):(\d{1,3})")
 # counter lives in a separate em1data component, so em1 readings carry none.
 _POWER_KEY: Final = {"pm1": "apower", "switch": "apower", "em1": "act_power"}
 DEFAULT_RPC_COMPONENTS: Final = ("pm1:0", "switch:0", "em1:0")
-_NOTIFY_METHODS: Final = frozenset({"NotifyStatus", "NotifyFullStatus"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +99,9 @@ class ShellyRpcParser(ParsesAvailability):
         ``params`` are signs of life.
         """
         message = json_object(payload)
-        if message.get("method") not in _NOTIFY_METHODS:
+        method = message.get("method")
+        # A tuple, not a set: a hostile method may be an unhashable list.
+        if method not in ("NotifyStatus", "NotifyFullStatus"):
             return SIGN_OF_LIFE
         params = message.get("params")
         if type(params) is not dict:

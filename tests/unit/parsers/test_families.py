@@ -93,6 +93,7 @@ SHELLY_RPC: list[tuple[dict[str, Any], bytes, Reading]] = [
     ({}, b'{"method": "NotifyStatus"}', SIGN_OF_LIFE),
     ({}, b'{"method": "NotifyStatus", "params": null}', SIGN_OF_LIFE),
     ({}, b'{"method": 5, "params": {"switch:0": {"apower": -1}}}', SIGN_OF_LIFE),
+    ({}, b'{"method": ["NotifyStatus"], "params": {"switch:0": {"apower": 1}}}', SIGN_OF_LIFE),
 ]  # fmt: skip
 
 
