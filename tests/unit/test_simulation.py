@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -92,7 +93,7 @@ def test_online_test_reports_at_least_every_period_with_idle_power() -> None:
     times = [r.t_s for r in reports]
     assert times[0] == 0.0
     assert times[-1] == pytest.approx(120.0)
-    assert max(b - a for a, b in zip(times, times[1:], strict=False)) <= REPORT_PERIOD_S
+    assert max(b - a for a, b in itertools.pairwise(times)) <= REPORT_PERIOD_S
     assert all(r.power_w == 0.0 for r in reports)
 
 
@@ -100,7 +101,7 @@ def test_offline_test_has_a_silent_gap_of_the_offline_duration() -> None:
     """offline_test publishes, goes silent for --offline-duration, then publishes again."""
     reports = run(build_scenario("offline_test", offline_duration_s=45))
     times = [r.t_s for r in reports]
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert max(gaps) >= 45.0
     assert sorted(gaps)[-2] <= REPORT_PERIOD_S
     assert times[-1] == pytest.approx(30 + 45 + 30)
@@ -222,9 +223,7 @@ def test_looping_scenarios_never_end_and_keep_starting_sessions() -> None:
         scenario = looping(name, lead_idle_s=5)
         assert not scenario.finished(1e9)
         reports = run(scenario, until_s=3 * scenario.cycle_s)
-        powered_runs = sum(
-            1 for a, b in zip(reports, reports[1:], strict=False) if a.power_w == 0 < b.power_w
-        )
+        powered_runs = sum(1 for a, b in itertools.pairwise(reports) if a.power_w == 0 < b.power_w)
         assert powered_runs == 3
 
 
@@ -232,7 +231,8 @@ def test_every_scenario_name_builds() -> None:
     """Each of the CLI's scenario names builds a finite scenario."""
     for name in SCENARIOS:
         scenario = build_scenario(name)
-        assert scenario.total_s is not None and scenario.total_s > 0
+        assert scenario.total_s is not None
+        assert scenario.total_s > 0
 
 
 @pytest.mark.parametrize(
