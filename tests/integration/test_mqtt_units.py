@@ -1,0 +1,438 @@
+"""MQTT adapter pieces that need no broker: backoff, topics, settings, framing.
+
+(Kept beside the broker tests because this helper owns only these paths;
+they run in milliseconds and do no I/O.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import random
+from typing import Any
+
+import mqtt5
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from iot_bridge.adapters.mqtt import (
+    Backoff,
+    InboundMessage,
+    MqttClient,
+    MqttSettings,
+    WillMessage,
+    topic_filter_problem,
+    topic_matches,
+    topic_name_problem,
+)
+from iot_bridge.adapters.mqtt._connection import InboundQueue, MqttConnection, _needed_size
+from iot_bridge.adapters.mqtt.messages import _InboundMessageBuilder
+from iot_bridge.errors import ConfigError
+
+# --- backoff -------------------------------------------------------------------------
+
+
+def test_backoff_starts_at_half_a_second_and_doubles_within_jitter() -> None:
+    """Delay n lies in [nominal/2, nominal], nominal = 0.5 * 2**n, never below 0.5 s."""
+    backoff = Backoff(rng=random.Random(7))
+    delays = [backoff.next_delay() for _ in range(6)]
+    assert delays[0] == 0.5
+    for attempt, delay in enumerate(delays):
+        nominal = min(30.0, 0.5 * 2**attempt)
+        assert max(0.5, nominal / 2) <= delay <= nominal
+    assert backoff.attempts == 6
+
+
+def test_backoff_is_capped_at_30_seconds_even_after_a_very_long_outage() -> None:
+    """However many attempts, no delay exceeds max_s, and the cap is really reached."""
+    backoff = Backoff(rng=random.Random(1))
+    delays = [backoff.next_delay() for _ in range(5000)]
+    assert max(delays) <= 30.0
+    assert all(15.0 <= delay <= 30.0 for delay in delays[10:])
+    assert backoff.nominal_s(10**9) == 30.0
+
+
+def test_backoff_reset_starts_over() -> None:
+    """After a successful connect the next delay is the initial one again."""
+    backoff = Backoff(rng=random.Random(3))
+    for _ in range(8):
+        backoff.next_delay()
+    backoff.reset()
+    assert backoff.attempts == 0
+    assert backoff.next_delay() == 0.5
+
+
+def test_backoff_jitter_differs_between_clients_and_repeats_with_a_seed() -> None:
+    """Two bridges do not reconnect in lockstep; a seeded rng is reproducible."""
+
+    def run(seed: int) -> list[float]:
+        backoff = Backoff(rng=random.Random(seed))
+        return [backoff.next_delay() for _ in range(8)]
+
+    assert run(1) == run(1)
+    assert run(1) != run(2)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"initial_s": 0}, {"initial_s": 5, "max_s": 1}, {"multiplier": 0.5}]
+)
+def test_backoff_rejects_bad_parameters(kwargs: dict[str, Any]) -> None:
+    """Nonsense bounds raise ValueError at construction."""
+    with pytest.raises(ValueError, match="backoff"):
+        Backoff(**kwargs)
+
+
+def test_client_uses_the_given_rng_for_its_backoff() -> None:
+    """MqttClient(rng=...) seeds the default backoff."""
+    client = MqttClient(MqttSettings(), rng=random.Random(5))
+    assert client._backoff.next_delay() == Backoff(rng=random.Random(5)).next_delay()
+
+
+# --- topics ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "topic_filter", ["a", "a/b", "+", "#", "a/+/c", "a/#", "+/+/#", "/", "$SYS/#", "a b/c"]
+)
+def test_valid_topic_filters(topic_filter: str) -> None:
+    """Wildcards as whole levels ('#' last) are accepted."""
+    assert topic_filter_problem(topic_filter) is None
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "reason"),
+    [
+        ("", "empty"),
+        ("a/#/b", "'#'"),
+        ("a#", "'#'"),
+        ("a/b+", "'+'"),
+        ("a/\x00", "NUL"),
+        ("x" * 70000, "bytes"),
+        (None, "string"),
+    ],
+)
+def test_invalid_topic_filters_say_why(topic_filter: Any, reason: str) -> None:
+    """Each malformed filter gets a reason naming the rule it breaks."""
+    problem = topic_filter_problem(topic_filter)
+    assert problem is not None
+    assert reason in problem
+
+
+@pytest.mark.parametrize("topic", ["a/+", "#", "", "a/\x00"])
+def test_invalid_topic_names(topic: str) -> None:
+    """Publishing needs a name without wildcards."""
+    assert topic_name_problem(topic) is not None
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "topic", "expected"),
+    [
+        ("a/b", "a/b", True),
+        ("a/b", "a/c", False),
+        ("a/+", "a/b", True),
+        ("a/+", "a/b/c", False),
+        ("a/#", "a", True),
+        ("a/#", "a/b/c", True),
+        ("#", "x/y", True),
+        ("+/+", "/x", True),
+        ("+", "$SYS", False),
+        ("#", "$SYS/broker", False),
+        ("$SYS/#", "$SYS/broker", True),
+        ("shelly/+/status/pm1:0", "shelly/abc/status/pm1:0", True),
+    ],
+)
+def test_topic_matches(topic_filter: str, topic: str, expected: bool) -> None:
+    """Matching follows MQTT 5 section 4.7, '$' topics excluded from leading wildcards."""
+    assert topic_matches(topic_filter, topic) is expected
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+def test_settings_defaults_are_the_bridge_contract() -> None:
+    """Persistent session: clean_start false, one hour expiry, stable client id."""
+    defaults = MqttSettings()
+    assert (defaults.client_id, defaults.clean_start, defaults.session_expiry_s) == (
+        "iot_bridge",
+        False,
+        3600,
+    )
+    assert (defaults.keepalive_s, defaults.receive_maximum, defaults.broker) == (
+        60,
+        1000,
+        "localhost:1883",
+    )
+
+
+def test_settings_repr_never_shows_the_password() -> None:
+    """repr/str of the settings omit the password."""
+    settings_ = MqttSettings(username="u", password="hunter2-secret")
+    assert "hunter2-secret" not in repr(settings_)
+    assert "hunter2-secret" not in str(settings_)
+    assert "username='u'" in repr(settings_)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("host", ""),
+        ("host", "bad host"),
+        ("port", 0),
+        ("port", 70000),
+        ("port", "1883"),
+        ("port", True),
+        ("keepalive_s", -1),
+        ("session_expiry_s", 2**32),
+        ("receive_maximum", 0),
+        ("client_id", ""),
+        ("use_tls", "yes"),
+        ("ca_file", ""),
+        ("username", 5),
+        ("will", "offline"),
+    ],
+)
+def test_settings_reject_bad_values_naming_the_field(field: str, value: Any) -> None:
+    """Every invalid field raises ConfigError with its name as the issue path."""
+    with pytest.raises(ConfigError) as caught:
+        MqttSettings(**{field: value})
+    assert [issue.path for issue in caught.value.issues] == [field]
+
+
+def test_settings_report_every_problem_at_once() -> None:
+    """Several bad fields give several issues, not just the first."""
+    with pytest.raises(ConfigError) as caught:
+        MqttSettings(port=0, keepalive_s=-5, client_id="")
+    assert {issue.path for issue in caught.value.issues} == {"port", "keepalive_s", "client_id"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "path"),
+    [
+        ({"topic": "dev/+/status"}, "will.topic"),
+        ({"topic": "dev/status", "payload": "offline"}, "will.payload"),
+        ({"topic": "dev/status", "qos": 3}, "will.qos"),
+    ],
+)
+def test_will_rejects_bad_values(kwargs: dict[str, Any], path: str) -> None:
+    """A will with a wildcard topic, a str payload or QoS 3 is refused."""
+    kwargs.setdefault("payload", b"offline")
+    with pytest.raises(ConfigError) as caught:
+        WillMessage(**kwargs)
+    assert path in [issue.path for issue in caught.value.issues]
+
+
+async def test_invalid_subscriptions_raise_and_change_nothing() -> None:
+    """set_subscriptions with a bad filter raises ConfigError; the wanted set stays."""
+    client = MqttClient(MqttSettings(), subscriptions=["dev/a"])
+    with pytest.raises(ConfigError, match="'#'"):
+        await client.set_subscriptions(["dev/b", "dev/#/x"])
+    with pytest.raises(ConfigError, match="not one string"):
+        await client.set_subscriptions("dev/b")
+    assert client.subscriptions == {"dev/a"}
+    with pytest.raises(ConfigError):
+        MqttClient(MqttSettings(), subscriptions=["a+"])
+
+
+async def test_receive_batch_and_max_queue_reject_nonsense() -> None:
+    """max_messages and max_queue must be at least 1."""
+    with pytest.raises(ValueError, match="max_queue"):
+        MqttClient(MqttSettings(), max_queue=0)
+    with pytest.raises(ValueError, match="max_messages"):
+        await MqttClient(MqttSettings()).receive_batch(0)
+
+
+# --- the decoder ---------------------------------------------------------------------------
+
+
+class RecordingTransport(asyncio.Transport):
+    """An in-memory transport: records writes, pauses and closes."""
+
+    def __init__(self, protocol: asyncio.Protocol) -> None:
+        super().__init__()
+        self.protocol = protocol
+        self.written = bytearray()
+        self.closed = False
+        self.paused = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def close(self) -> None:
+        self.abort()
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.protocol.connection_lost(None)
+
+
+def connect(queue: InboundQueue, generation: int = 1) -> tuple[MqttConnection, RecordingTransport]:
+    """A connection wired to a recording transport."""
+    connection = MqttConnection(queue, generation)
+    transport = RecordingTransport(connection)
+    connection.connection_made(transport)
+    return connection, transport
+
+
+def publish_packet(topic: str, payload: bytes, qos: int = 0, packet_id: int | None = None) -> bytes:
+    """One encoded PUBLISH."""
+    level = (mqtt5.QoS.AT_MOST_ONCE, mqtt5.QoS.AT_LEAST_ONCE, mqtt5.QoS.EXACTLY_ONCE)[qos]
+    return mqtt5.PublishPacket(topic, payload, qos=level, packet_id=packet_id).write()
+
+
+BIG = bytes(range(256)) * 1200  # 300 KiB: larger than one socket read
+STREAM = b"".join(
+    [
+        mqtt5.ConnAckPacket(session_present=True).write(),
+        publish_packet("dev/a", b'{"apower": 1}', 1, 10),
+        publish_packet("dev/b", b"", 0),
+        mqtt5.PingRespPacket().write(),
+        publish_packet("dev/big", BIG, 1, 11),
+        publish_packet("dev/c", b"x" * 130, 0),  # remaining length needs two bytes
+        publish_packet("dev/d", b"last", 1, 12),
+    ]
+)
+EXPECTED = [
+    InboundMessage("dev/a", b'{"apower": 1}', 1, False, False, (4, 10)),
+    InboundMessage("dev/b", b"", 0, False, False, None),
+    InboundMessage("dev/big", BIG, 1, False, False, (4, 11)),
+    InboundMessage("dev/c", b"x" * 130, 0, False, False, None),
+    InboundMessage("dev/d", b"last", 1, False, False, (4, 12)),
+]
+
+
+def feed(cuts: list[int]) -> tuple[MqttConnection, InboundQueue]:
+    """Feed STREAM cut at the given offsets into a fresh connection."""
+    queue = InboundQueue(1_000_000)
+    connection, _ = connect(queue, generation=4)
+    bounds = [0, *sorted(set(cuts)), len(STREAM)]
+    for start, end in itertools.pairwise(bounds):
+        if end > start:
+            connection.data_received(STREAM[start:end])
+    return connection, queue
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 64, 1000, 65536, 262144, len(STREAM)])
+async def test_stream_decodes_the_same_whatever_the_read_size(chunk: int) -> None:
+    """Packets cut anywhere (even inside the header) decode to the same messages."""
+    connection, queue = feed(list(range(chunk, len(STREAM), chunk)))
+    assert queue.items == EXPECTED
+    assert connection.connack.done()
+    assert connection.unacked == {10, 11, 12}
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=len(STREAM) - 1), max_size=40))
+def test_stream_decodes_the_same_for_random_cuts(cuts: list[int]) -> None:
+    """Property: any set of cut points yields exactly the expected messages."""
+
+    async def scenario() -> list[InboundMessage]:
+        return feed(cuts)[1].items
+
+    assert asyncio.run(scenario()) == EXPECTED
+
+
+async def test_decoded_messages_are_genuine_frozen_inbound_messages() -> None:
+    """The fast builder yields real InboundMessage instances: equal, hashable, frozen."""
+    queue = InboundQueue(10)
+    connection, _ = connect(queue)
+    connection.data_received(publish_packet("t", b"p", 1, 5))
+    [message] = queue.items
+    assert type(message) is InboundMessage
+    assert message == InboundMessage("t", b"p", 1, False, False, (1, 5))
+    assert hash(message) == hash(InboundMessage("t", b"p", 1, False, False, (1, 5)))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        message.topic = "other"  # type: ignore[misc]
+    assert _InboundMessageBuilder.__slots__ == InboundMessage.__slots__
+
+
+async def test_pubacks_are_written_in_one_go_and_only_for_outstanding_ids() -> None:
+    """send_pubacks writes standard PUBACK packets, skipping ids not outstanding."""
+    queue = InboundQueue(10)
+    connection, transport = connect(queue)
+    connection.data_received(publish_packet("t", b"1", 1, 7) + publish_packet("t", b"2", 1, 300))
+    assert connection.send_pubacks([7, 300, 999, 7]) == 2
+    expected = mqtt5.PubAckPacket(7).write() + mqtt5.PubAckPacket(300).write()
+    assert bytes(transport.written) == expected
+    assert connection.unacked == set()
+
+
+async def test_malformed_packet_drops_the_connection_with_a_reason() -> None:
+    """Garbage from the broker aborts the connection; the reason is kept."""
+    queue = InboundQueue(10)
+    connection, transport = connect(queue)
+    connection.data_received(b"\xff\x00")
+    assert transport.closed
+    assert "malformed packet" in connection.lost.result()
+
+
+async def test_server_disconnect_closes_with_its_reason() -> None:
+    """A DISCONNECT from the broker (e.g. session taken over) is reported by name."""
+    queue = InboundQueue(10)
+    connection, transport = connect(queue)
+    taken_over = mqtt5.DisconnectReasonCode.SESSION_TAKEN_OVER
+    connection.data_received(mqtt5.DisconnectPacket(reason_code=taken_over).write())
+    assert transport.closed
+    assert "session taken over (reason 142)" in connection.lost.result()
+
+
+async def test_qos2_is_completed_at_once_and_delivered_without_token() -> None:
+    """A QoS 2 message (never asked for) gets PUBREC/PUBCOMP and no ack token."""
+    queue = InboundQueue(10)
+    connection, transport = connect(queue)
+    connection.data_received(publish_packet("t", b"2", 2, 9))
+    assert queue.items == [InboundMessage("t", b"2", 2, False, False, None)]
+    connection.data_received(mqtt5.PubRelPacket(9).write())
+    assert bytes(transport.written) == (
+        mqtt5.PubRecPacket(9).write() + mqtt5.PubCompPacket(9).write()
+    )
+
+
+async def test_reading_pauses_when_the_queue_is_full_and_resumes_when_drained() -> None:
+    """Back-pressure: over max_queue the socket is paused until receive_batch drains it."""
+    queue = InboundQueue(3)
+    connection, transport = connect(queue)
+    connection.data_received(b"".join(publish_packet("t", b"x") for _ in range(5)))
+    assert transport.paused
+    assert connection.idle_s() == 0.0
+    assert len(await queue.get_batch(2)) == 2
+    assert transport.paused  # still 3 queued
+    assert len(await queue.get_batch(2)) == 2
+    assert not transport.paused
+
+
+async def test_stale_qos1_messages_are_dropped_when_the_session_resumes() -> None:
+    """On a resumed session, queued QoS 1 messages of older connections go (redelivered)."""
+    queue = InboundQueue(100)
+    old, _ = connect(queue, generation=1)
+    old.data_received(publish_packet("t", b"old1", 1, 1) + publish_packet("t", b"old0", 0))
+    new, _ = connect(queue, generation=2)
+    new.data_received(publish_packet("t", b"new1", 1, 1))
+    assert queue.drop_stale_qos1(2) == 1
+    assert [m.payload for m in queue.items] == [b"old0", b"new1"]
+
+
+@pytest.mark.parametrize(
+    ("header", "needed"),
+    [
+        (b"\x30", 2),
+        (b"\x30\x05", 7),
+        (b"\x30\x80", 3),
+        (b"\x30\x80\x01", 131),
+        (b"\x30\xff\xff", 4),
+    ],
+)
+def test_needed_size_reads_the_remaining_length(header: bytes, needed: int) -> None:
+    """The size of a cut packet comes from its variable-length header (len+1 while cut)."""
+    assert _needed_size(bytearray(header)) == needed
