@@ -96,6 +96,29 @@ def test_format_is_found_by_content_without_a_known_extension(tmp_path: Path, na
         assert load_config_file(write(tmp_path / name, text)) == parse_config(DOCUMENT)
 
 
+def test_yaml_flow_mapping_is_not_mistaken_for_json(tmp_path: Path) -> None:
+    """A .yaml file starting with '{' in YAML flow style still loads as YAML."""
+    path = write(tmp_path / "c.yaml", "{mqtt: {broker: b, port: 1884}, version: '2'}\n")
+    config = load_config_file(path)
+    assert config.mqtt == MqttSection(broker="b", port=1884)
+
+
+def test_broken_json_without_json_extension_reports_the_json_error(tmp_path: Path) -> None:
+    """Content that starts like JSON and is neither JSON nor YAML gets the JSON error."""
+    [issue] = file_error(write(tmp_path / "c.conf", '{"mqtt": {"port": 1}')).issues
+    assert issue.path == "line 1"
+    assert issue.message.startswith("invalid JSON:")
+
+
+def test_persisted_file_is_json_syntax_that_yaml_reads(tmp_path: Path) -> None:
+    """config-active.yaml is JSON text (fast to load) and a YAML reader gets the same data."""
+    path = persist_config(tmp_path, parse_config(DOCUMENT))
+    text = path.read_text(encoding="utf-8")
+    assert (
+        json.loads(text) == yaml.safe_load(text) == parse_config(DOCUMENT).model_dump(mode="json")
+    )
+
+
 def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
     """A file saved with a UTF-8 byte order mark (Windows editors) loads."""
     path = write(tmp_path / "c.yaml", b"\xef\xbb\xbf" + yaml.safe_dump(DOCUMENT).encode())
@@ -174,7 +197,7 @@ def test_unusable_content_is_one_clear_error(
 def test_missing_file_and_directory_are_named(tmp_path: Path) -> None:
     """A missing path or a directory gives an error naming the path."""
     missing = file_error(tmp_path / "nope.yaml")
-    assert missing.issues[0].message == "the file does not exist"
+    assert str(missing.issues[0]) == "file: does not exist"
     assert str(tmp_path / "nope.yaml") in str(missing)
     assert file_error(tmp_path).issues[0].message == "is a directory, not a file"
 
@@ -342,7 +365,7 @@ def test_invalid_config_file_stops_startup_after_moving_persisted_aside(tmp_path
 
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
     """--config pointing nowhere is a ConfigError naming the file."""
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="file: does not exist"):
         load_active_config(
             data_dir=tmp_path, config_file=tmp_path / "missing.yaml", env=EnvSettings()
         )
@@ -399,7 +422,11 @@ def test_persist_failure_keeps_the_old_file(tmp_path: Path) -> None:
 NAMES = st.text(
     alphabet=st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=40
 ).filter(lambda name: name.strip() != "")
-SECRETS = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+SECRETS = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40
+) | st.sampled_from(
+    ["\x85\x7f\u2028\u2029\ufeff\x00\n\t", "p\u00e4ss \U0001f600", '"quoted" \\ back']
+)
 
 
 @given(
@@ -432,10 +459,12 @@ def test_persist_then_load_gives_an_equal_config(
         }
     )
     with tempfile.TemporaryDirectory() as directory:
-        persist_config(Path(directory), config)
+        path = persist_config(Path(directory), config)
         loaded = load_active_config(data_dir=Path(directory), config_file=None, env=EnvSettings())
+        text = path.read_text(encoding="utf-8")
     assert loaded.source == "persisted"
     assert loaded.config == config
+    assert parse_config(yaml.safe_load(text)) == config  # any YAML tool reads it too
 
 
 # -- effective sections and summary -----------------------------------------
