@@ -64,7 +64,7 @@ class UsageError(ValueError):
 
 
 class BrokerUnreachableError(BridgeError):
-    """The broker did not accept the simulator within ``CONNECT_TIMEOUT_S``."""
+    """The broker did not accept the simulator within its connect timeout."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +76,7 @@ class SimulatorOptions:
     topic: str
     scenario: Scenario
     speed: float = 1.0
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
     online_topic: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -107,7 +108,10 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         "--duration",
         type=float,
         default=None,
-        help="simulated seconds to run (default: one full_session, 60 s for the others)",
+        help=(
+            "simulated seconds to run (default: one full_session cycle of 155 s; 60 s for "
+            "standby, working and online_test; 30 + offline + 30 s for offline_test)"
+        ),
     )
     parser.add_argument(
         "--offline-duration",
@@ -123,6 +127,12 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic", default=None, help="data topic (<device-id>/status/pm1:0)")
     parser.add_argument(
         "--speed", type=float, default=1.0, help="simulated seconds per real second (1)"
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=CONNECT_TIMEOUT_S,
+        help=f"seconds to reach the broker before giving up with exit 1 ({CONNECT_TIMEOUT_S:g})",
     )
 
 
@@ -150,6 +160,11 @@ def options_from_args(args: argparse.Namespace) -> SimulatorOptions:
         )
     except ValueError as err:
         raise UsageError(str(err)) from err
+    connect_timeout_s: float = args.connect_timeout
+    if not math.isfinite(connect_timeout_s) or not 0 < connect_timeout_s <= 3600:
+        raise UsageError(
+            f"--connect-timeout must be above 0 and at most 3600 s, got {connect_timeout_s}"
+        )
     use_tls: bool = args.use_tls
     port: int = args.port if args.port is not None else (TLS_PORT if use_tls else PLAIN_PORT)
     if not 1 <= port <= 65_535:
@@ -176,7 +191,7 @@ def options_from_args(args: argparse.Namespace) -> SimulatorOptions:
         )
     except ConfigError as err:
         raise UsageError("; ".join(str(issue) for issue in err.issues)) from err
-    return SimulatorOptions(settings, device_id, topic, scenario, speed)
+    return SimulatorOptions(settings, device_id, topic, scenario, speed, connect_timeout_s)
 
 
 ReportListener = Callable[[Report], None]
@@ -194,7 +209,7 @@ async def simulate(
 
     Returns the number of data messages published. Raises
     ``BrokerUnreachableError`` when the broker does not accept the connection
-    within ``CONNECT_TIMEOUT_S``. Reports made while the connection is down
+    within ``options.connect_timeout_s``. Reports made while the connection is down
     are dropped, as a real device would lose them; ``on_notice`` hears about it.
     """
     stop = stop or asyncio.Event()
@@ -202,12 +217,14 @@ async def simulate(
     client = MqttClient(options.settings)
     runner = asyncio.create_task(client.run(), name=f"simulator-mqtt {options.device_id}")
     try:
-        connected = await _first_connect(client, stop)
+        connected = await _first_connect(client, stop, options.connect_timeout_s)
         if not connected:
             if stop.is_set():
                 return 0
             reason = client.last_error or f"no connection to {client.broker}"
-            raise BrokerUnreachableError(f"{reason} (gave up after {CONNECT_TIMEOUT_S:g} s)")
+            raise BrokerUnreachableError(
+                f"{reason} (gave up after {options.connect_timeout_s:g} s)"
+            )
         return await _publish_loop(
             options, client, stop=stop, on_report=on_report, notice=notice, start_ts=start_ts
         )
@@ -221,9 +238,9 @@ async def simulate(
             await runner
 
 
-async def _first_connect(client: MqttClient, stop: asyncio.Event) -> bool:
+async def _first_connect(client: MqttClient, stop: asyncio.Event, timeout_s: float) -> bool:
     stop_wait = asyncio.create_task(stop.wait())
-    connect_wait = asyncio.create_task(client.wait_connected(CONNECT_TIMEOUT_S))
+    connect_wait = asyncio.create_task(client.wait_connected(timeout_s))
     try:
         await asyncio.wait({stop_wait, connect_wait}, return_when=asyncio.FIRST_COMPLETED)
     finally:
