@@ -91,10 +91,13 @@ def undecodable(payload: bytes, json_message: str) -> PayloadError:
 
 def json_object(payload: bytes) -> dict[str, Any]:
     """Decode a payload that must be a JSON object."""
-    message = load_json(payload)
-    if type(message) is not dict:
-        raise PayloadError(NOT_AN_OBJECT, f"the payload is {describe(message)}, not an object")
-    return message
+    try:
+        message = _loads(payload)
+    except _JSONDecodeError as err:
+        raise undecodable(payload, str(err)) from err
+    if type(message) is dict:
+        return message
+    raise PayloadError(NOT_AN_OBJECT, f"the payload is {describe(message)}, not an object")
 
 
 def power_value(value: Any, where: str) -> float | None:
@@ -125,6 +128,14 @@ def energy_value(value: Any, where: str, to_wh: float) -> float | None:
 
 def plain_number(payload: bytes, maximum: float, reason: str, where: str) -> float:
     """A number in [0, maximum] sent as plain text (Shelly Gen1 topics)."""
+    # Fast path: the usual "12.34" is also a JSON number, and orjson reads it quickly.
+    try:
+        value = _loads(payload)
+    except _JSONDecodeError:
+        value = None
+    if (type(value) is float or type(value) is int) and 0 <= value <= maximum:
+        return float(value)
+    # Slow path: the strict decimal grammar ("+5.", "007") decides, and explains a refusal.
     if _PLAIN_NUMBER.fullmatch(payload) is None:
         raise _plain_error(payload, reason, where)
     number = float(payload)

@@ -16,6 +16,8 @@ from iot_bridge.errors import ConfigIssue, PayloadError
 from iot_bridge.parsers._base import INVALID_ENERGY, NOT_AN_OBJECT, SIGN_OF_LIFE
 from iot_bridge.parsers._topics import topic_issue
 from iot_bridge.parsers._values import (
+    MAX_ENERGY,
+    MAX_POWER_W,
     ParsesAvailability,
     describe,
     energy_value,
@@ -53,15 +55,22 @@ def _component(name: str, where_prefix: str) -> _Component:
 
 
 def _status_reading(status: dict[str, Any], component: _Component) -> Reading:
-    power_w = power_value(status.get(component.power_key), component.power_where)
+    # The hot path of the bridge: a float in range is taken as is, anything
+    # else (int, null, junk) goes through the full check, which may raise.
+    power_w = status.get(component.power_key)
+    if type(power_w) is not float or not 0.0 <= power_w <= MAX_POWER_W:
+        power_w = power_value(power_w, component.power_where)
     aenergy = status.get("aenergy")
-    energy_wh = None
-    if aenergy is not None:
-        if type(aenergy) is not dict:
-            raise PayloadError(
-                INVALID_ENERGY, f"{component.aenergy_where} is {describe(aenergy)}, not an object"
-            )
-        energy_wh = energy_value(aenergy.get("total"), component.energy_where, 1.0)
+    if type(aenergy) is dict:
+        energy_wh = aenergy.get("total")
+        if type(energy_wh) is not float or not 0.0 <= energy_wh <= MAX_ENERGY:
+            energy_wh = energy_value(energy_wh, component.energy_where, 1.0)
+    elif aenergy is None:
+        energy_wh = None
+    else:
+        raise PayloadError(
+            INVALID_ENERGY, f"{component.aenergy_where} is {describe(aenergy)}, not an object"
+        )
     if power_w is None and energy_wh is None:
         return SIGN_OF_LIFE
     return Reading(power_w, energy_wh)
