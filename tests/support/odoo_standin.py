@@ -140,6 +140,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        if len(body) < length:  # the client died mid-request: nothing to answer
+            self.close_connection = True
+            return
         status, payload, content_type, headers = self.server.standin._handle(
             self.path, dict(self.headers.items()), body
         )

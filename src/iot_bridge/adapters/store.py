@@ -456,13 +456,46 @@ class EventStore:
         value = rows[0][0]
         return None if value is None else float(value)
 
+    def poll(
+        self, now: float, limit: int, exclude_devices: Collection[str] = ()
+    ) -> tuple[list[StoredEvent], float | None]:
+        """``next_deliverable`` and, for the devices it leaves waiting, ``next_attempt_time``.
+
+        One call for the delivery loop: what to send now, and when to look again.
+        """
+        due = self.next_deliverable(now, limit, exclude_devices)
+        later = self.next_attempt_time({*exclude_devices, *(event.device_id for event in due)})
+        return due, later
+
+    def pending_for_device(self, device_id: str, now: float, limit: int) -> list[StoredEvent]:
+        """A device's oldest pending events in order, up to the first one not yet due."""
+        rows = self._query(
+            "pending_for_device",
+            f"SELECT {_COLUMNS} FROM events"  # noqa: S608
+            " WHERE status = 'pending' AND device_id = ? ORDER BY seq LIMIT ?",
+            (device_id, max(0, int(limit))),
+        )
+        result: list[StoredEvent] = []
+        for row in rows:
+            event = _to_stored(row)
+            if event.next_attempt_at > now:
+                break
+            result.append(event)
+        return result
+
     def mark_delivered(self, seq: int, now: float) -> None:
         """Odoo accepted the event."""
+        self.mark_delivered_many((seq,), now)
+
+    def mark_delivered_many(self, seqs: Collection[int], now: float) -> None:
+        """Odoo accepted these events (one transaction)."""
+        if not seqs:
+            return
         with self._write("mark_delivered") as conn:
-            conn.execute(
+            conn.executemany(
                 "UPDATE events SET status = 'delivered', delivered_at = ?, last_error = NULL"
                 " WHERE seq = ? AND status = 'pending'",
-                (now, seq),
+                [(now, seq) for seq in seqs],
             )
 
     def mark_retry(self, seq: int, now: float, next_attempt_at: float, error: str) -> None:

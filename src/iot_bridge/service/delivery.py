@@ -34,6 +34,8 @@ BACKOFF_CAP_S = 300.0
 BACKOFF_JITTER = 0.2  # a retry waits between 80 % and 100 % of its nominal backoff
 MIN_RETRY_AFTER_S = 1.0  # a server saying "Retry-After: 0" forever must not spin us
 STORE_ERROR_PAUSE_S = 1.0
+LANE_CHUNK = 16  # events read, and then marked delivered, together (a crash re-sends <= this)
+LANE_TURN = 64  # events one device sends before its slot goes back to the pool
 
 
 class Clock(Protocol):
@@ -174,8 +176,7 @@ class DeliveryWorker:
                 delay: float | None
                 try:
                     await self._close_idle_retired()
-                    await self._dispatch()
-                    delay = await self._idle_delay()
+                    delay = await self._dispatch()
                 except StoreError as err:
                     log.error("delivery_store_error", error=str(err))
                     delay = STORE_ERROR_PAUSE_S
@@ -197,36 +198,29 @@ class DeliveryWorker:
 
     # -- the loop ------------------------------------------------------------------
 
-    async def _dispatch(self) -> None:
+    async def _dispatch(self) -> float | None:
+        """Start a lane for each due device; return how long to sleep (None = until woken)."""
         sender = self._sender
         if sender is None:
-            return
+            return None
         now = self._clock.now()
         if self._reschedule:
             self._reschedule = False
             await asyncio.to_thread(self._store.retry_now, now)
         free = self._max_in_flight - len(self._in_flight)
         if free <= 0:
-            return
-        batch = await asyncio.to_thread(
-            self._store.next_deliverable, now, free, tuple(self._in_flight)
-        )
-        for event in batch:
+            return None
+        due, later = await asyncio.to_thread(self._store.poll, now, free, tuple(self._in_flight))
+        for event in due:
             if self._closing or event.device_id in self._in_flight:
                 continue
             task = asyncio.create_task(
-                self._deliver(sender, event), name=f"deliver:{event.device_id}"
+                self._serve_device(sender, event), name=f"deliver:{event.device_id}"
             )
             self._in_flight[event.device_id] = (task, sender)
-
-    async def _idle_delay(self) -> float | None:
-        """How long to sleep unless woken; None = until woken."""
-        if self._sender is None or len(self._in_flight) >= self._max_in_flight:
+        if later is None or len(self._in_flight) >= self._max_in_flight:
             return None
-        due = await asyncio.to_thread(self._store.next_attempt_time, tuple(self._in_flight))
-        if due is None:
-            return None
-        return max(0.0, due - self._clock.now())
+        return max(0.0, later - self._clock.now())
 
     async def _wait(self, delay: float | None) -> None:
         if self._wake_event.is_set() or self._closing:
@@ -244,29 +238,68 @@ class DeliveryWorker:
                 waiter.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
 
-    # -- one delivery --------------------------------------------------------------
+    # -- one device's lane ---------------------------------------------------------
 
-    async def _deliver(self, sender: EventSender, event: StoredEvent) -> None:
+    async def _serve_device(self, sender: EventSender, head: StoredEvent) -> None:
+        """Send one device's due events in order, starting at its oldest pending one.
+
+        Successes are marked in one transaction per chunk (fetched together with
+        the next chunk); a crash before that re-sends the chunk with the same
+        event_uids. The lane ends at the first failure, when nothing more is
+        due, after ``LANE_TURN`` events (so devices take turns), or when the
+        sender changes or the worker closes.
+        """
+        delivered: list[int] = []
+        queue = [head]
+        served = 0
         try:
-            try:
-                await sender.send(event.payload)
-            except DeliveryError as err:
-                await self._failed(event, err)
-            except Exception as err:  # a sender bug must not stop delivery: retry it
-                log.exception("delivery_unexpected_error", event_uid=event.event_uid)
-                failure = DeliveryError(f"{type(err).__name__}: {err}", permanent=False)
-                await self._failed(event, failure)
-            else:
-                await asyncio.to_thread(self._store.mark_delivered, event.seq, self._clock.now())
+            while queue:
+                event = queue.pop(0)
+                try:
+                    await sender.send(event.payload)
+                except DeliveryError as err:
+                    await self._flush(delivered)
+                    await self._failed(event, err)
+                    return
+                except Exception as err:  # a sender bug must not stop delivery: retry it
+                    log.exception("delivery_unexpected_error", event_uid=event.event_uid)
+                    await self._flush(delivered)
+                    await self._failed(
+                        event, DeliveryError(f"{type(err).__name__}: {err}", permanent=False)
+                    )
+                    return
+                delivered.append(event.seq)
+                served += 1
                 self._report("ok")
+                if queue:
+                    continue
+                if served >= LANE_TURN or self._closing or sender is not self._sender:
+                    break
+                queue = await asyncio.to_thread(
+                    self._complete_and_fetch, delivered, event.device_id, self._clock.now()
+                )
+                delivered = []
+            await self._flush(delivered)
         except StoreError as err:
-            # The event stays pending (at-least-once); hold the device for a moment
+            # Unmarked events stay pending (at-least-once); hold the device a moment
             # so a broken disk does not turn into a storm of re-sends.
-            log.error("delivery_store_error", error=str(err), event_uid=event.event_uid)
+            log.error("delivery_store_error", error=str(err), device_id=head.device_id)
             await self._clock.sleep(STORE_ERROR_PAUSE_S)
         finally:
-            self._in_flight.pop(event.device_id, None)
+            self._in_flight.pop(head.device_id, None)
             self._wake_event.set()
+
+    def _complete_and_fetch(
+        self, delivered: list[int], device_id: str, now: float
+    ) -> list[StoredEvent]:
+        """In a thread: mark a chunk delivered, then read the device's next due chunk."""
+        self._store.mark_delivered_many(delivered, now)
+        return self._store.pending_for_device(device_id, now, LANE_CHUNK)
+
+    async def _flush(self, delivered: list[int]) -> None:
+        if delivered:
+            await asyncio.to_thread(self._store.mark_delivered_many, delivered, self._clock.now())
+            delivered.clear()
 
     async def _failed(self, event: StoredEvent, err: DeliveryError) -> None:
         now = self._clock.now()
