@@ -76,17 +76,31 @@ def find_mosquitto() -> str | None:
     return None
 
 
-async def start_embedded_broker(*, prefer_python: bool = False) -> EmbeddedBroker:
-    """Start mosquitto (when installed and not ``prefer_python``), else ``PythonBroker``.
+BROKER_KINDS: Final = ("auto", "mosquitto", "python")
 
-    Raises ``BridgeError`` with one sentence when neither can listen.
+
+async def start_embedded_broker(kind: str = "auto") -> EmbeddedBroker:
+    """Start a broker of ``kind`` (one of ``BROKER_KINDS``) on a free loopback port.
+
+    ``auto``: mosquitto when installed and able to start, else ``PythonBroker``.
+    Raises ``BridgeError`` with one sentence when the chosen broker cannot
+    start, ``ValueError`` for an unknown ``kind``.
     """
-    binary = None if prefer_python else find_mosquitto()
+    if kind not in BROKER_KINDS:
+        raise ValueError(f"unknown broker kind {kind!r}: choose one of {', '.join(BROKER_KINDS)}")
+    binary = None if kind == "python" else find_mosquitto()
+    if binary is None and kind == "mosquitto":
+        raise BridgeError(
+            "mosquitto is not installed (apt-get install mosquitto), "
+            "choose the built-in broker instead"
+        )
     if binary is not None:
         process = MosquittoProcess(binary)
         try:
             await process.start()
         except BridgeError as err:
+            if kind == "mosquitto":
+                raise
             log.warning("embedded_mosquitto_failed", reason=str(err), fallback="python")
         else:
             return process

@@ -1,7 +1,8 @@
 """``iot-bridge demo``: broker, three simulated machines and the bridge, zero set-up.
 
 Starts an embedded MQTT broker on a free loopback port (mosquitto when
-installed, else a small built-in one), the bridge on it with the local event
+installed, else a small built-in one; ``IOT_BRIDGE_DEMO_BROKER=python`` or
+``mosquitto`` chooses), the bridge on it with the local event
 store (no Odoo) and a config of three machines, and three simulated Shelly PM
 Gen3 plugs looping their scenarios at ``--speed`` simulated seconds per real
 second. Detection timings in the config are scaled by the speed, so sessions
@@ -17,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import math
+import os
 import shutil
 import signal
 import sys
@@ -33,7 +35,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from iot_bridge.adapters.embedded_broker import EmbeddedBroker, start_embedded_broker
+from iot_bridge.adapters.embedded_broker import (
+    BROKER_KINDS,
+    EmbeddedBroker,
+    start_embedded_broker,
+)
 from iot_bridge.adapters.mqtt import MqttSettings, WillMessage
 from iot_bridge.bootstrap import ServiceOptions, serve
 from iot_bridge.config.model import MqttSection, parse_config
@@ -54,6 +60,8 @@ EXIT_USAGE: Final = 2
 REFRESH_S: Final = 0.25
 STOP_TIMEOUT_S: Final = 10.0
 OFFLINE_WAIT_S: Final = 2.0
+# auto (mosquitto when installed, else the built-in broker), mosquitto or python.
+BROKER_VARIABLE: Final = "IOT_BRIDGE_DEMO_BROKER"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +148,9 @@ def _usage_problem(args: argparse.Namespace) -> str | None:
         return f"--duration must be a positive number of seconds, got {args.duration}"
     if args.port is not None and not 0 <= args.port <= 65_535:
         return f"--port must be 0..65535, got {args.port}"
+    broker_kind = os.environ.get(BROKER_VARIABLE, "auto")
+    if broker_kind not in BROKER_KINDS:
+        return f"{BROKER_VARIABLE} must be one of {', '.join(BROKER_KINDS)}, got {broker_kind!r}"
     if args.data_dir is not None and args.data_dir.exists() and not args.data_dir.is_dir():
         return f"--data-dir {str(args.data_dir)!r} is not a directory"
     return None
@@ -188,7 +199,7 @@ class _DemoRun:
             loop.add_signal_handler(sig, self.stop.set)
         if self.args.duration is not None:
             self.deadline = loop.time() + self.args.duration
-        broker = await start_embedded_broker()
+        broker = await start_embedded_broker(os.environ.get(BROKER_VARIABLE, "auto"))
         try:
             config = parse_config(demo_config(broker.port, self.args.speed), source="demo config")
             persist_config(self.data_dir, config)  # the demo's config wins over an older one
