@@ -510,3 +510,23 @@ def test_backoff_doubles_caps_and_jitters() -> None:
         assert all(0.8 * nominal <= d <= nominal for d in delays)
         assert len(delays) > 1
     assert backoff_delay(0, rng) <= 1.0
+
+
+async def test_restart_after_clean_close_sends_nothing_twice(
+    store: EventStore, odoo_standin: OdooStandin
+) -> None:
+    """Chunked marks are flushed on close: a new worker on the same store re-sends nothing."""
+    first = Harness(store, odoo_standin)
+    first.start()
+    first.commit([make_event("a", n) for n in range(40)])
+    await odoo_standin.wait_for_events_async(40)
+    await first.settled(40)
+    await first.stop()
+    second = Harness(store, odoo_standin)
+    second.start()
+    second.commit([make_event("a", 40)])
+    await odoo_standin.wait_for_events_async(41)
+    await second.settled(1)
+    await second.stop()
+    assert odoo_standin.duplicates == []
+    assert by_device(odoo_standin.events) == {"a": list(range(41))}

@@ -365,3 +365,35 @@ def test_prune_removes_only_old_delivered_events(tmp_path: Path) -> None:
         assert sorted(e.device_id for e in store.recent_events()) == ["dead", "pend"]
     finally:
         store.close()
+
+
+def test_poll_gives_due_heads_and_when_to_look_again(store: EventStore) -> None:
+    """poll = due heads now, plus the earliest retry among the devices left waiting."""
+    a, b, c = make_event("a"), make_event("b"), make_event("c")
+    store.commit([a, b, c], now=T0)
+    heads = {e.device_id: e for e in store.next_deliverable(T0, 10)}
+    store.mark_retry(heads["b"].seq, T0, T0 + 20, "HTTP 503")
+    store.mark_retry(heads["c"].seq, T0, T0 + 10, "HTTP 503")
+    due, later = store.poll(T0, 10)
+    assert uids(due) == [a.event_uid]
+    assert later == T0 + 10
+    assert store.poll(T0, 10, exclude_devices={"a", "c"}) == ([], T0 + 20)
+    assert store.poll(T0 + 15, 10, exclude_devices={"a"})[1] == T0 + 20
+
+
+def test_pending_for_device_stops_at_the_first_event_not_due(store: EventStore) -> None:
+    """A device's chunk is its pending events in order, cut before one waiting for a retry."""
+    events = [make_event("a", n) for n in range(5)]
+    store.commit(events, now=T0)
+    store.commit([make_event("b")], now=T0)
+    chunk = store.pending_for_device("a", T0, 3)
+    assert uids(chunk) == [e.event_uid for e in events[:3]]
+    store.mark_delivered_many([chunk[0].seq, chunk[1].seq], T0 + 1)
+    assert uids(store.pending_for_device("a", T0, 10)) == [e.event_uid for e in events[2:]]
+    store.mark_retry(chunk[2].seq, T0, T0 + 60, "HTTP 503")
+    assert store.pending_for_device("a", T0 + 1, 10) == []
+    assert len(store.pending_for_device("a", T0 + 60, 10)) == 3
+    assert store.pending_for_device("nobody", T0, 10) == []
+    store.mark_delivered_many([], T0)
+    delivered = [e for e in store.recent_events() if e.status == "delivered"]
+    assert [e.delivered_at for e in delivered] == [T0 + 1, T0 + 1]

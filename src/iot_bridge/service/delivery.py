@@ -4,7 +4,8 @@ Each device has at most one event in flight: its oldest pending one. Up to
 ``max_in_flight`` devices are served concurrently, so one slow or failing
 device never stalls the others. Results go back to the store:
 
-- success -> ``mark_delivered``;
+- success -> marked delivered (a device's consecutive successes are marked in
+  one transaction per chunk of ``LANE_CHUNK``);
 - transient failure -> ``mark_retry`` with exponential backoff (1 s doubling,
   capped at 300 s, with jitter) or the ``Retry-After`` Odoo asked for; never
   dropped, flagged after 10 failures, retried forever;
@@ -18,6 +19,7 @@ Time comes from a ``Clock`` so tests drive backoff without sleeping.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -254,6 +256,8 @@ class DeliveryWorker:
         served = 0
         try:
             while queue:
+                if served and (self._closing or sender is not self._sender):
+                    break
                 event = queue.pop(0)
                 try:
                     await sender.send(event.payload)
@@ -273,13 +277,19 @@ class DeliveryWorker:
                 self._report("ok")
                 if queue:
                     continue
-                if served >= LANE_TURN or self._closing or sender is not self._sender:
+                if served >= LANE_TURN:
                     break
                 queue = await asyncio.to_thread(
                     self._complete_and_fetch, delivered, event.device_id, self._clock.now()
                 )
                 delivered = []
             await self._flush(delivered)
+        except asyncio.CancelledError:
+            # Shutdown ran out of grace: record what Odoo already accepted, right
+            # here (briefly blocking), so the next start does not send it again.
+            with contextlib.suppress(StoreError):
+                self._store.mark_delivered_many(delivered, self._clock.now())
+            raise
         except StoreError as err:
             # Unmarked events stay pending (at-least-once); hold the device a moment
             # so a broken disk does not turn into a storm of re-sends.
