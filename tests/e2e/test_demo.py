@@ -130,10 +130,11 @@ def alive(pid: int) -> bool:
     return stat[stat.rindex(")") + 2] != "Z"
 
 
-def test_demo_shows_sessions_within_a_minute_and_stops_cleanly_on_sigint(
-    demos: list[DemoProcess],
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_demo_shows_sessions_within_a_minute_and_stops_cleanly_on_a_signal(
+    demos: list[DemoProcess], stop_signal: signal.Signals
 ) -> None:
-    """The README's first command: sessions appear, the API answers, Ctrl-C leaves nothing."""
+    """The README's first command: sessions appear, the API answers, a stop leaves nothing."""
     demo = DemoProcess("--duration", "40", "--speed", "20")
     demos.append(demo)
     url = URL_LINE.match(demo.wait_for_line(r"^HTTP API: ", 30))
@@ -154,7 +155,7 @@ def test_demo_shows_sessions_within_a_minute_and_stops_cleanly_on_sigint(
     events = httpx.get(f"{url.group(1)}/events?limit=50", timeout=5).json()
     assert any(e["event_type"] == "session_started" for e in events)
 
-    demo.process.send_signal(signal.SIGINT)
+    demo.process.send_signal(stop_signal)
     code = demo.wait(30)
     assert code == 0, demo.stderr()
     assert demo.lines[-1] == "stopped"

@@ -10,10 +10,13 @@ import json
 import os
 import secrets
 import signal
+import socket
+import struct
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+import mqtt5
 import pytest
 
 from iot_bridge.adapters.embedded_broker import PythonBroker
@@ -359,4 +362,38 @@ async def test_python_broker_holds_back_qos1_beyond_the_receive_maximum() -> Non
     finally:
         await client.close()
         await asyncio.gather(runner, return_exceptions=True)
+        await python_broker.stop()
+
+
+async def _connect_raw(broker: PythonBroker, client_id: str, keep_alive: int) -> socket.socket:
+    """A raw MQTT 5 connection with a retained will on ``<client_id>/online``."""
+    sock = socket.create_connection((broker.host, broker.port))
+    sock.setblocking(False)
+    loop = asyncio.get_running_loop()
+    will = mqtt5.Will(
+        f"{client_id}/online", payload=b"false", qos=mqtt5.QoS.AT_LEAST_ONCE, retain=True
+    )
+    await loop.sock_sendall(
+        sock, mqtt5.ConnectPacket(client_id, will=will, keep_alive=keep_alive).write()
+    )
+    connack, _ = mqtt5.read(memoryview(await loop.sock_recv(sock, 1024)))
+    assert isinstance(connack, mqtt5.ConnAckPacket)
+    return sock
+
+
+@pytest.mark.parametrize("ending", ["reset", "keep-alive"])
+async def test_python_broker_publishes_the_will_when_a_client_vanishes(ending: str) -> None:
+    """A connection reset, or silence beyond 1.5 x keep-alive, publishes the client's will."""
+    python_broker = PythonBroker()
+    await python_broker.start()
+    try:
+        async with collecting(python_broker.host, python_broker.port, "+/online") as live:
+            sock = await _connect_raw(python_broker, "vanishing", keep_alive=1)
+            if ending == "reset":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+            will = await live.wait_for(lambda m: m.topic == "vanishing/online", timeout_s=5)
+            assert will.payload == b"false"
+            sock.close()
+    finally:
         await python_broker.stop()

@@ -264,7 +264,7 @@ class _Session:
     writer: asyncio.StreamWriter
     receive_max: int
     will: mqtt5.Will | None
-    keep_alive_s: int
+    idle_limit_s: float | None  # 1.5 x keep-alive: silence beyond it ends the connection
     subscriptions: dict[str, _Subscription] = field(default_factory=dict)
     inflight: dict[int, bytes] = field(default_factory=dict)
     waiting: deque[tuple[str, bytes, bool]] = field(default_factory=deque)
@@ -357,22 +357,27 @@ class PythonBroker:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
+        packets = _PacketReader(reader)
         session: _Session | None = None
         try:
-            session = await self._handle(reader, writer)
+            session = await self._accept(packets, writer)
+            while session is not None and not session.closed:
+                packet = await asyncio.wait_for(packets.next(), timeout=session.idle_limit_s)
+                if packet is None or not self._on_packet(session, packet):
+                    break
         except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
-            pass  # a broken or hostile client: drop the connection
+            pass  # reset, keep-alive timeout (TimeoutError), malformed packet: drop it
         finally:
             if task is not None:
                 self._tasks.discard(task)
             if session is not None:
-                self._end(session)
+                self._end(session)  # publishes the will unless the client said goodbye
             writer.close()
 
-    async def _handle(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    async def _accept(
+        self, packets: _PacketReader, writer: asyncio.StreamWriter
     ) -> _Session | None:
-        packets = _PacketReader(reader)
+        """Read CONNECT, take over an older connection of the same client, answer CONNACK."""
         try:
             connect = await asyncio.wait_for(packets.next(), timeout=10.0)
         except ValueError:
@@ -396,7 +401,7 @@ class PythonBroker:
             writer=writer,
             receive_max=connect.receive_max,
             will=connect.will,
-            keep_alive_s=connect.keep_alive,
+            idle_limit_s=connect.keep_alive * 1.5 if connect.keep_alive else None,
         )
         self._sessions[client_id] = session
         connack = _CONNACK
@@ -408,11 +413,6 @@ class PythonBroker:
                 shared_subscription_available=False,
             )
         session.write(connack.write())
-        idle_limit_s = connect.keep_alive * 1.5 if connect.keep_alive else None
-        while not session.closed:
-            packet = await asyncio.wait_for(packets.next(), timeout=idle_limit_s)
-            if packet is None or not self._on_packet(session, packet):
-                break
         return session
 
     def _on_packet(self, session: _Session, packet: mqtt5.Packet) -> bool:
