@@ -6,6 +6,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -16,7 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from iot_bridge.config.model import parse_config
 from iot_bridge.entrypoints.cli import main
+from iot_bridge.entrypoints.demo import demo_config
 
 pytestmark = pytest.mark.slow
 
@@ -234,3 +237,32 @@ def test_data_dir_that_is_a_file_exits_2(
     assert main(["demo", "--data-dir", str(target)]) == 2
     assert "is not a directory" in capsys.readouterr().err
     assert target.read_text() == "keep me"
+
+
+def test_busy_http_port_is_one_clear_error_and_nothing_is_left_running(
+    demos: list[DemoProcess],
+) -> None:
+    """--port taken by someone else: exit 1 with one sentence, and the broker is stopped."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        demo = DemoProcess("--port", str(port), "--duration", "30")
+        demos.append(demo)
+        code = demo.wait(30)
+    stderr = demo.stderr()
+    assert code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in stderr
+    assert "Traceback" not in stderr
+    assert demo.children("mosquitto") == []
+
+
+@pytest.mark.parametrize("speed", [0.1, 1.0, 10.0, 20.0, 100.0])
+def test_demo_config_is_valid_at_every_allowed_speed(speed: float) -> None:
+    """The generated config passes the bridge's own validation, timings scaled by the speed."""
+    config = parse_config(demo_config(1884, speed), source="demo config")
+    assert [d.device_id for d in config.devices] == ["cnc-mill", "laser-cutter", "3d-printer"]
+    timings = config.devices[0].session_config
+    assert timings.stop_debounce_s == pytest.approx(20.0 / speed, rel=1e-3)
+    # Reports come every 10 simulated seconds: the timeout must leave room for them.
+    assert timings.message_timeout_s * speed >= 30.0
