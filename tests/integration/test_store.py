@@ -87,12 +87,30 @@ def test_read_only_data_dir_fails_naming_the_path(tmp_path: Path) -> None:
         data_dir.chmod(0o700)
 
 
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs Linux sysfs")
+def test_existing_dir_that_refuses_files_fails_even_for_root() -> None:
+    """A data dir that exists but takes no new files (sysfs, even for root) fails fast."""
+    with pytest.raises(StoreError, match=r"data dir /sys/kernel is not writable"):
+        EventStore.open(Path("/sys/kernel"))
+
+
 def test_corrupt_database_fails_clearly(tmp_path: Path) -> None:
     """A database file that is not SQLite is a StoreError naming it, and is left untouched."""
     tmp_path.joinpath(DB_FILENAME).write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match=rf"database .*{DB_FILENAME} is corrupt"):
         EventStore.open(tmp_path)
     assert tmp_path.joinpath(DB_FILENAME).read_bytes().startswith(b"this is not")
+
+
+def test_truncated_database_fails_clearly(tmp_path: Path) -> None:
+    """A database cut short (a disk problem) is reported as corrupt at open, naming it."""
+    store = EventStore.open(tmp_path)
+    store.commit([make_event("a", n) for n in range(300)], {"a": {"v": 1}}, now=T0)
+    store.close()
+    with (tmp_path / DB_FILENAME).open("r+b") as db_file:
+        db_file.truncate(8192)
+    with pytest.raises(StoreError, match=rf"database .*{DB_FILENAME} is corrupt"):
+        EventStore.open(tmp_path)
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:

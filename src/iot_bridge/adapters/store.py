@@ -40,6 +40,9 @@ SCHEMA_VERSION = 1
 FLAG_AFTER_ATTEMPTS = 10
 DEFAULT_RETENTION_S = 30 * 86400.0
 
+# What commit() uses; benchmarks/store.py compares it with "NORMAL".
+COMMIT_SYNCHRONOUS = "FULL"
+
 STATUS_PENDING = "pending"
 STATUS_DELIVERED = "delivered"
 STATUS_DEAD = "dead"
@@ -300,7 +303,7 @@ class EventStore:
             conn = self._writer
             try:
                 if durable:
-                    conn.execute("PRAGMA synchronous = FULL")
+                    conn.execute(f"PRAGMA synchronous = {COMMIT_SYNCHRONOUS}")
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     yield conn
