@@ -8,6 +8,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import secrets
 import signal
 import socket
@@ -23,7 +24,7 @@ from iot_bridge.adapters.embedded_broker import PythonBroker
 from iot_bridge.adapters.mqtt import InboundMessage, MqttClient, MqttSettings
 from iot_bridge.entrypoints.cli import main
 from iot_bridge.parsers import make_parser
-from tests.support.mosquitto import MosquittoBroker, free_port
+from tests.support.mosquitto import BrokerFactory, MosquittoBroker, free_port
 
 pytest_plugins = ["tests.support.mosquitto"]
 
@@ -397,3 +398,39 @@ async def test_python_broker_publishes_the_will_when_a_client_vanishes(ending: s
             sock.close()
     finally:
         await python_broker.stop()
+
+
+async def test_tls_is_the_default_and_works_with_the_brokers_ca(
+    mosquitto_factory: BrokerFactory,
+) -> None:
+    """Without --no-tls the simulator speaks TLS, verifying the broker with --ca-file."""
+    tls_broker = mosquitto_factory(tls=True, persistence=False)
+    device_id = device()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "iot_bridge",
+        "simulate",
+        "--broker",
+        tls_broker.host,
+        "--port",
+        str(tls_broker.port),
+        "--ca-file",
+        str(tls_broker.ca_file),
+        "--device-id",
+        device_id,
+        "--scenario",
+        "working",
+        "--duration",
+        "20",
+        "--speed",
+        "20",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    code, stdout, stderr = await finish(process)
+    assert code == 0, stderr
+    assert "with TLS" in stdout
+    published = re.search(r"done: (\d+) messages published", stdout)
+    assert published is not None
+    assert int(published.group(1)) > 0
