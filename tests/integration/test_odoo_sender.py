@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import socket
 import time
@@ -9,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from iot_bridge.adapters.odoo import OdooSender, parse_retry_after
@@ -242,3 +244,25 @@ async def test_duplicates_are_accepted_and_recorded(
     await sender.send(event)
     assert odoo_standin.events == [event]
     assert odoo_standin.duplicates == [event]
+
+
+async def test_concurrent_sends_reuse_their_connections(
+    sender: OdooSender, odoo_standin: OdooStandin
+) -> None:
+    """Four rounds of 8 concurrent sends open at most 8 connections, all kept alive."""
+    for _ in range(4):
+        await asyncio.gather(*(sender.send(make_event(f"d{n}")) for n in range(8)))
+    assert len(odoo_standin.events) == 32
+    assert odoo_standin.connections_opened <= 8
+
+
+async def test_a_shared_client_is_used_and_left_open(odoo_standin: OdooStandin) -> None:
+    """With a caller's httpx client the sender uses it and aclose() does not close it."""
+    async with httpx.AsyncClient() as client:
+        sender = OdooSender(base_url=odoo_standin.url, api_key=API_KEY, client=client)
+        odoo_standin.api_key = API_KEY
+        await sender.send(make_event())
+        await sender.aclose()
+        assert not client.is_closed
+        await sender.send(make_event())
+    assert len(odoo_standin.events) == 2

@@ -14,6 +14,7 @@ from every error message.
 from __future__ import annotations
 
 import email.utils
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -58,7 +59,8 @@ class OdooSender:
     """POSTs events to Odoo as JSON-RPC 2.0 calls over one keep-alive connection pool.
 
     Pass ``client`` to share an ``httpx.AsyncClient`` (then ``aclose`` leaves it
-    open); otherwise the sender owns one with ``timeout_s`` for every phase.
+    open); otherwise the sender opens its own keep-alive connections, one per
+    concurrent send, with ``timeout_s`` for every phase.
     """
 
     def __init__(
@@ -80,18 +82,36 @@ class OdooSender:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self._owns_client = client is None
-        if client is None:
-            self._client = httpx.AsyncClient(
-                headers=headers,
-                timeout=httpx.Timeout(timeout_s),
-                limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
-                follow_redirects=False,
-            )
-            self._headers: dict[str, str] | None = None
-        else:
-            self._client = client
-            self._headers = headers
+        self._shared = client
+        self._headers = headers
+        self._timeout = httpx.Timeout(timeout_s)
+        # Without a shared client: one single-connection client per concurrent
+        # send, reused (keep-alive). httpcore scans every pooled connection on
+        # each request, so small pools cost less CPU than one pool of many.
+        self._idle: list[httpx.AsyncClient] = []
+        self._all: list[httpx.AsyncClient] = []
+        self._ssl_context: ssl.SSLContext | None = None  # loaded once, shared by them
+
+    def _take_client(self) -> httpx.AsyncClient:
+        if self._shared is not None:
+            return self._shared
+        if self._idle:
+            return self._idle.pop()
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context()
+        client = httpx.AsyncClient(
+            verify=self._ssl_context,
+            headers=self._headers,
+            timeout=self._timeout,
+            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            follow_redirects=False,
+        )
+        self._all.append(client)
+        return client
+
+    def _give_back(self, client: httpx.AsyncClient) -> None:
+        if client is not self._shared:
+            self._idle.append(client)
 
     async def send(self, event: Mapping[str, Any]) -> None:
         """Deliver one EVENT object; returns on success.
@@ -103,14 +123,18 @@ class OdooSender:
         body = orjson.dumps(
             {"jsonrpc": "2.0", "method": "call", "id": event_uid, "params": {"event": event}}
         )
+        client = self._take_client()
+        headers = self._headers if client is self._shared else None
         try:
-            response = await self._client.post(self._target, content=body, headers=self._headers)
+            response = await client.post(self._target, content=body, headers=headers)
         except httpx.TimeoutException as err:
             raise self._error(f"timeout talking to Odoo ({type(err).__name__})") from err
         except httpx.ConnectError as err:
             raise self._error(f"cannot connect to Odoo: {err}") from err
         except httpx.HTTPError as err:  # protocol errors, closed connections, bad URLs
             raise self._error(f"HTTP error talking to Odoo: {type(err).__name__}: {err}") from err
+        finally:
+            self._give_back(client)
         self._classify(response)
 
     def _classify(self, response: httpx.Response) -> None:
@@ -152,9 +176,10 @@ class OdooSender:
         return DeliveryError(message, permanent=permanent, retry_after_s=retry_after_s)
 
     async def aclose(self) -> None:
-        """Close the connection pool if this sender created it."""
-        if self._owns_client:
-            await self._client.aclose()
+        """Close the connections this sender opened (a shared client stays open)."""
+        clients, self._all, self._idle = self._all, [], []
+        for client in clients:
+            await client.aclose()
 
 
 def _rpc_error_parts(error: Any) -> tuple[str, str]:
