@@ -4,6 +4,12 @@ import pathlib
 
 import pytest
 
+pytest_plugins = [
+    "tests.support.mosquitto",
+    "tests.support.odoo_standin",
+    "tests.support.bridge_process",
+]
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO_ROOT.parent / "shared"
 

@@ -1,0 +1,248 @@
+"""``iot-bridge run`` as operators run it: real mosquitto, the Odoo stand-in, the process."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import yaml
+
+from tests.e2e.conftest import config, device, power, write_config
+from tests.support.bridge_process import BridgeProcess, wait_until
+from tests.support.mosquitto import MosquittoBroker, publish
+from tests.support.odoo_standin import OdooStandin
+
+
+def _odoo_env(odoo: OdooStandin) -> dict[str, str]:
+    return {"ODOO_BASE_URL": odoo.url, "ODOO_DATABASE": odoo.database or "", "ODOO_API_KEY": odoo.api_key or ""}
+
+
+def test_a_session_flows_from_mqtt_to_odoo_in_order(
+    mosquitto_factory, odoo_standin: OdooStandin, bridge_factory, tmp_path: Path
+) -> None:
+    """Readings on the device topic become online/started/stopped events delivered to Odoo in order."""
+    broker: MosquittoBroker = mosquitto_factory()
+    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
+    bridge: BridgeProcess = bridge_factory(config_file=cfg, env=_odoo_env(odoo_standin)).start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    publish(broker, "mill/status/pm1:0", power(200.0, 10.0))
+    wait_until(lambda: "session_started" in bridge.event_types())
+    publish(broker, "mill/status/pm1:0", power(0.0, 12.0))
+    wait_until(lambda: "session_stopped" in bridge.event_types())
+    delivered = odoo_standin.wait_for_events(3, timeout_s=20)
+    assert [e["event_type"] for e in delivered] == ["device_online", "session_started", "session_stopped"]
+    stopped = delivered[2]
+    assert stopped["data"]["reason"] == "power_off"
+    assert stopped["data"]["energy_wh"] == 2.0
+    assert stopped["session_id"] == delivered[1]["session_id"]
+    wait_until(lambda: all(e["status"] == "delivered" for e in bridge.events()))
+    health = bridge.health()
+    assert health["status"] == "ok" and health["devices"] == 1
+    metrics = bridge.get("/metrics").text
+    assert 'iot_bridge_messages_received_total{parser="shelly_pm"} 2.0' in metrics
+    assert 'iot_bridge_events_emitted_total{type="session_started"} 1.0' in metrics
+    assert "iot_bridge_mqtt_connected 1.0" in metrics
+    assert bridge.stop() == 0
+
+
+def test_broker_down_at_start_then_up(mosquitto_factory, bridge_factory, tmp_path: Path) -> None:
+    """The bridge serves HTTP (degraded) while the broker is unreachable and connects when it appears."""
+    broker: MosquittoBroker = mosquitto_factory(start=False)
+    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
+    bridge = bridge_factory(config_file=cfg).start()
+    health = bridge.health()
+    assert health["status"] == "degraded" and health["mqtt"]["connected"] is False
+    assert health["mqtt"]["last_error"]
+    broker.start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"], timeout_s=40)
+    publish(broker, "mill/status/pm1:0", power(100.0))
+    wait_until(lambda: "session_started" in bridge.event_types())
+
+
+def test_messages_sent_while_the_bridge_is_down_are_processed_after(
+    mosquitto_factory, bridge_factory, tmp_path: Path
+) -> None:
+    """Persistent session: QoS 1 messages published while the bridge was stopped arrive when it returns."""
+    broker = mosquitto_factory()
+    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
+    bridge = bridge_factory(config_file=cfg).start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    assert bridge.stop() == 0
+    publish(broker, "mill/status/pm1:0", power(300.0))
+    bridge.start()
+    wait_until(lambda: bridge.device("mill")["power_w"] == 300.0)
+    wait_until(lambda: "session_started" in bridge.event_types())
+
+
+def test_broker_restart_mid_stream(mosquitto_factory, bridge_factory, tmp_path: Path) -> None:
+    """After a broker restart the bridge reconnects, resubscribes and goes on with the same session."""
+    broker = mosquitto_factory()
+    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
+    bridge = bridge_factory(config_file=cfg).start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    publish(broker, "mill/status/pm1:0", power(100.0))
+    wait_until(lambda: bridge.device("mill")["state"] == "working")
+    session_id = bridge.device("mill")["session_id"]
+    broker.restart()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"], timeout_s=40)
+    publish(broker, "mill/status/pm1:0", power(20.0))
+    wait_until(lambda: bridge.device("mill")["state"] == "standby")
+    assert bridge.device("mill")["session_id"] == session_id
+    assert bridge.event_types("mill").count("session_started") == 1
+
+
+def test_wrong_broker_password_keeps_serving_degraded(
+    mosquitto_factory, bridge_factory, tmp_path: Path
+) -> None:
+    """A wrong password is reported in /health; the bridge keeps serving and accepts a corrected push."""
+    broker = mosquitto_factory(users={"bridge": "s3cret-pass"})
+    cfg = write_config(
+        tmp_path / "c.yaml", config(broker, device("mill"), username="bridge", password="wrong-pass")
+    )
+    bridge = bridge_factory(config_file=cfg).start()
+    wait_until(lambda: bridge.health()["mqtt"]["last_error"])
+    health = bridge.health()
+    assert health["status"] == "degraded"
+    assert "wrong-pass" not in bridge.log() and "s3cret" not in bridge.log()
+    fixed = config(broker, device("mill"), username="bridge", password="s3cret-pass")
+    reply = bridge.post("/config", json=fixed)
+    assert reply.status_code == 200 and reply.json()["mqtt_reconnected"] is True
+    wait_until(lambda: bridge.health()["mqtt"]["connected"], timeout_s=40)
+    assert "s3cret-pass" not in bridge.log()
+
+
+def test_switch_brokers_by_config_push_including_auth_and_tls(
+    mosquitto_factory, bridge_factory, tmp_path: Path
+) -> None:
+    """POST /config moves the bridge from a plain broker to one with a password and TLS, no restart."""
+    plain = mosquitto_factory()
+    secure = mosquitto_factory(users={"bridge": "pw-123456"}, tls=True)
+    cfg = write_config(tmp_path / "c.yaml", config(plain, device("mill")))
+    bridge = bridge_factory(config_file=cfg, token="tok").start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    pid = bridge.process.pid  # type: ignore[union-attr]
+    push = config(
+        secure, device("mill"), username="bridge", password="pw-123456", use_tls=True, ca_file=secure.ca_file
+    )
+    reply = bridge.post("/config", json=push)
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["mqtt_reconnected"] is True
+    wait_until(lambda: bridge.health()["mqtt"]["connected"], timeout_s=40)
+    assert bridge.health()["mqtt"]["broker"] == f"127.0.0.1:{secure.port}"
+    publish(secure, "mill/status/pm1:0", power(100.0))
+    wait_until(lambda: "session_started" in bridge.event_types())
+    back = bridge.post("/config", json=config(plain, device("mill")))
+    assert back.json()["mqtt_reconnected"] is True
+    wait_until(lambda: bridge.health()["mqtt"]["broker"] == f"127.0.0.1:{plain.port}")
+    wait_until(lambda: bridge.health()["mqtt"]["connected"], timeout_s=40)
+    assert bridge.process.pid == pid  # type: ignore[union-attr]
+
+
+def test_subscription_diff_and_device_removed(mosquitto_factory, bridge_factory, tmp_path: Path) -> None:
+    """A push that removes a device ends its session (device_removed) and stops listening to it."""
+    broker = mosquitto_factory()
+    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill"), device("laser")))
+    bridge = bridge_factory(config_file=cfg).start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    assert bridge.health()["subscriptions"] == 4
+    publish(broker, "mill/status/pm1:0", power(100.0))
+    wait_until(lambda: bridge.device("mill")["session_id"])
+    reply = bridge.post("/config", json=config(broker, device("laser"), device("drill")))
+    assert reply.status_code == 200 and reply.json()["devices_configured"] == 2
+    assert reply.json()["mqtt_reconnected"] is False
+    stops = [e for e in bridge.events() if e["event_type"] == "session_stopped"]
+    assert len(stops) == 1 and stops[0]["data"]["reason"] == "device_removed"
+    assert stops[0]["device_id"] == "mill"
+    publish(broker, "drill/status/pm1:0", power(100.0))
+    wait_until(lambda: bridge.device("drill")["state"] in ("starting", "working"))
+    publish(broker, "mill/status/pm1:0", power(100.0))
+    publish(broker, "drill/status/pm1:0", power(101.0))
+    wait_until(lambda: bridge.device("drill")["power_w"] == 101.0)
+    assert not any(e["device_id"] == "mill" and e["event_type"] == "session_started" for e in bridge.events()[2:])
+    assert [d["device_id"] for d in bridge.get("/devices").json()] == ["laser", "drill"]
+
+
+def test_pushed_config_survives_restart_and_corrupt_file_is_moved_aside(
+    mosquitto_factory, bridge_factory, tmp_path: Path
+) -> None:
+    """The persisted config (0600) wins over --config; a corrupt one is moved aside and --config used."""
+    broker = mosquitto_factory()
+    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
+    bridge = bridge_factory(config_file=cfg, token="tok").start()
+    pushed = config(broker, device("laser"), device("drill"), password="very-secret")
+    assert bridge.post("/config", json=pushed).status_code == 200
+    persisted = bridge.data_dir / "config-active.yaml"
+    assert persisted.stat().st_mode & 0o777 == 0o600
+    assert bridge.stop() == 0
+    bridge.start()
+    assert [d["device_id"] for d in bridge.get("/devices").json()] == ["laser", "drill"]
+    assert bridge.health()["last_config_update"]
+    shown = bridge.get("/config").json()
+    assert shown["mqtt"]["password"] == "***"
+    assert bridge.stop() == 0
+    persisted.write_bytes(b"\x00\xff garbage: [")
+    bridge.start()
+    assert [d["device_id"] for d in bridge.get("/devices").json()] == ["mill"]
+    moved = list(bridge.data_dir.glob("config-active.yaml.bad-*"))
+    assert len(moved) == 1 and moved[0].read_bytes() == b"\x00\xff garbage: ["
+    assert bridge.log_events("config_persisted_invalid")
+
+
+def test_kill_9_mid_session_resumes_the_same_session(
+    mosquitto_factory, odoo_standin: OdooStandin, bridge_factory, tmp_path: Path
+) -> None:
+    """After kill -9 the running session continues under its session_id: no second start, one stop."""
+    broker = mosquitto_factory()
+    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
+    bridge = bridge_factory(config_file=cfg, env=_odoo_env(odoo_standin)).start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    publish(broker, "mill/status/pm1:0", power(100.0, 1.0))
+    wait_until(lambda: bridge.device("mill")["session_id"])
+    session_id = bridge.device("mill")["session_id"]
+    bridge.kill()
+    bridge.start()
+    assert bridge.device("mill")["session_id"] == session_id
+    assert bridge.device("mill")["state"] == "working"
+    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    publish(broker, "mill/status/pm1:0", power(0.0, 3.0))
+    wait_until(lambda: "session_stopped" in bridge.event_types())
+    events = odoo_standin.wait_for_events(4, timeout_s=20)
+    kinds = [e["event_type"] for e in events]
+    assert kinds.count("session_started") == 1 and kinds.count("session_stopped") == 1
+    stopped = next(e for e in events if e["event_type"] == "session_stopped")
+    assert stopped["session_id"] == session_id
+    assert stopped["data"]["energy_wh"] == 2.0
+
+
+def test_kill_9_right_after_a_message_loses_no_event(
+    mosquitto_factory, bridge_factory, tmp_path: Path
+) -> None:
+    """A message whose effects were not committed is redelivered after kill -9; its event exists once."""
+    broker = mosquitto_factory()
+    cfg = write_config(
+        tmp_path / "c.yaml", config(broker, device("mill", start_debounce_s=0.0, stop_debounce_s=0.0))
+    )
+    bridge = bridge_factory(config_file=cfg).start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    for watts in (100.0, 0.0, 100.0, 0.0, 100.0):
+        publish(broker, "mill/status/pm1:0", power(watts))
+    os.kill(bridge.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
+    bridge.process.wait()  # type: ignore[union-attr]
+    bridge.start()
+    wait_until(lambda: bridge.device("mill")["power_w"] == 100.0 and bridge.event_types().count("session_started") == 3)
+    kinds = bridge.event_types("mill")
+    assert kinds.count("session_started") == 3
+    assert kinds.count("session_stopped") == 2
+
+
+def test_config_file_given_on_the_command_line_is_validated(bridge_factory, tmp_path: Path) -> None:
+    """An invalid --config file stops startup with exit 2 and every error with its path."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"devices": [{"device_id": "x y"}], "mqttt": {}}))
+    bridge = bridge_factory(config_file=bad)
+    bridge.start(wait=False)
+    assert bridge.process.wait(timeout=30) == 2  # type: ignore[union-attr]
+    output = bridge.log()
+    assert "devices.0.device_id" in output and "mqttt" in output
+    assert "Traceback" not in output
