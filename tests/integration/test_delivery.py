@@ -21,9 +21,7 @@ from iot_bridge.service.delivery import (
     EventSender,
     backoff_delay,
 )
-from tests.support.odoo_standin import OdooStandin, odoo_standin
-
-__all__ = ["odoo_standin"]  # the fixture, used by name below
+from tests.support.odoo_standin import OdooStandin
 
 T0 = 1_770_000_000.0
 

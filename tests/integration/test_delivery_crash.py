@@ -11,9 +11,7 @@ from pathlib import Path
 
 from iot_bridge.adapters.store import EventStore
 from tests.support.delivery_crash_child import event_uid
-from tests.support.odoo_standin import OdooStandin, odoo_standin
-
-__all__ = ["odoo_standin"]  # the fixture, used by name below
+from tests.support.odoo_standin import OdooStandin
 
 CHILD = Path(__file__).resolve().parents[1] / "support" / "delivery_crash_child.py"
 DEVICES = 8

@@ -15,9 +15,7 @@ import pytest
 
 from iot_bridge.adapters.odoo import OdooSender, parse_retry_after
 from iot_bridge.errors import DeliveryError
-from tests.support.odoo_standin import OdooStandin, odoo_standin, odoo_standin_factory
-
-__all__ = ["odoo_standin", "odoo_standin_factory"]  # fixtures used by name below
+from tests.support.odoo_standin import OdooStandin
 
 API_KEY = "s3cret-key-4711"
 
