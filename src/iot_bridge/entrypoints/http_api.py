@@ -124,6 +124,8 @@ def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
         description="Smart-plug power readings in, machine-usage sessions out to Odoo.",
     )
     expected = f"Bearer {api_token}".encode() if api_token else None
+    config_schema = BridgeConfig.model_json_schema(ref_template="#/components/schemas/{model}")
+    config_defs = config_schema.pop("$defs", {})
 
     def authorized(request: Request) -> bool:
         if expected is None:
@@ -147,7 +149,7 @@ def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": BridgeConfig.model_json_schema()}},
+                "content": {"application/json": {"schema": config_schema}},
             }
         },
     )
@@ -215,6 +217,18 @@ def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
             bridge.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
+    default_openapi = app.openapi
+
+    def openapi_with_config_models() -> dict[str, Any]:
+        # The config body is read raw (for 413 and our 422 shape), so FastAPI does
+        # not know its models: add them where the body schema's $refs point.
+        if app.openapi_schema is None:
+            document = default_openapi()
+            document.setdefault("components", {}).setdefault("schemas", {}).update(config_defs)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi_with_config_models  # type: ignore[method-assign]
     return app
 
 

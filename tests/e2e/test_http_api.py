@@ -1,0 +1,159 @@
+"""The HTTP API's contract (CONTRACT section 3): bad input, tokens, limits, and a schemathesis run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.e2e.conftest import config, device, write_config
+from tests.support.bridge_process import BridgeProcess, free_port, wait_until
+from tests.support.mosquitto import MosquittoBroker
+
+TOKEN = "e2e-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def api_bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BridgeProcess, MosquittoBroker]]:
+    """One broker and one bridge (with an API token) shared by the module."""
+    broker = MosquittoBroker(tmp_path_factory.mktemp("broker")).start()
+    root = tmp_path_factory.mktemp("bridge")
+    cfg = write_config(root / "c.yaml", config(broker, device("mill"), password="broker-secret"))
+    bridge = BridgeProcess(data_dir=root / "data", config_file=cfg, token=TOKEN, port=free_port()).start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    yield bridge, broker
+    bridge.kill()
+    broker.stop()
+
+
+def _devices(bridge: BridgeProcess) -> list[str]:
+    return [d["device_id"] for d in bridge.get("/devices").json()]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"}],
+)
+def test_token_protected_routes_answer_401(api_bridge: Any, headers: dict[str, str]) -> None:
+    """POST/GET /config and POST /events/retry-dead need the exact bearer token."""
+    bridge, _ = api_bridge
+    for method, path in (("POST", "/config"), ("GET", "/config"), ("POST", "/events/retry-dead")):
+        reply = httpx.request(method, f"{bridge.url}{path}", headers=headers, json={}, timeout=10)
+        assert reply.status_code == 401, (method, path)
+        assert reply.headers["www-authenticate"] == "Bearer"
+    assert _devices(bridge) == ["mill"]
+
+
+def test_open_routes_need_no_token(api_bridge: Any) -> None:
+    """/health, /devices, /events and /metrics answer without a token."""
+    bridge, _ = api_bridge
+    for path in ("/health", "/devices", "/events", "/metrics", "/openapi.json"):
+        assert httpx.get(f"{bridge.url}{path}", timeout=10).status_code == 200, path
+
+
+def test_invalid_config_is_422_with_every_error_and_changes_nothing(api_bridge: Any) -> None:
+    """An invalid push lists each problem with its path; the active config stays as it was."""
+    bridge, broker = api_bridge
+    before = bridge.get("/config").json()
+    document = config(broker, device("a", standby_threshold_w=60.0), device("a"))
+    document["devices"][0]["session_config"]["working_threshold_w"] = 10.0
+    document["devices"][1]["parser_typo"] = "x"
+    reply = bridge.post("/config", json=document)
+    assert reply.status_code == 422
+    paths = {error["path"] for error in reply.json()["errors"]}
+    assert "devices.0.session_config.working_threshold_w" in paths
+    assert "devices.1.parser_typo" in paths
+    assert "devices.1.device_id" in paths
+    assert bridge.get("/config").json() == before
+    assert _devices(bridge) == ["mill"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"{not json", "application/json"),
+        (b"\xff\xfe\x00", "application/json"),
+        (b"[]", "application/json"),
+        (b"null", "application/json"),
+        (b"", "application/json"),
+    ],
+)
+def test_malformed_bodies_are_422(api_bridge: Any, body: bytes, content_type: str) -> None:
+    """Bodies that are not a JSON object are rejected with 422 and change nothing."""
+    bridge, _ = api_bridge
+    reply = bridge.post("/config", content=body, headers={"Content-Type": content_type})
+    assert reply.status_code == 422
+    assert reply.json()["status"] == "error"
+    assert _devices(bridge) == ["mill"]
+
+
+def test_oversized_body_is_413(api_bridge: Any) -> None:
+    """A body over 1 MiB is refused with 413, declared or streamed."""
+    bridge, _ = api_bridge
+    big = b'{"devices": [], "version": "' + b"x" * (1024 * 1024) + b'"}'
+    assert bridge.post("/config", content=big).status_code == 413
+
+    def chunks() -> Iterator[bytes]:
+        yield big[: 512 * 1024]
+        yield big[512 * 1024 :]
+
+    assert bridge.post("/config", content=chunks()).status_code == 413
+    assert _devices(bridge) == ["mill"]
+
+
+def test_get_config_masks_secrets(api_bridge: Any) -> None:
+    """GET /config shows the active config with the broker password replaced by ***."""
+    bridge, _ = api_bridge
+    shown = bridge.get("/config").json()
+    assert shown["mqtt"]["password"] == "***"
+    assert "broker-secret" not in bridge.get("/config").text
+    assert "broker-secret" not in bridge.log()
+
+
+def test_events_limit_is_bounded(api_bridge: Any) -> None:
+    """limit must be 1..1000; others are a 422 from the API."""
+    bridge, _ = api_bridge
+    assert bridge.get("/events", params={"limit": 0}).status_code == 422
+    assert bridge.get("/events", params={"limit": 1001}).status_code == 422
+    assert bridge.get("/events", params={"limit": "x"}).status_code == 422
+
+
+@pytest.fixture(scope="module")
+def api_schema(api_bridge: Any) -> Any:
+    bridge, _ = api_bridge
+    return schemathesis.openapi.from_url(f"{bridge.url}/openapi.json")
+
+
+schema = schemathesis.pytest.from_fixture("api_schema")
+
+
+@schema.parametrize()
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(case: Any, api_bridge: Any) -> None:
+    """Generated requests never get a 5xx or a response that breaks the bridge's own OpenAPI document."""
+    bridge, broker = api_bridge
+    if case.method == "POST" and case.path == "/config" and isinstance(case.body, dict):
+        # Keep every connection on loopback: the broker and Odoo stay the test's own.
+        case.body["mqtt"] = {"broker": broker.host, "port": broker.port, "client_id": "bridge-e2e"}
+        case.body.pop("odoo", None)
+    case.call_and_validate(
+        base_url=bridge.url,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+        ],
+    )
