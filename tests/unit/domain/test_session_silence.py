@@ -17,7 +17,7 @@ STOPPED = EventType.SESSION_STOPPED
 
 
 def test_silence_in_a_session_gives_timeout_then_offline() -> None:
-    """No message for message_timeout_s: session_timeout (ending at the last message), then offline."""
+    """Silence for message_timeout_s: session_timeout ending at the last message, then offline."""
     sim = Sim()
     sim.start_working()
     sim.read(10, 100.0)
@@ -129,7 +129,7 @@ def test_equal_start_debounce_and_timeout_fire_debounce_first() -> None:
 
 
 def test_timeout_while_stopping_ends_at_the_first_low_reading() -> None:
-    """Silence during a stop debounce longer than the timeout ends the session at the first low reading."""
+    """Silence during a long stop debounce ends the session at its first low reading."""
     sim = Sim(dataclasses.replace(CONFIG, stop_debounce_s=60.0))
     sim.start_working()
     sim.read(10, 1.0, None)
