@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 
 from iot_bridge.domain.session import SessionDetector
+from iot_bridge.logs import configure_logging
 from iot_bridge.domain.session_config import SessionConfig
 from iot_bridge.parsers import make_parser
 from iot_bridge.service.ingest import DeviceSpec, Ingestor
@@ -117,6 +118,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    configure_logging(level="WARNING")
     messages = build_messages(args.devices, args.messages)
     print(f"{args.messages} messages, {args.devices} devices, best of {args.repeat}")
     for name, bench in (("parse+detect", bench_direct), ("ingestor", bench_ingestor)):

@@ -75,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if args.command not in ("run", "demo"):
+        from iot_bridge.logs import configure_logging
+
+        # stdout is the command's output (replay prints events there): logs go to stderr.
+        configure_logging(
+            level=os.environ.get("LOG_LEVEL") or "WARNING",
+            fmt=os.environ.get("LOG_FORMAT") or "json",
+        )
     try:
         if args.command == "run":
             return _run(args)

@@ -20,7 +20,7 @@ from typing import Any
 from iot_bridge.adapters.mqtt import InboundMessage, MqttClient, MqttSettings
 from iot_bridge.adapters.odoo import OdooSender
 from iot_bridge.adapters.store import EventStore, StoredEvent
-from iot_bridge.config.model import BridgeConfig, MqttSection, OdooSection
+from iot_bridge.config.model import MASK, BridgeConfig, MqttSection, OdooSection
 from iot_bridge.config.sources import (
     EnvSettings,
     effective_mqtt,
@@ -64,6 +64,16 @@ def odoo_sender(section: OdooSection | None) -> OdooSender | None:
     return OdooSender(
         base_url=section.base_url, database=section.database, api_key=section.api_key
     )
+
+
+def keep_masked_secrets(new: BridgeConfig, current: BridgeConfig) -> BridgeConfig:
+    """A secret pushed back as ``***`` (copied from ``GET /config``) keeps its current value."""
+    updates: dict[str, Any] = {}
+    if new.mqtt is not None and new.mqtt.password == MASK and current.mqtt is not None:
+        updates["mqtt"] = new.mqtt.model_copy(update={"password": current.mqtt.password})
+    if new.odoo is not None and new.odoo.api_key == MASK and current.odoo is not None:
+        updates["odoo"] = new.odoo.model_copy(update={"api_key": current.odoo.api_key})
+    return new.model_copy(update=updates) if updates else new
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +285,7 @@ class Bridge:
 
     async def apply_config(self, config: BridgeConfig) -> ConfigApplied:
         """Apply a validated config as a whole: persist, devices, broker, Odoo."""
+        config = keep_masked_secrets(config, self.config)
         await asyncio.to_thread(persist_config, self.data_dir, config)
         now = self.now()
         async with self._lock:

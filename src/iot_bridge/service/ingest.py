@@ -175,6 +175,7 @@ class Ingestor:
             topic = message.topic
             for route in routes_for(topic):
                 device = devices[route.device_id]
+                before = device.detector.state
                 try:
                     if route.role == DATA:
                         reading = device.parser.parse(topic, message.payload)
@@ -189,6 +190,8 @@ class Ingestor:
                 if new:
                     events.extend(new)
                     self._count(new)
+                if device.detector.state is not before:
+                    _log_transition(device, before)
                 changed[route.device_id] = None  # snapshot taken once per batch
                 self._schedule(route.device_id, device.detector)
         return events
@@ -212,7 +215,10 @@ class Ingestor:
             device = self._devices.get(device_id)
             if device is None:
                 continue
+            before = device.detector.state
             new = device.detector.tick(due)
+            if device.detector.state is not before:
+                _log_transition(device, before)
             if new:
                 events.extend(new)
                 self._count(new)
@@ -288,6 +294,18 @@ class Ingestor:
                 detail=err.detail[:200],
                 suppressed_since_last=suppressed,
             )
+
+
+def _log_transition(device: _Device, before: Any) -> None:
+    detector = device.detector
+    log.info(
+        "state_transition",
+        device_id=detector.device_id,
+        from_state=str(before),
+        to_state=str(detector.state),
+        power_w=detector.power_w,
+        session_id=detector.session_id,
+    )
 
 
 def device_specs(config: Any) -> list[DeviceSpec]:

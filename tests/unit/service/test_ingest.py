@@ -150,3 +150,19 @@ def test_restore_drops_unknown_and_corrupt_snapshots() -> None:
     ingestor.apply_devices([spec("mill", "a")], 0.0)
     unusable = ingestor.restore({"ghost": {"x": 1}, "mill": {"garbage": True}}, 1.0)
     assert sorted(unusable) == ["ghost", "mill"]
+
+
+def test_masked_secrets_pushed_back_keep_their_value() -> None:
+    """A config copied from GET /config (secrets as ***) and pushed again keeps the real secrets."""
+    from iot_bridge.config.model import parse_config
+    from iot_bridge.service.bridge import keep_masked_secrets
+
+    current = parse_config(
+        {"mqtt": {"password": "real-pw"}, "odoo": {"base_url": "http://o:8069", "api_key": "real-key"}}
+    )
+    pushed = parse_config(current.masked())
+    kept = keep_masked_secrets(pushed, current)
+    assert kept.mqtt is not None and kept.mqtt.password == "real-pw"
+    assert kept.odoo is not None and kept.odoo.api_key == "real-key"
+    changed = parse_config({"mqtt": {"password": "new-pw"}})
+    assert keep_masked_secrets(changed, current).mqtt.password == "new-pw"  # type: ignore[union-attr]
