@@ -275,6 +275,13 @@ class DeliveryWorker:
                 delivered.append(event.seq)
                 served += 1
                 self._report("ok")
+                log.info(
+                    "event_delivered",
+                    event_uid=event.event_uid,
+                    event_type=event.event_type,
+                    device_id=event.device_id,
+                    attempts=event.attempts + 1,
+                )
                 if queue:
                     continue
                 if served >= LANE_TURN:
