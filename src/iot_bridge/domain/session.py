@@ -52,7 +52,8 @@ Decisions where the contract is silent (each pinned by a unit test):
   ``avg_power_w = peak_power_w``.
 - **Removal** (``remove``) ends a running session at ``now`` (``session_stopped``,
   ``reason: "device_removed"``); a start in progress is dropped silently; no
-  ``device_offline`` is sent.
+  ``device_offline`` is sent, then or later: the detector is left with no timer
+  and ``online`` unknown.
 - **Reconfigure** applies thresholds from the next reading; timers already
   armed keep their due times; the next heartbeat keeps its time and later ones
   follow the new interval from it; a new timeout applies from the next message.
@@ -362,7 +363,10 @@ class SessionDetector:
         return events
 
     def remove(self, now: float) -> list[Event]:
-        """The device was removed: end a running session (``reason: "device_removed"``)."""
+        """The device was removed: end a running session (``reason: "device_removed"``).
+
+        Afterwards the detector has no timer left (``next_deadline()`` is None).
+        """
         now = self._advance_clock(now)
         events: list[Event] = []
         self._advance(now, events)
@@ -371,6 +375,10 @@ class SessionDetector:
             self._clear_session()
         elif state is not _IDLE:
             self._end_session(now, now, "device_removed", EventType.SESSION_STOPPED, events)
+        # A removed device is forgotten: no timer left, so no device_offline later.
+        self._silence_due = _INF
+        self._announced_online = False
+        self._online = None
         return events
 
     def reconfigure(self, *, machine_name: str, config: SessionConfig) -> None:

@@ -42,6 +42,9 @@ def test_remove_ends_a_running_session_now() -> None:
     assert events[0].data["duration_s"] == 10.0
     assert events[0].data["reason"] == "device_removed"
     assert sim.detector.state is DetectorState.IDLE
+    assert sim.detector.next_deadline() is None
+    assert sim.tick(10_000) == []
+    assert sim.detector.online is None
 
 
 def test_remove_while_stopping_ends_at_the_first_low_reading() -> None:
