@@ -277,9 +277,11 @@ class RecordingTransport(asyncio.Transport):
             self.protocol.connection_lost(None)
 
 
-def connect(queue: InboundQueue, generation: int = 1) -> tuple[MqttConnection, RecordingTransport]:
-    """A connection wired to a recording transport."""
-    connection = MqttConnection(queue, generation)
+def connect(
+    queue: InboundQueue, generation: int = 1, *, read_coalesce_s: float = 0.0
+) -> tuple[MqttConnection, RecordingTransport]:
+    """A connection wired to a recording transport (read coalescing off unless asked)."""
+    connection = MqttConnection(queue, generation, read_coalesce_s=read_coalesce_s)
     transport = RecordingTransport(connection)
     connection.connection_made(transport)
     return connection, transport
@@ -436,3 +438,26 @@ async def test_stale_qos1_messages_are_dropped_when_the_session_resumes() -> Non
 def test_needed_size_reads_the_remaining_length(header: bytes, needed: int) -> None:
     """The size of a cut packet comes from its variable-length header (len+1 while cut)."""
     assert _needed_size(bytearray(header)) == needed
+
+
+async def test_small_reads_pause_briefly_and_floods_do_not() -> None:
+    """Read coalescing: a small read pauses the socket until the timer; a big one never."""
+    queue = InboundQueue(1_000_000)
+    connection, transport = connect(queue, read_coalesce_s=0.001)
+    connection.data_received(publish_packet("t", b"small"))
+    assert transport.paused
+    connection._end_coalescing()
+    assert not transport.paused
+    connection.data_received(b"".join(publish_packet("t", b"x" * 200) for _ in range(200)))
+    assert not transport.paused
+
+
+async def test_coalescing_timer_does_not_override_back_pressure() -> None:
+    """When the queue is full, the end of a coalescing pause leaves reading paused."""
+    queue = InboundQueue(2)
+    connection, transport = connect(queue, read_coalesce_s=0.001)
+    connection.data_received(publish_packet("t", b"1") + publish_packet("t", b"2"))
+    connection._end_coalescing()
+    assert transport.paused
+    await queue.get_batch(10)
+    assert not transport.paused

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 import mqtt5
 
 from iot_bridge.adapters.mqtt._connection import (
+    READ_COALESCE_S,
     InboundQueue,
     MqttConnection,
     describe_reason,
@@ -68,6 +69,13 @@ class MqttClient:
     connect it subscribes all wanted filters with QoS 1. Received messages queue
     up for ``receive_batch()``; QoS 1 messages are acknowledged only by ``ack()``.
     All methods must be called from the event loop that runs ``run()``.
+
+    ``max_queue`` bounds the received messages not yet taken (past it the socket
+    is not read: TCP back-pressure). ``rng`` seeds the default ``backoff``;
+    ``backoff`` replaces it (tests use short delays). ``connect_timeout_s`` covers
+    TCP, TLS and CONNACK; ``request_timeout_s`` a SUBACK, UNSUBACK or PUBACK.
+    ``read_coalesce_s`` is the short pause after a small socket read (see
+    ``_connection.py``); 0 turns it off.
     """
 
     def __init__(
@@ -80,6 +88,7 @@ class MqttClient:
         backoff: Backoff | None = None,
         connect_timeout_s: float = 10.0,
         request_timeout_s: float = 10.0,
+        read_coalesce_s: float = READ_COALESCE_S,
     ) -> None:
         if max_queue < 1:
             raise ValueError(f"max_queue must be at least 1, got {max_queue}")
@@ -88,6 +97,7 @@ class MqttClient:
         self._backoff = backoff or Backoff(rng=rng)
         self._connect_timeout_s = connect_timeout_s
         self._request_timeout_s = request_timeout_s
+        self._read_coalesce_s = read_coalesce_s
         self._queue = InboundQueue(max_queue)
         self._connection: MqttConnection | None = None
         self._generation = 0
@@ -214,7 +224,9 @@ class MqttClient:
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 _, connection = await loop.create_connection(
-                    lambda: MqttConnection(queue, generation),
+                    lambda: MqttConnection(
+                        queue, generation, read_coalesce_s=self._read_coalesce_s
+                    ),
                     settings.host,
                     settings.port,
                     ssl=ssl_context,
