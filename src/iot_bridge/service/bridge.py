@@ -36,7 +36,10 @@ from iot_bridge.service.metrics import Metrics
 
 log = get_logger(__name__)
 
-BATCH_MAX_MESSAGES = 5000
+# Unacknowledged QoS 1 messages the broker may send us: a group commit holds at
+# most this many, so it bounds both the batch size and the redelivery after a crash.
+RECEIVE_MAXIMUM = 10_000
+BATCH_MAX_MESSAGES = RECEIVE_MAXIMUM
 PRUNE_INTERVAL_S = 3600.0
 EventListener = Callable[[Sequence[Event]], None]
 
@@ -54,6 +57,7 @@ def mqtt_settings(section: MqttSection) -> MqttSettings:
         ca_file=section.ca_file,
         tls_insecure=section.tls_insecure,
         clean_start=False,
+        receive_maximum=RECEIVE_MAXIMUM,
     )
 
 
