@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from iot_bridge.adapters.mqtt import (
     Backoff,
@@ -300,7 +301,8 @@ async def test_broker_restart_mid_stream_loses_nothing(mosquitto_factory: Broker
         await asyncio.to_thread(publish_many, broker, [("dev/t", b"3"), ("dev/t", b"4")], qos=1)
         after = await receive(client, 2)
         assert [m.payload for m in before + after] == [b"1", b"2", b"3", b"4"]
-        assert client.connected
+        # queued messages may arrive before the resubscribe is confirmed
+        assert await client.wait_connected(10)
 
 
 async def test_wrong_password_sets_last_error_and_keeps_retrying(
@@ -319,14 +321,19 @@ async def test_wrong_password_sets_last_error_and_keeps_retrying(
         subscriptions=["dev/#"],
         backoff=backoff,
     )
-    async with running(wrong, connect=False):
-        await wait_until(lambda: backoff.attempts >= 3)
-        error = wrong.last_error or ""
-        assert "username or password" in error or "not authorized" in error, error
-        assert "CONNACK reason 13" in error
-        assert "wrong-secret-123" not in error
-        assert "wrong-secret-123" not in repr(wrong.settings)
-        assert not wrong.connected
+    with capture_logs() as logs:
+        async with running(wrong, connect=False):
+            await wait_until(lambda: backoff.attempts >= 3)
+            error = wrong.last_error or ""
+            assert "username or password" in error or "not authorized" in error, error
+            assert "CONNACK reason 13" in error
+            assert "wrong-secret-123" not in error
+            assert "wrong-secret-123" not in repr(wrong.settings)
+            assert not wrong.connected
+    failures = [entry for entry in logs if entry["event"] == "mqtt_connection_failed"]
+    assert len(failures) >= 3
+    assert failures[0]["broker"] == broker.address
+    assert "wrong-secret-123" not in repr(logs)
     fixed = make_client(
         broker, unique("bridge"), ["dev/#"], username="bridge", password="right-password"
     )

@@ -370,6 +370,16 @@ async def test_pubacks_are_written_in_one_go_and_only_for_outstanding_ids() -> N
     assert connection.unacked == set()
 
 
+async def test_no_puback_is_counted_once_the_connection_is_closing() -> None:
+    """Acks for a dead connection send nothing and report nothing sent."""
+    queue = InboundQueue(10)
+    connection, transport = connect(queue)
+    connection.data_received(publish_packet("t", b"1", 1, 7))
+    transport.abort()
+    assert connection.send_pubacks([7]) == 0
+    assert bytes(transport.written) == b""
+
+
 async def test_malformed_packet_drops_the_connection_with_a_reason() -> None:
     """Garbage from the broker aborts the connection; the reason is kept."""
     queue = InboundQueue(10)

@@ -276,6 +276,8 @@ class MqttConnection(asyncio.Protocol):
         A packet id not outstanding is skipped: the broker may already have
         reused it for a new message that must not be acknowledged by mistake.
         """
+        if not self.is_open:
+            return 0  # the broker redelivers on the next connection
         unacked = self.unacked
         words: list[int] = []
         for packet_id in packet_ids:

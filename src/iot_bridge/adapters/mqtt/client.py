@@ -513,6 +513,8 @@ class MqttClient:
         """Wait until connected and subscribed; False if that takes longer than ``timeout_s``."""
         if self._connected:
             return True
+        if self._closing:
+            return False
         try:
             async with asyncio.timeout(timeout_s):
                 await self._connected_event.wait()
