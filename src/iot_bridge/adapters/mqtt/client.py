@@ -259,7 +259,7 @@ class MqttClient:
             if code == _CONNACK_BAD_CREDENTIALS:
                 reason = "the broker rejected the username or password"
             elif code == _CONNACK_NOT_AUTHORIZED:
-                reason = "the broker says this client is not authorized"
+                reason = "the broker says not authorized (check the username and password)"
             else:
                 reason = (
                     f"the broker refused the connection: {describe_reason(connack.reason_code)}"
