@@ -18,3 +18,12 @@ SHARED_DIR = REPO_ROOT.parent / "shared"
 def shared_fixtures_dir() -> pathlib.Path:
     """The read-only folder of real device messages beside the checkout."""
     return SHARED_DIR / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging() -> object:
+    """Each test starts with structlog's defaults (a test may have configured a closed stream)."""
+    import structlog
+
+    yield
+    structlog.reset_defaults()

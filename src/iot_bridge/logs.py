@@ -27,6 +27,16 @@ def _redact(
     return event_dict
 
 
+class _StderrProxy:
+    """Writes to whatever ``sys.stderr`` is at the moment (test runners swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(
     *, level: str = "INFO", fmt: str = "json", file: str | None = None, stream: TextIO | None = None
 ) -> None:
@@ -34,7 +44,7 @@ def configure_logging(
     numeric_level = logging.getLevelName(level.upper())
     if not isinstance(numeric_level, int):
         numeric_level = logging.INFO
-    output: TextIO = stream or sys.stderr
+    output: Any = stream or _StderrProxy()
     if file:
         output = open(file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the process
     renderer: Any = (
