@@ -21,8 +21,8 @@ import time
 from dataclasses import dataclass
 
 from iot_bridge.domain.session import SessionDetector
-from iot_bridge.logs import configure_logging
 from iot_bridge.domain.session_config import SessionConfig
+from iot_bridge.logs import configure_logging
 from iot_bridge.parsers import make_parser
 from iot_bridge.service.ingest import DeviceSpec, Ingestor
 
@@ -72,7 +72,9 @@ def build_messages(devices: int, count: int) -> list[tuple[int, Msg, float]]:
 
 
 def bench_direct(devices: int, messages: list[tuple[int, Msg, float]]) -> tuple[float, int]:
-    parsers = [make_parser("shelly_pm", f"shellypmminig3-{d:012x}/status/pm1:0") for d in range(devices)]
+    parsers = [
+        make_parser("shelly_pm", f"shellypmminig3-{d:012x}/status/pm1:0") for d in range(devices)
+    ]
     detectors = [
         SessionDetector(device_id=f"d{d}", machine_name=f"Machine {d}", config=CONFIG)
         for d in range(devices)
@@ -125,10 +127,7 @@ def main() -> None:
         runs = [bench(args.devices, messages) for _ in range(args.repeat)]
         elapsed, events = min(runs)
         rate = args.messages / elapsed
-        print(
-            f"{name:13s} {rate:12,.0f} messages/s  {1e6 / rate:5.2f} us/message  "
-            f"{events} events"
-        )
+        print(f"{name:13s} {rate:12,.0f} messages/s  {1e6 / rate:5.2f} us/message  {events} events")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from mqtt import TOPIC_ROOT, Publisher  # noqa: E402
-
 from tests.support.bridge_process import BridgeProcess, wait_until  # noqa: E402
 from tests.support.mosquitto import MosquittoBroker  # noqa: E402
 
@@ -122,8 +121,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--devices", type=int, default=1000)
-    parser.add_argument("--inflight", type=int, default=1000, help="mosquitto max_inflight_messages")
-    parser.add_argument("--mode", nargs="+", choices=("live", "backlog"), default=["live", "backlog"])
+    parser.add_argument(
+        "--inflight", type=int, default=1000, help="mosquitto max_inflight_messages"
+    )
+    parser.add_argument(
+        "--mode", nargs="+", choices=("live", "backlog"), default=["live", "backlog"]
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
         print(

@@ -90,7 +90,9 @@ async def serve(
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     app = create_app(bridge, api_token=options.env.api_token)
     server = _Server(
-        uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5)
+        uvicorn.Config(
+            app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
+        )
     )
     await bridge.start()
     server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")

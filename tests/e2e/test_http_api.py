@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,12 +24,16 @@ TOKEN = "e2e-token-0123456789"
 
 
 @pytest.fixture(scope="module")
-def api_bridge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[BridgeProcess, MosquittoBroker]]:
+def api_bridge(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[BridgeProcess, MosquittoBroker]]:
     """One broker and one bridge (with an API token) shared by the module."""
     broker = MosquittoBroker(tmp_path_factory.mktemp("broker")).start()
     root = tmp_path_factory.mktemp("bridge")
     cfg = write_config(root / "c.yaml", config(broker, device("mill"), password="broker-secret"))
-    bridge = BridgeProcess(data_dir=root / "data", config_file=cfg, token=TOKEN, port=free_port()).start()
+    bridge = BridgeProcess(
+        data_dir=root / "data", config_file=cfg, token=TOKEN, port=free_port()
+    ).start()
     wait_until(lambda: bridge.health()["mqtt"]["connected"])
     yield bridge, broker
     bridge.kill()
@@ -43,7 +46,12 @@ def _devices(bridge: BridgeProcess) -> list[str]:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"}],
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": TOKEN},
+        {"Authorization": f"Basic {TOKEN}"},
+    ],
 )
 def test_token_protected_routes_answer_401(api_bridge: Any, headers: dict[str, str]) -> None:
     """POST/GET /config and POST /events/retry-dead need the exact bearer token."""
@@ -140,7 +148,9 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-def test_schemathesis_finds_no_server_error_and_no_schema_violation(case: Any, api_bridge: Any) -> None:
+def test_schemathesis_finds_no_server_error_and_no_schema_violation(
+    case: Any, api_bridge: Any
+) -> None:
     """Generated requests never get a 5xx or a response that breaks the bridge's own OpenAPI document."""
     bridge, broker = api_bridge
     if case.method == "POST" and case.path == "/config" and isinstance(case.body, dict):

@@ -15,7 +15,11 @@ from tests.support.odoo_standin import OdooStandin
 
 
 def _odoo_env(odoo: OdooStandin) -> dict[str, str]:
-    return {"ODOO_BASE_URL": odoo.url, "ODOO_DATABASE": odoo.database or "", "ODOO_API_KEY": odoo.api_key or ""}
+    return {
+        "ODOO_BASE_URL": odoo.url,
+        "ODOO_DATABASE": odoo.database or "",
+        "ODOO_API_KEY": odoo.api_key or "",
+    }
 
 
 def test_a_session_flows_from_mqtt_to_odoo_in_order(
@@ -31,7 +35,11 @@ def test_a_session_flows_from_mqtt_to_odoo_in_order(
     publish(broker, "mill/status/pm1:0", power(0.0, 12.0))
     wait_until(lambda: "session_stopped" in bridge.event_types())
     delivered = odoo_standin.wait_for_events(3, timeout_s=20)
-    assert [e["event_type"] for e in delivered] == ["device_online", "session_started", "session_stopped"]
+    assert [e["event_type"] for e in delivered] == [
+        "device_online",
+        "session_started",
+        "session_stopped",
+    ]
     stopped = delivered[2]
     assert stopped["data"]["reason"] == "power_off"
     assert stopped["data"]["energy_wh"] == 2.0
@@ -98,7 +106,8 @@ def test_wrong_broker_password_keeps_serving_degraded(
     """A wrong password is reported in /health; the bridge keeps serving and accepts a corrected push."""
     broker = mosquitto_factory(users={"bridge": "s3cret-pass"})
     cfg = write_config(
-        tmp_path / "c.yaml", config(broker, device("mill"), username="bridge", password="wrong-pass")
+        tmp_path / "c.yaml",
+        config(broker, device("mill"), username="bridge", password="wrong-pass"),
     )
     bridge = bridge_factory(config_file=cfg).start()
     wait_until(lambda: bridge.health()["mqtt"]["last_error"])
@@ -123,7 +132,12 @@ def test_switch_brokers_by_config_push_including_auth_and_tls(
     wait_until(lambda: bridge.health()["mqtt"]["connected"])
     pid = bridge.process.pid  # type: ignore[union-attr]
     push = config(
-        secure, device("mill"), username="bridge", password="pw-123456", use_tls=True, ca_file=secure.ca_file
+        secure,
+        device("mill"),
+        username="bridge",
+        password="pw-123456",
+        use_tls=True,
+        ca_file=secure.ca_file,
     )
     reply = bridge.post("/config", json=push)
     assert reply.status_code == 200, reply.text
@@ -139,7 +153,9 @@ def test_switch_brokers_by_config_push_including_auth_and_tls(
     assert bridge.process.pid == pid  # type: ignore[union-attr]
 
 
-def test_subscription_diff_and_device_removed(mosquitto_factory, bridge_factory, tmp_path: Path) -> None:
+def test_subscription_diff_and_device_removed(
+    mosquitto_factory, bridge_factory, tmp_path: Path
+) -> None:
     """A push that removes a device ends its session (device_removed) and stops listening to it."""
     broker = mosquitto_factory()
     cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill"), device("laser")))
@@ -159,7 +175,10 @@ def test_subscription_diff_and_device_removed(mosquitto_factory, bridge_factory,
     publish(broker, "mill/status/pm1:0", power(100.0))
     publish(broker, "drill/status/pm1:0", power(101.0))
     wait_until(lambda: bridge.device("drill")["power_w"] == 101.0)
-    assert not any(e["device_id"] == "mill" and e["event_type"] == "session_started" for e in bridge.events()[2:])
+    assert not any(
+        e["device_id"] == "mill" and e["event_type"] == "session_started"
+        for e in bridge.events()[2:]
+    )
     assert [d["device_id"] for d in bridge.get("/devices").json()] == ["laser", "drill"]
 
 
@@ -221,7 +240,8 @@ def test_kill_9_right_after_a_message_loses_no_event(
     """A message whose effects were not committed is redelivered after kill -9; its event exists once."""
     broker = mosquitto_factory()
     cfg = write_config(
-        tmp_path / "c.yaml", config(broker, device("mill", start_debounce_s=0.0, stop_debounce_s=0.0))
+        tmp_path / "c.yaml",
+        config(broker, device("mill", start_debounce_s=0.0, stop_debounce_s=0.0)),
     )
     bridge = bridge_factory(config_file=cfg).start()
     wait_until(lambda: bridge.health()["mqtt"]["connected"])
@@ -230,7 +250,12 @@ def test_kill_9_right_after_a_message_loses_no_event(
     os.kill(bridge.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
     bridge.process.wait()  # type: ignore[union-attr]
     bridge.start()
-    wait_until(lambda: bridge.device("mill")["power_w"] == 100.0 and bridge.event_types().count("session_started") == 3)
+    wait_until(
+        lambda: (
+            bridge.device("mill")["power_w"] == 100.0
+            and bridge.event_types().count("session_started") == 3
+        )
+    )
     kinds = bridge.event_types("mill")
     assert kinds.count("session_started") == 3
     assert kinds.count("session_stopped") == 2

@@ -42,9 +42,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the service: MQTT in, sessions, events out, HTTP API")
+    run = commands.add_parser(
+        "run", help="run the service: MQTT in, sessions, events out, HTTP API"
+    )
     run.add_argument("--config", type=Path, help="initial config file (YAML or JSON)")
-    run.add_argument("--data-dir", type=Path, help="where events and state live (BRIDGE_DATA_DIR, ./data)")
+    run.add_argument(
+        "--data-dir", type=Path, help="where events and state live (BRIDGE_DATA_DIR, ./data)"
+    )
     run.add_argument("--host", help="HTTP listen address (BRIDGE_HOST, 0.0.0.0)")
     run.add_argument("--port", type=int, help="HTTP port (BRIDGE_PORT, 8080)")
 
@@ -55,11 +59,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_simulate_arguments(simulate)
 
-    replay = commands.add_parser("replay", help="feed a recorded trace through the detector, offline")
+    replay = commands.add_parser(
+        "replay", help="feed a recorded trace through the detector, offline"
+    )
     replay.add_argument("trace", type=Path, metavar="TRACE.jsonl")
     replay.add_argument("--config", type=Path, required=True, help="config file with the devices")
 
-    demo = commands.add_parser("demo", help="zero set-up: broker, simulated machines and the bridge")
+    demo = commands.add_parser(
+        "demo", help="zero set-up: broker, simulated machines and the bridge"
+    )
     demo.add_argument("--port", type=int, default=None, help="HTTP port (default: a free one)")
     demo.add_argument("--speed", type=float, default=10.0, help="time compression of the machines")
     demo.add_argument("--duration", type=float, default=None, help="stop after this many seconds")

@@ -107,7 +107,9 @@ _AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _error(status_code: int, message: str, errors: list[dict[str, str]] | None = None) -> JSONResponse:
+def _error(
+    status_code: int, message: str, errors: list[dict[str, str]] | None = None
+) -> JSONResponse:
     headers = {"WWW-Authenticate": "Bearer"} if status_code == 401 else None
     return JSONResponse(
         {"status": "error", "message": message, "errors": errors or []},
@@ -144,7 +146,10 @@ def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
         responses={
             **_AUTH_RESPONSES,
             413: {"model": ErrorResponse, "description": "Body over 1 MiB"},
-            422: {"model": ErrorResponse, "description": "Invalid config; every error with its path"},
+            422: {
+                "model": ErrorResponse,
+                "description": "Invalid config; every error with its path",
+            },
         },
         openapi_extra={
             "requestBody": {
@@ -169,7 +174,9 @@ def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
         try:
             document = orjson.loads(bytes(body))
         except orjson.JSONDecodeError as err:
-            return _error(422, f"body is not valid JSON: {err}", [{"path": "", "message": str(err)}])
+            return _error(
+                422, f"body is not valid JSON: {err}", [{"path": "", "message": str(err)}]
+            )
         try:
             config = parse_config(document, source="config push")
         except ConfigError as err:

@@ -65,9 +65,7 @@ def odoo_sender(section: OdooSection | None) -> OdooSender | None:
     """A sender for the config's ``odoo`` section; None means local-only mode."""
     if section is None:
         return None
-    return OdooSender(
-        base_url=section.base_url, database=section.database, api_key=section.api_key
-    )
+    return OdooSender(base_url=section.base_url, database=section.database, api_key=section.api_key)
 
 
 def keep_masked_secrets(new: BridgeConfig, current: BridgeConfig) -> BridgeConfig:
@@ -134,8 +132,7 @@ class Bridge:
     def now(self) -> float:
         """Wall-clock time that never runs backwards within this process."""
         now = self._clock()
-        if now < self._last_now:
-            now = self._last_now
+        now = max(now, self._last_now)
         self._last_now = now
         return now
 
@@ -172,7 +169,7 @@ class Bridge:
             asyncio.create_task(self._prune_loop(), name="prune"),
         }
         stop_wait = asyncio.create_task(self._stopping.wait(), name="stop-wait")
-        done, _ = await asyncio.wait(tasks | {stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks | {stop_wait}, return_when=asyncio.FIRST_COMPLETED)
         # Taking the lock waits for a batch being committed; nothing is cut mid-commit.
         async with self._lock:
             for task in tasks:
@@ -181,7 +178,9 @@ class Bridge:
         await self.delivery.close()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         failures = [
-            r for r in results if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)
+            r
+            for r in results
+            if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)
         ]
         if self._fatal is not None:
             raise self._fatal
@@ -207,8 +206,8 @@ class Bridge:
         while True:
             client = self.mqtt
             deadline = self.ingestor.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self.now())
-            batch = await self._receive(client, timeout)
+            wait_s = None if deadline is None else max(0.0, deadline - self.now())
+            batch = await self._receive(client, wait_s)
             async with self._lock:
                 if client is not self.mqtt and batch:
                     # Received from a client replaced by a config push: not acked, the
@@ -220,13 +219,13 @@ class Bridge:
                 if batch:
                     client.ack(batch)
 
-    async def _receive(self, client: MqttClient, timeout: float | None) -> list[InboundMessage]:
+    async def _receive(self, client: MqttClient, wait_s: float | None) -> list[InboundMessage]:
         self._client_switched.clear()
         receive = asyncio.ensure_future(client.receive_batch(BATCH_MAX_MESSAGES))
         switched = asyncio.ensure_future(self._client_switched.wait())
         try:
             done, _ = await asyncio.wait(
-                {receive, switched}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                {receive, switched}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             switched.cancel()

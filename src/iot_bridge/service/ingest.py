@@ -257,13 +257,9 @@ class Ingestor:
     def _routes(self) -> list[tuple[str, Route]]:
         entries: list[tuple[str, Route]] = []
         for device_id, device in self._devices.items():
-            entries.extend(
-                (topic, Route(device_id, DATA)) for topic in device.parser.data_topics
-            )
+            entries.extend((topic, Route(device_id, DATA)) for topic in device.parser.data_topics)
             if device.parser.availability_topic:
-                entries.append(
-                    (device.parser.availability_topic, Route(device_id, AVAILABILITY))
-                )
+                entries.append((device.parser.availability_topic, Route(device_id, AVAILABILITY)))
         return entries
 
     def _schedule(self, device_id: str, detector: SessionDetector) -> None:

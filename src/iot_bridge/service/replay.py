@@ -8,6 +8,7 @@ end stay running.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -46,10 +47,7 @@ def parse_trace_line(line: str, line_number: int) -> TraceMessage | None:
     if missing:
         raise TraceError(f"line {line_number}: missing {', '.join(missing)}")
     ts, topic, payload = record["ts"], record["topic"], record["payload"]
-    if isinstance(ts, bool) or not isinstance(ts, int | float) or ts != ts or ts in (
-        float("inf"),
-        float("-inf"),
-    ):
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
         raise TraceError(f"line {line_number}: ts must be unix seconds (a finite number)")
     if not isinstance(topic, str) or not topic:
         raise TraceError(f"line {line_number}: topic must be a non-empty string")

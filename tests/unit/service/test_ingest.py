@@ -158,7 +158,10 @@ def test_masked_secrets_pushed_back_keep_their_value() -> None:
     from iot_bridge.service.bridge import keep_masked_secrets
 
     current = parse_config(
-        {"mqtt": {"password": "real-pw"}, "odoo": {"base_url": "http://o:8069", "api_key": "real-key"}}
+        {
+            "mqtt": {"password": "real-pw"},
+            "odoo": {"base_url": "http://o:8069", "api_key": "real-key"},
+        }
     )
     pushed = parse_config(current.masked())
     kept = keep_masked_secrets(pushed, current)
