@@ -271,3 +271,90 @@ def test_config_file_given_on_the_command_line_is_validated(bridge_factory, tmp_
     output = bridge.log()
     assert "devices.0.device_id" in output and "mqttt" in output
     assert "Traceback" not in output
+
+
+def test_odoo_outage_loses_nothing_and_order_holds(
+    mosquitto_factory, odoo_standin: OdooStandin, bridge_factory, tmp_path: Path
+) -> None:
+    """Events made while Odoo answers 503 wait as pending and arrive in order once it is back."""
+    broker = mosquitto_factory()
+    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
+    odoo_standin.set_mode("down")
+    bridge = bridge_factory(config_file=cfg, env=_odoo_env(odoo_standin)).start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    publish(broker, "mill/status/pm1:0", power(100.0))
+    wait_until(lambda: "session_started" in bridge.event_types())
+    publish(broker, "mill/status/pm1:0", power(0.0))
+    wait_until(lambda: "session_stopped" in bridge.event_types())
+    wait_until(lambda: any(e["delivery"]["last_error"] for e in bridge.events()))
+    pending = bridge.events()
+    assert {e["status"] for e in pending} == {"pending"}
+    assert bridge.health()["outbox"]["pending"] == len(pending)
+    odoo_standin.set_mode("ok")
+    delivered = odoo_standin.wait_for_events(len(pending), timeout_s=40)
+    assert [e["event_uid"] for e in delivered] == [e["event_uid"] for e in pending]
+    wait_until(lambda: bridge.health()["outbox"]["pending"] == 0)
+
+
+def test_rejected_events_go_dead_and_retry_dead_sends_them(
+    mosquitto_factory, odoo_standin: OdooStandin, bridge_factory, tmp_path: Path
+) -> None:
+    """A JSON-RPC ValidationError makes events dead (health degraded); retry-dead delivers them."""
+    broker = mosquitto_factory()
+    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
+    odoo_standin.set_mode("validation_error")
+    bridge = bridge_factory(config_file=cfg, env=_odoo_env(odoo_standin), token="tok").start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    publish(broker, "mill/status/pm1:0", power(0.0))
+    wait_until(lambda: bridge.health()["outbox"]["dead"] == 1)
+    health = bridge.health()
+    assert health["status"] == "degraded"
+    assert bridge.events()[0]["status"] == "dead"
+    assert "ValidationError" in bridge.events()[0]["delivery"]["last_error"]
+    metrics = bridge.get("/metrics").text
+    assert 'iot_bridge_deliveries_total{result="permanent"} 1.0' in metrics
+    assert "iot_bridge_outbox_dead 1.0" in metrics
+    odoo_standin.set_mode("ok")
+    reply = bridge.post("/events/retry-dead")
+    assert reply.status_code == 200 and reply.json()["retried"] == 1
+    odoo_standin.wait_for_events(1, timeout_s=20)
+    wait_until(lambda: bridge.health()["status"] == "ok")
+    assert bridge.events()[0]["status"] == "delivered"
+
+
+def test_local_only_mode_keeps_events_and_says_local(
+    mosquitto_factory, bridge_factory, tmp_path: Path
+) -> None:
+    """Without Odoo, events stay in the local store and GET /events marks them 'local'."""
+    broker = mosquitto_factory()
+    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
+    bridge = bridge_factory(config_file=cfg).start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    publish(broker, "mill/status/pm1:0", power(0.0))
+    wait_until(lambda: bridge.events())
+    assert {e["status"] for e in bridge.events()} == {"local"}
+    assert bridge.health()["status"] == "ok"
+    assert bridge.health()["odoo"]["configured"] is False
+
+
+def test_bad_device_payloads_are_counted_and_change_nothing(
+    mosquitto_factory, bridge_factory, tmp_path: Path
+) -> None:
+    """Malformed payloads are rejected (metrics by reason, rate-limited log) and never stop the bridge."""
+    broker = mosquitto_factory()
+    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
+    bridge = bridge_factory(config_file=cfg).start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    for payload in (b"{nope", b"\xff\xfe", b'{"apower": -5}', b'{"apower": true}', b"", b"[]"):
+        publish(broker, "mill/status/pm1:0", payload)
+    publish(broker, "mill/status/pm1:0", power(42.0))
+    wait_until(lambda: bridge.device("mill")["power_w"] == 42.0)
+    metrics = bridge.get("/metrics").text
+    rejected = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("iot_bridge_messages_rejected_total{")
+    ]
+    assert sum(float(line.rsplit(" ", 1)[1]) for line in rejected) == 6
+    assert len(bridge.log_events("payload_rejected")) == 1
+    assert bridge.health()["status"] == "ok"
