@@ -331,7 +331,7 @@ def test_local_only_mode_keeps_events_and_says_local(
     bridge = bridge_factory(config_file=cfg).start()
     wait_until(lambda: bridge.health()["mqtt"]["connected"])
     publish(broker, "mill/status/pm1:0", power(0.0))
-    wait_until(lambda: bridge.events())
+    wait_until(bridge.events)
     assert {e["status"] for e in bridge.events()} == {"local"}
     assert bridge.health()["status"] == "ok"
     assert bridge.health()["odoo"]["configured"] is False
