@@ -2,7 +2,7 @@
 
     python3 benchmarks/mqtt.py [--messages 200000] [--qos 0 1] [--mode live backlog]
                                [--devices 1000] [--batch 1000] [--receive-maximum 1000]
-                               [--consumer client bare]
+                               [--consumer client bare mosquitto_sub]
 
 A mosquitto on a free port of 127.0.0.1 (never 1883) relays small Shelly-like
 ``<prefix>/status/pm1:0`` payloads (~190 bytes) from a publisher process to the
@@ -18,7 +18,10 @@ Consumers: ``client`` is ``MqttClient`` (InboundMessage objects, manual acks
 after each batch); ``bare`` is a minimal protocol that decodes with
 ``mqtt5.read`` and acks at once, for comparison. The machine has 2 cores shared
 by the broker, the publisher and the consumer, so ``cpu us/msg`` (consumer
-process CPU per message) says more about our cost than the wall-clock rate.
+process CPU per message) says more about our cost than the wall-clock rate;
+``broker N% of a core`` (live runs) shows when single-threaded mosquitto is the
+limit. ``mosquitto_sub`` runs the C client as a reference (libmosquitto's own
+receive maximum, output to /dev/null).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import pathlib
 import socket
 import struct
@@ -39,8 +43,9 @@ import mqtt5
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from iot_bridge.adapters.mqtt import MqttClient, MqttSettings  # noqa: E402
-from tests.support.mosquitto import MosquittoBroker  # noqa: E402
+from tests.support.mosquitto import MosquittoBroker
+
+from iot_bridge.adapters.mqtt import MqttClient, MqttSettings
 
 TOPIC_ROOT = "bench"
 
@@ -82,7 +87,7 @@ def run_publisher(port: int, messages: int, qos: int, devices: int) -> None:
     sock = socket.create_connection(("127.0.0.1", port))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.sendall(mqtt5.ConnectPacket("bench-publisher", clean_start=True, keep_alive=60).write())
-    connack, size = mqtt5.read(sock.recv(4096))
+    connack, _size = mqtt5.read(memoryview(sock.recv(4096)))
     assert isinstance(connack, mqtt5.ConnAckPacket)
     window = connack.receive_max if qos else len(packets)
     print("ready", flush=True)
@@ -129,7 +134,15 @@ class Publisher:
 
     def __init__(self, port: int, messages: int, qos: int, devices: int) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--publisher", str(port), str(messages), str(qos), str(devices)],
+            [
+                sys.executable,
+                __file__,
+                "--publisher",
+                str(port),
+                str(messages),
+                str(qos),
+                str(devices),
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
         )
@@ -151,6 +164,12 @@ class Publisher:
 # --- consumers --------------------------------------------------------------------------
 
 
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of another process (Linux /proc)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Result:
     consumer: str
@@ -159,14 +178,18 @@ class Result:
     messages: int
     seconds: float
     cpu_s: float
+    broker_cpu_s: float = float("nan")
 
     def line(self) -> str:
         rate = self.messages / self.seconds
         cpu_us = self.cpu_s / self.messages * 1e6
-        return (
-            f"{self.consumer:6} {self.mode:7} qos{self.qos}  {self.messages:>8,} msgs  "
+        line = (
+            f"{self.consumer:8} {self.mode:7} qos{self.qos}  {self.messages:>8,} msgs  "
             f"{self.seconds:6.2f} s  {rate:>9,.0f} msg/s  {cpu_us:5.2f} cpu us/msg"
         )
+        if self.mode == "live":
+            line += f"  broker {self.broker_cpu_s / self.seconds * 100:3.0f}% of a core"
+        return line
 
 
 async def consume_with_client(
@@ -263,7 +286,9 @@ class BareConsumer(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def consume_bare(broker: MosquittoBroker, args: argparse.Namespace, mode: str, qos: int) -> Result:
+async def consume_bare(
+    broker: MosquittoBroker, args: argparse.Namespace, mode: str, qos: int
+) -> Result:
     loop = asyncio.get_running_loop()
     client_id = f"bare-{mode}-{qos}-{time.monotonic_ns()}"
 
@@ -273,10 +298,15 @@ async def consume_bare(broker: MosquittoBroker, args: argparse.Namespace, mode: 
         )
         transport.write(
             mqtt5.ConnectPacket(
-                client_id, clean_start=False, session_expiry_interval=3600,
-                receive_max=args.receive_maximum, keep_alive=60,
+                client_id,
+                clean_start=False,
+                session_expiry_interval=3600,
+                receive_max=args.receive_maximum,
+                keep_alive=60,
             ).write()
-            + mqtt5.SubscribePacket(1, [mqtt5.TopicFilter(f"{TOPIC_ROOT}/#", max_qos=mqtt5.QoS.AT_LEAST_ONCE)]).write()
+            + mqtt5.SubscribePacket(
+                1, [mqtt5.TopicFilter(f"{TOPIC_ROOT}/#", max_qos=mqtt5.QoS.AT_LEAST_ONCE)]
+            ).write()
         )
         return transport, protocol
 
@@ -305,6 +335,42 @@ async def consume_bare(broker: MosquittoBroker, args: argparse.Namespace, mode: 
     return Result("bare", mode, qos, protocol.received, seconds, cpu_s)
 
 
+async def consume_mosquitto_sub(
+    broker: MosquittoBroker, args: argparse.Namespace, mode: str, qos: int
+) -> Result:
+    """The C reference: mosquitto_sub with a persistent session, output discarded."""
+    client_id = f"sub-{mode}-{qos}-{time.monotonic_ns()}"
+    base = ["mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-V", "mqttv5"]
+    base += ["-i", client_id, "-c", "-x", "3600", "-q", "1", "-t", f"{TOPIC_ROOT}/#"]
+    # create the session and its subscription, then exit
+    await asyncio.to_thread(subprocess.run, [*base, "-E"], check=True, timeout=30)
+    publisher = Publisher(broker.port, args.messages, qos, args.devices)
+    consume = [*base, "-C", str(args.messages)]
+    if mode == "backlog":
+        await asyncio.to_thread(publisher.go)
+        await asyncio.to_thread(publisher.wait)
+        started = time.perf_counter()
+        process = await asyncio.create_subprocess_exec(*consume, stdout=subprocess.DEVNULL)
+    else:
+        process = await asyncio.create_subprocess_exec(*consume, stdout=subprocess.DEVNULL)
+        await asyncio.sleep(0.5)  # connected and subscribed by then
+        started = time.perf_counter()
+        await asyncio.to_thread(publisher.go)
+    await asyncio.wait_for(process.wait(), 300)
+    seconds = time.perf_counter() - started
+    if mode == "live":
+        await asyncio.to_thread(publisher.wait)
+    forget_session(broker, client_id)
+    return Result("mosq_sub", mode, qos, args.messages, seconds, float("nan"))
+
+
+CONSUMERS = {
+    "client": consume_with_client,
+    "bare": consume_bare,
+    "mosquitto_sub": consume_mosquitto_sub,
+}
+
+
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as directory:
         broker = MosquittoBroker(
@@ -322,8 +388,14 @@ async def main(args: argparse.Namespace) -> None:
             for consumer in args.consumer:
                 for mode in args.mode:
                     for qos in args.qos:
-                        run = consume_with_client if consumer == "client" else consume_bare
-                        result = await run(broker, args, mode, qos)
+                        assert broker.pid is not None
+                        broker_cpu = process_cpu_s(broker.pid)
+                        result = await CONSUMERS[consumer](broker, args, mode, qos)
+                        # live: the broker's CPU over the run (set-up included, so an upper
+                        # bound) against the timed seconds; ~100 % means the broker is the limit
+                        result.broker_cpu_s = min(
+                            process_cpu_s(broker.pid) - broker_cpu, result.seconds
+                        )
                         print(result.line(), flush=True)
 
 
@@ -331,8 +403,10 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--qos", type=int, nargs="+", choices=(0, 1), default=[1, 0])
-    parser.add_argument("--mode", nargs="+", choices=("live", "backlog"), default=["live", "backlog"])
-    parser.add_argument("--consumer", nargs="+", choices=("client", "bare"), default=["client"])
+    parser.add_argument(
+        "--mode", nargs="+", choices=("live", "backlog"), default=["live", "backlog"]
+    )
+    parser.add_argument("--consumer", nargs="+", choices=sorted(CONSUMERS), default=["client"])
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--receive-maximum", type=int, default=1000)
