@@ -303,6 +303,25 @@ async def test_broker_restart_mid_stream_loses_nothing(mosquitto_factory: Broker
         assert await client.wait_connected(10)
 
 
+async def test_keepalive_detects_a_broker_that_stopped_answering(
+    mosquitto_factory: BrokerFactory,
+) -> None:
+    """A frozen broker (socket open, no PINGRESP) is dropped after 1.5 keep-alives."""
+    broker = mosquitto_factory()
+    client = make_client(broker, unique("bridge"), ["dev/#"], keepalive_s=1)
+    async with running(client):
+        broker.freeze()
+        try:
+            await wait_until(lambda: not client.connected, timeout_s=10)
+            assert "no packet from the broker" in (client.last_error or "")
+        finally:
+            broker.thaw()
+        assert await client.wait_connected(10), client.last_error
+        await apublish(broker, "dev/t", b"back", qos=1)
+        [message] = await receive(client, 1)
+        assert message.payload == b"back"
+
+
 async def test_wrong_password_sets_last_error_and_keeps_retrying(
     mosquitto_factory: BrokerFactory,
 ) -> None:

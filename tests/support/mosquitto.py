@@ -336,6 +336,7 @@ class MosquittoBroker:
         if process is None:
             return
         if process.poll() is None:
+            process.send_signal(signal.SIGCONT)  # a frozen broker would not act on SIGTERM
             process.send_signal(signal.SIGTERM)
             try:
                 process.wait(timeout_s)
@@ -353,6 +354,16 @@ class MosquittoBroker:
             process.kill()
             process.wait(10)
         self._process = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: the broker keeps its sockets open but answers nothing (a hung host)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after ``freeze()``."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGCONT)
 
     def restart(self, timeout_s: float = 10.0) -> MosquittoBroker:
         """Stop and start again on the same port."""
