@@ -228,6 +228,21 @@ async def test_messages_published_while_the_client_was_away_arrive_when_it_retur
         client.ack(received)
 
 
+async def test_queued_messages_survive_a_broker_restart(
+    mosquitto_factory: BrokerFactory,
+) -> None:
+    """Persistence on: QoS 1 messages queued for an offline session outlive a restart."""
+    broker = mosquitto_factory()
+    client_id = unique("bridge")
+    async with running(make_client(broker, client_id, ["dev/#"])):
+        pass
+    await asyncio.to_thread(publish_many, broker, [("dev/t", b"a"), ("dev/t", b"b")], qos=1)
+    await asyncio.to_thread(broker.restart)
+    async with running(make_client(broker, client_id, ["dev/#"])) as client:
+        received = await receive(client, 2)
+        assert [m.payload for m in received] == [b"a", b"b"]
+
+
 async def test_clean_start_true_forgets_the_session(mosquitto: MosquittoBroker) -> None:
     """With clean_start the broker drops what it queued for the old session."""
     base, client_id = unique("dev"), unique("bridge")
@@ -359,6 +374,18 @@ async def test_wrong_password_sets_last_error_and_keeps_retrying(
         await apublish(broker, "dev/t", b"ok", qos=1)
         [message] = await receive(fixed, 1)
         assert message.payload == b"ok"
+
+
+async def test_password_file_hashed_without_mosquitto_passwd_works(
+    mosquitto_factory: BrokerFactory,
+) -> None:
+    """The PBKDF2-SHA512 hashes written by the test support are accepted by mosquitto."""
+    broker = mosquitto_factory(users={"bridge": "pw-ünï"}, password_tool=False)
+    assert broker.password_file is not None
+    assert broker.password_file.read_text().startswith("bridge:$7$101$")
+    client = make_client(broker, unique("bridge"), ["dev/#"], username="bridge", password="pw-ünï")
+    async with running(client):
+        assert client.connected
 
 
 async def test_anonymous_client_is_refused_by_a_password_broker(

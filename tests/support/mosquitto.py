@@ -199,8 +199,10 @@ class MosquittoBroker:
     ``persistence`` keeps sessions and queued QoS 1 messages across ``restart()``
     (mosquitto saves its database on SIGTERM; ``kill()`` loses what was not saved).
     ``users`` makes a password file; anonymous clients are then refused unless
-    ``allow_anonymous`` says otherwise. ``tls`` makes the listener TLS-only with
-    generated certificates (``ca_file`` for clients).
+    ``allow_anonymous`` says otherwise (``password_tool=False`` hashes the
+    passwords here instead of with ``mosquitto_passwd``). ``tls`` makes the
+    listener TLS-only with generated certificates (``ca_file`` for clients).
+    ``extra_config`` lines are appended to mosquitto.conf.
     """
 
     def __init__(
@@ -214,6 +216,7 @@ class MosquittoBroker:
         port: int | None = None,
         extra_config: Sequence[str] = (),
         log_types: Sequence[str] = DEFAULT_LOG_TYPES,
+        password_tool: bool = True,
     ) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -234,7 +237,7 @@ class MosquittoBroker:
         self._process: subprocess.Popen[bytes] | None = None
         if self.users:
             self.password_file = directory / "passwords"
-            write_password_file(self.password_file, self.users)
+            write_password_file(self.password_file, self.users, use_tool=password_tool)
         if tls:
             self.tls_files = make_tls_files(directory / "tls")
 
