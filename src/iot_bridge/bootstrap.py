@@ -21,6 +21,8 @@ from iot_bridge.service.bridge import Bridge
 
 log = get_logger(__name__)
 
+SHUTDOWN_STEP_TIMEOUT_S = 10.0
+
 
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: the bridge owns SIGINT/SIGTERM."""
@@ -107,8 +109,12 @@ async def serve(
         await bridge.run()
     finally:
         server.should_exit = True
-        with contextlib.suppress(Exception):
-            await server_task
+        try:
+            await asyncio.wait_for(server_task, SHUTDOWN_STEP_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("http_shutdown_timeout", seconds=SHUTDOWN_STEP_TIMEOUT_S)
+        except Exception as err:  # the HTTP server failing must not block the rest of shutdown
+            log.error("http_server_failed", error=str(err))
         await bridge.close()
         sock.close()
         if install_signal_handlers:

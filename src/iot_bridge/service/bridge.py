@@ -41,6 +41,7 @@ log = get_logger(__name__)
 RECEIVE_MAXIMUM = 10_000
 BATCH_MAX_MESSAGES = RECEIVE_MAXIMUM
 PRUNE_INTERVAL_S = 3600.0
+CLOSE_TIMEOUT_S = 5.0
 EventListener = Callable[[Sequence[Event]], None]
 
 
@@ -189,11 +190,16 @@ class Bridge:
 
     def stop(self) -> None:
         """Ask everything to finish; ``run()`` returns after a clean shutdown."""
+        if not self._stopping.is_set():
+            log.info("shutdown_requested")
         self._stopping.set()
 
     async def close(self) -> None:
         """Close connections (no MQTT unsubscribe: the session persists)."""
-        await self.mqtt.close()
+        try:
+            await asyncio.wait_for(self.mqtt.close(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("mqtt_close_timeout", seconds=CLOSE_TIMEOUT_S)
         if self._mqtt_task is not None:
             self._mqtt_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
