@@ -2,7 +2,7 @@
 
     python3 benchmarks/mqtt.py [--messages 200000] [--qos 0 1] [--mode live backlog]
                                [--devices 1000] [--batch 1000] [--receive-maximum 1000]
-                               [--consumer client bare mosquitto_sub]
+                               [--consumer client bare mosquitto_sub] [--tls]
 
 A mosquitto on a free port of 127.0.0.1 (never 1883) relays small Shelly-like
 ``<prefix>/status/pm1:0`` payloads (~190 bytes) from a publisher process to the
@@ -43,7 +43,7 @@ import mqtt5
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from tests.support.mosquitto import MosquittoBroker
+from tests.support.mosquitto import MosquittoBroker, free_port
 
 from iot_bridge.adapters.mqtt import MqttClient, MqttSettings
 
@@ -121,9 +121,9 @@ def _recv_nowait(sock: socket.socket) -> bytes:
         sock.setblocking(True)
 
 
-def forget_session(broker: MosquittoBroker, client_id: str) -> None:
+def forget_session(args: argparse.Namespace, client_id: str) -> None:
     """End a benchmark session so the broker stops queueing the next runs for it."""
-    with socket.create_connection((broker.host, broker.port)) as sock:
+    with socket.create_connection(("127.0.0.1", args.plain_port)) as sock:
         sock.sendall(mqtt5.ConnectPacket(client_id, clean_start=True).write())
         sock.recv(4096)
         sock.sendall(mqtt5.DisconnectPacket().write())
@@ -202,6 +202,8 @@ async def consume_with_client(
             MqttSettings(
                 host=broker.host,
                 port=broker.port,
+                use_tls=broker.tls,
+                ca_file=broker.ca_file,
                 client_id=client_id,
                 receive_maximum=args.receive_maximum,
             ),
@@ -211,7 +213,7 @@ async def consume_with_client(
     client = make()
     task = asyncio.create_task(client.run())
     assert await client.wait_connected(10), client.last_error
-    publisher = Publisher(broker.port, args.messages, qos, args.devices)
+    publisher = Publisher(args.plain_port, args.messages, qos, args.devices)
     if mode == "backlog":
         await client.close()
         await task
@@ -241,7 +243,7 @@ async def consume_with_client(
     await task
     if mode == "live":
         await asyncio.to_thread(publisher.wait)
-    forget_session(broker, client_id)
+    forget_session(args, client_id)
     return Result("client", mode, qos, received, seconds, cpu_s)
 
 
@@ -294,7 +296,7 @@ async def consume_bare(
 
     async def connect() -> tuple[asyncio.Transport, BareConsumer]:
         transport, protocol = await loop.create_connection(
-            lambda: BareConsumer(args.messages), broker.host, broker.port
+            lambda: BareConsumer(args.messages), broker.host, args.plain_port
         )
         transport.write(
             mqtt5.ConnectPacket(
@@ -312,7 +314,7 @@ async def consume_bare(
 
     transport, protocol = await connect()
     await asyncio.sleep(0.3)  # CONNACK + SUBACK
-    publisher = Publisher(broker.port, args.messages, qos, args.devices)
+    publisher = Publisher(args.plain_port, args.messages, qos, args.devices)
     if mode == "backlog":
         transport.write(mqtt5.DisconnectPacket().write())
         transport.close()
@@ -331,7 +333,7 @@ async def consume_bare(
     transport.close()
     if mode == "live":
         await asyncio.to_thread(publisher.wait)
-    forget_session(broker, client_id)
+    forget_session(args, client_id)
     return Result("bare", mode, qos, protocol.received, seconds, cpu_s)
 
 
@@ -340,11 +342,11 @@ async def consume_mosquitto_sub(
 ) -> Result:
     """The C reference: mosquitto_sub with a persistent session, output discarded."""
     client_id = f"sub-{mode}-{qos}-{time.monotonic_ns()}"
-    base = ["mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-V", "mqttv5"]
+    base = ["mosquitto_sub", "-h", broker.host, "-p", str(args.plain_port), "-V", "mqttv5"]
     base += ["-i", client_id, "-c", "-x", "3600", "-q", "1", "-t", f"{TOPIC_ROOT}/#"]
     # create the session and its subscription, then exit
     await asyncio.to_thread(subprocess.run, [*base, "-E"], check=True, timeout=30)
-    publisher = Publisher(broker.port, args.messages, qos, args.devices)
+    publisher = Publisher(args.plain_port, args.messages, qos, args.devices)
     consume = [*base, "-C", str(args.messages)]
     if mode == "backlog":
         await asyncio.to_thread(publisher.go)
@@ -360,7 +362,7 @@ async def consume_mosquitto_sub(
     seconds = time.perf_counter() - started
     if mode == "live":
         await asyncio.to_thread(publisher.wait)
-    forget_session(broker, client_id)
+    forget_session(args, client_id)
     return Result("mosq_sub", mode, qos, args.messages, seconds, float("nan"))
 
 
@@ -373,18 +375,28 @@ CONSUMERS = {
 
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as directory:
+        extra_config = [
+            "max_queued_messages 0",  # keep the whole backlog (default 1000 drops the rest)
+            "max_inflight_messages 1000",  # publisher window (the broker's receive maximum)
+            "queue_qos0_messages true",  # so the QoS 0 backlog run has a backlog
+        ]
+        if args.tls:  # MqttClient on the TLS listener, everything else on a plain one
+            args.plain_port = free_port()
+            extra_config.append(f"listener {args.plain_port} 127.0.0.1")
         broker = MosquittoBroker(
             pathlib.Path(directory),
             persistence=False,
             log_types=("error", "warning"),
-            extra_config=[
-                "max_queued_messages 0",  # keep the whole backlog (default 1000 drops the rest)
-                "max_inflight_messages 1000",  # publisher window (the broker's receive maximum)
-                "queue_qos0_messages true",  # so the QoS 0 backlog run has a backlog
-            ],
+            tls=args.tls,
+            extra_config=extra_config,
         )
         with broker:
-            print(f"mosquitto on {broker.address}; {args.messages:,} messages per run")
+            if not args.tls:
+                args.plain_port = broker.port
+            print(
+                f"mosquitto on {broker.address} (client over {'TLS' if args.tls else 'TCP'}); "
+                f"{args.messages:,} messages per run"
+            )
             for consumer in args.consumer:
                 for mode in args.mode:
                     for qos in args.qos:
@@ -410,6 +422,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--receive-maximum", type=int, default=1000)
+    parser.add_argument("--tls", action="store_true", help="MqttClient connects over TLS")
     return parser.parse_args()
 
 
