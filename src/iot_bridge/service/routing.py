@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from iot_bridge.adapters.mqtt.topics import topic_matches
+
 DATA = "data"
 AVAILABILITY = "availability"
 
@@ -15,24 +17,6 @@ class Route:
 
     device_id: str
     role: str
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """MQTT topic filter matching (``+`` one level, ``#`` the rest), per MQTT 5 section 4.7."""
-    if topic_filter == topic:
-        return True
-    filter_levels = topic_filter.split("/")
-    topic_levels = topic.split("/")
-    if topic.startswith("$") and filter_levels[0] in ("+", "#"):
-        return False
-    for index, level in enumerate(filter_levels):
-        if level == "#":
-            return True
-        if index >= len(topic_levels):
-            return False
-        if level not in ("+", topic_levels[index]):
-            return False
-    return len(filter_levels) == len(topic_levels)
 
 
 class Router:
