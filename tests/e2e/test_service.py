@@ -358,3 +358,52 @@ def test_bad_device_payloads_are_counted_and_change_nothing(
     assert sum(float(line.rsplit(" ", 1)[1]) for line in rejected) == 6
     assert len(bridge.log_events("payload_rejected")) == 1
     assert bridge.health()["status"] == "ok"
+
+
+def test_push_to_an_unreachable_broker_is_kept_and_retried(
+    mosquitto_factory, bridge_factory, tmp_path: Path
+) -> None:
+    """A pushed broker that is down does not undo the push: persisted, degraded, connects when it appears."""
+    first = mosquitto_factory()
+    later = mosquitto_factory(start=False)
+    cfg = write_config(tmp_path / "c.yaml", config(first, device("mill")))
+    bridge = bridge_factory(config_file=cfg).start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    reply = bridge.post("/config", json=config(later, device("mill")))
+    assert reply.status_code == 200 and reply.json()["mqtt_reconnected"] is True
+    wait_until(lambda: bridge.health()["status"] == "degraded")
+    assert bridge.health()["mqtt"]["broker"] == f"127.0.0.1:{later.port}"
+    persisted = (bridge.data_dir / "config-active.yaml").read_text()
+    assert str(later.port) in persisted
+    later.start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"], timeout_s=40)
+    assert bridge.health()["status"] == "ok"
+
+
+def test_unusable_data_dir_fails_fast_with_a_clear_message(bridge_factory, tmp_path: Path) -> None:
+    """A data dir that cannot be created is one sentence naming the path, exit 1."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    bridge = bridge_factory(data_dir=blocker / "data", log_path=tmp_path / "bridge.log")
+    bridge.start(wait=False)
+    assert bridge.process.wait(timeout=30) == 1  # type: ignore[union-attr]
+    output = bridge.log()
+    assert str(blocker / "data") in output
+    assert "Traceback" not in output
+
+
+def test_text_logs_go_to_log_file(mosquitto_factory, bridge_factory, tmp_path: Path) -> None:
+    """LOG_FORMAT=text and LOG_FILE: readable lines in the file, named events, no secrets."""
+    broker = mosquitto_factory()
+    log_file = tmp_path / "bridge.log"
+    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
+    bridge = bridge_factory(
+        config_file=cfg,
+        env={"LOG_FORMAT": "text", "LOG_FILE": str(log_file), "BRIDGE_API_TOKEN": "tok-secret-1"},
+    ).start()
+    wait_until(lambda: "mqtt_connected" in log_file.read_text())
+    assert bridge.stop() == 0
+    text = log_file.read_text()
+    assert "bridge_started" in text and "bridge_stopped" in text
+    assert not text.lstrip().startswith("{")
+    assert "tok-secret-1" not in text

@@ -48,12 +48,13 @@ class BridgeProcess:
         config_file: Path | None = None,
         port: int | None = None,
         token: str | None = None,
+        log_path: Path | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
         self.token = token
         self.config_file = config_file
-        self.log_path = data_dir.parent / f"{data_dir.name}-bridge.log"
+        self.log_path = log_path or data_dir.parent / f"{data_dir.name}-bridge.log"
         self.extra_env = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
 
