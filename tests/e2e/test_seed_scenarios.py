@@ -323,14 +323,6 @@ def test_bridge_restart_restores_pushed_config_and_the_running_session(
     assert {e["session_id"] for e in delivered if e["session_id"]} == {session_id}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Bridge.apply_config persists the pushed config before it commits the removal's "
-        "session_stopped; a crash in between leaves a snapshot of a device the config no "
-        "longer has, and Ingestor.restore drops it (snapshots_dropped) without ending the session"
-    ),
-)
 def test_a_crash_between_persisting_a_removal_and_committing_it_still_ends_the_session(
     odoo_side: OdooSide,
 ) -> None:

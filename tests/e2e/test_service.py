@@ -217,7 +217,7 @@ def test_kill_9_mid_session_resumes_the_same_session(
     bridge = bridge_factory(config_file=cfg, env=_odoo_env(odoo_standin)).start()
     wait_until(lambda: bridge.health()["mqtt"]["connected"])
     publish(broker, "mill/status/pm1:0", power(100.0, 1.0))
-    wait_until(lambda: bridge.device("mill")["session_id"])
+    wait_until(lambda: "session_started" in bridge.event_types())  # committed, not only in memory
     session_id = bridge.device("mill")["session_id"]
     bridge.kill()
     bridge.start()

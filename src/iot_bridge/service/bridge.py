@@ -147,10 +147,10 @@ class Bridge:
         async with self._lock:
             events = self.ingestor.apply_devices(device_specs(self.config), now)
             snapshots = await asyncio.to_thread(self.store.load_snapshots)
-            unusable = self.ingestor.restore(snapshots, now)
+            ended, unusable = self.ingestor.restore(snapshots, now)
             if unusable:
-                log.warning("snapshots_dropped", device_ids=unusable)
-            await self._commit(events, now)
+                log.error("snapshots_dropped", device_ids=unusable)
+            await self._commit(events + ended, now)
         await self.mqtt.set_subscriptions(self.ingestor.subscriptions)
         self._mqtt_task = asyncio.create_task(self.mqtt.run(), name="mqtt")
         log.info(

@@ -132,36 +132,51 @@ class Ingestor:
         self._count(events)
         return events
 
-    def restore(self, snapshots: Mapping[str, Mapping[str, Any]], now: float) -> list[str]:
+    def restore(
+        self, snapshots: Mapping[str, Mapping[str, Any]], now: float
+    ) -> tuple[list[Event], list[str]]:
         """Continue from persisted detector state after a restart.
 
-        Returns the device ids whose snapshot could not be used (unknown
-        device or corrupt data); those devices start fresh.
+        A configured device continues exactly (same session, same aggregates).
+        A device that is no longer configured (its removal was persisted but the
+        bridge stopped before committing its effects, or it was dropped from the
+        ``--config`` file while the bridge was down) ends its running session
+        with ``reason: "device_removed"``, as a push would have. Returns those
+        events and the device ids whose snapshot could not be used (corrupt);
+        those devices start fresh.
         """
+        events: list[Event] = []
         unusable: list[str] = []
-        for device_id, data in snapshots.items():
+        for device_id, stored in snapshots.items():
             device = self._devices.get(device_id)
-            if device is None:
-                unusable.append(device_id)
-                self._changed[device_id] = None
-                continue
             try:
+                data = stored["detector"]
+                machine_name = device.spec.machine_name if device else str(stored["machine_name"])
+                config = device.spec.session_config if device else SessionConfig()
                 detector = SessionDetector.restore(
                     data,
                     device_id=device_id,
-                    machine_name=device.spec.machine_name,
-                    config=device.spec.session_config,
+                    machine_name=machine_name,
+                    config=config,
                     **self._uid_kwargs(),
                 )
             except (ValueError, KeyError, TypeError) as err:
                 log.error("snapshot_unusable", device_id=device_id, error=str(err))
                 unusable.append(device_id)
+                self._changed[device_id] = None
+                continue
+            self._changed[device_id] = None
+            if device is None:
+                removed = detector.remove(now)
+                if removed:
+                    log.warning("removed_device_session_ended", device_id=device_id)
+                events.extend(removed)
                 continue
             detector.resume_after_restart(now)
             device.detector = detector
-            self._changed[device_id] = None
             self._schedule(device_id, detector)
-        return unusable
+        self._count(events)
+        return events, unusable
 
     # -- the hot path --------------------------------------------------
 
@@ -231,7 +246,13 @@ class Ingestor:
         changes: dict[str, dict[str, Any] | None] = {}
         for device_id in self._changed:
             device = self._devices.get(device_id)
-            changes[device_id] = device.detector.snapshot() if device else None
+            # The machine name travels with the state so that a restart can still
+            # end the session of a device whose removal it did not see committed.
+            changes[device_id] = (
+                {"machine_name": device.spec.machine_name, "detector": device.detector.snapshot()}
+                if device
+                else None
+            )
         self._changed = {}
         return changes
 

@@ -138,18 +138,43 @@ def test_restore_continues_a_session_after_restart() -> None:
 
     second = Ingestor()
     second.apply_devices([spec("mill", "a")], 100.0)
-    assert second.restore({k: v for k, v in snapshots.items() if v}, 100.0) == []
+    assert second.restore({k: v for k, v in snapshots.items() if v}, 100.0) == ([], [])
     events = second.handle([power("a", 200.0)], 101.0)
     assert [str(e.event_type) for e in events] == ["device_online"]
     assert second.detector("mill").session_id == session_id  # type: ignore[union-attr]
 
 
-def test_restore_drops_unknown_and_corrupt_snapshots() -> None:
-    """A snapshot for an unconfigured device, or one that is corrupt, is reported and not used."""
+def test_restore_drops_corrupt_snapshots() -> None:
+    """A corrupt snapshot is reported and not used; the device starts fresh."""
     ingestor = Ingestor()
     ingestor.apply_devices([spec("mill", "a")], 0.0)
-    unusable = ingestor.restore({"ghost": {"x": 1}, "mill": {"garbage": True}}, 1.0)
-    assert sorted(unusable) == ["ghost", "mill"]
+    events, unusable = ingestor.restore(
+        {"ghost": {"x": 1}, "mill": {"garbage": True}, "other": {"detector": {}}}, 1.0
+    )
+    assert events == []
+    assert sorted(unusable) == ["ghost", "mill", "other"]
+    assert ingestor.detector("mill").state == "idle"  # type: ignore[union-attr]
+
+
+def test_restore_ends_the_session_of_a_device_no_longer_configured() -> None:
+    """A persisted running session of a device missing from the config ends as device_removed."""
+    first = Ingestor()
+    first.apply_devices([spec("mill", "a"), spec("laser", "b")], 0.0)
+    first.handle([power("a", 200.0)], 1.0)
+    first.tick(4.0)
+    session_id = first.detector("mill").session_id  # type: ignore[union-attr]
+    snapshots = {k: v for k, v in first.take_changes().items() if v}
+
+    second = Ingestor()
+    second.apply_devices([spec("laser", "b")], 50.0)
+    events, unusable = second.restore(snapshots, 50.0)
+    assert unusable == []
+    assert [(str(e.event_type), e.device_id, e.session_id) for e in events] == [
+        ("session_stopped", "mill", session_id)
+    ]
+    assert events[0].data["reason"] == "device_removed"
+    assert events[0].machine_name == "Mill"
+    assert second.take_changes()["mill"] is None
 
 
 def test_masked_secrets_pushed_back_keep_their_value() -> None:
