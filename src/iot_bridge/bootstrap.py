@@ -78,6 +78,7 @@ async def serve(
             store=store,
             data_dir=options.data_dir,
         )
+        sock = bind_socket(options.host, options.port)
     except BaseException:
         store.close()
         raise
@@ -87,7 +88,6 @@ async def serve(
             message="BRIDGE_API_TOKEN is not set: anyone who can reach the HTTP API can "
             "replace the configuration. Set it in production.",
         )
-    sock = bind_socket(options.host, options.port)
     host, port = sock.getsockname()[:2]
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     app = create_app(bridge, api_token=options.env.api_token)
@@ -96,28 +96,29 @@ async def serve(
             app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
         )
     )
-    await bridge.start()
-    server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
     loop = asyncio.get_running_loop()
-    if install_signal_handlers:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, bridge.stop)
-    log.info("http_listening", url=url, docs=f"{url}/docs")
-    if on_ready is not None:
-        on_ready(bridge, url)
+    signals = (signal.SIGINT, signal.SIGTERM) if install_signal_handlers else ()
+    for sig in signals:  # before start: a SIGTERM during start-up is a clean stop too
+        loop.add_signal_handler(sig, bridge.stop)
+    server_task: asyncio.Task[None] | None = None
     try:
+        await bridge.start()
+        server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+        log.info("http_listening", url=url, docs=f"{url}/docs")
+        if on_ready is not None:
+            on_ready(bridge, url)
         await bridge.run()
     finally:
-        server.should_exit = True
-        try:
-            await asyncio.wait_for(server_task, SHUTDOWN_STEP_TIMEOUT_S)
-        except TimeoutError:
-            log.warning("http_shutdown_timeout", seconds=SHUTDOWN_STEP_TIMEOUT_S)
-        except Exception as err:  # the HTTP server failing must not block the rest of shutdown
-            log.error("http_server_failed", error=str(err))
+        if server_task is not None:
+            server.should_exit = True
+            try:
+                await asyncio.wait_for(server_task, SHUTDOWN_STEP_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("http_shutdown_timeout", seconds=SHUTDOWN_STEP_TIMEOUT_S)
+            except Exception as err:  # a failing HTTP server must not block the rest
+                log.error("http_server_failed", error=str(err))
         await bridge.close()
         sock.close()
-        if install_signal_handlers:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+        for sig in signals:
+            loop.remove_signal_handler(sig)
         log.info("bridge_stopped")

@@ -15,6 +15,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from iot_bridge.errors import ConfigError, ConfigIssue
+
 _SECRET_KEYS = ("password", "api_key", "token", "authorization", "secret")
 
 
@@ -40,13 +42,22 @@ class _StderrProxy:
 def configure_logging(
     *, level: str = "INFO", fmt: str = "json", file: str | None = None, stream: TextIO | None = None
 ) -> None:
-    """Configure structlog and the standard library root logger once per process."""
+    """Configure structlog and the standard library root logger once per process.
+
+    Raises ``ConfigError`` when ``file`` cannot be opened for appending.
+    """
     numeric_level = logging.getLevelName(level.upper())
     if not isinstance(numeric_level, int):
         numeric_level = logging.INFO
     output: Any = stream or _StderrProxy()
     if file:
-        output = open(file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the process
+        try:
+            output = open(file, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - lives as long as the process
+        except OSError as err:
+            raise ConfigError(
+                [ConfigIssue("LOG_FILE", f"cannot open {file}: {err.strerror or err}")],
+                source="environment",
+            ) from err
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=False)
         if fmt == "text"

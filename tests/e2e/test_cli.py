@@ -100,3 +100,38 @@ def test_usage_errors_exit_2() -> None:
     assert cli("frobnicate").returncode == 2
     assert cli("run", "--port", "notaport").returncode == 2
     assert cli("config").returncode == 2
+
+
+def test_replay_rejects_millisecond_timestamps(tmp_path: Path) -> None:
+    """A ts in milliseconds is a bad line with a hint, exit 2, not a traceback."""
+    trace = tmp_path / "ms.jsonl"
+    trace.write_text(json.dumps({"ts": 1739389218123, "topic": "a", "payload": "1"}) + "\n")
+    result = cli("replay", str(trace), "--config", str(TRACE_CONFIG))
+    assert result.returncode == 2
+    assert "line 1" in result.stderr and "milliseconds" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_replay_into_a_closed_pipe_is_quiet() -> None:
+    """`iot-bridge replay ... | head -1` ends without a BrokenPipeError traceback."""
+    result = subprocess.run(
+        f"{sys.executable} -m iot_bridge replay {TRACE} --config {TRACE_CONFIG} | head -c 10",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "Traceback" not in result.stderr
+    assert "BrokenPipe" not in result.stderr
+
+
+def test_unwritable_log_file_is_a_clear_error(tmp_path: Path) -> None:
+    """LOG_FILE in a missing folder: one sentence naming LOG_FILE, exit 2."""
+    import os
+
+    env = {**os.environ, "LOG_FILE": str(tmp_path / "missing" / "x.log")}
+    result = cli("run", "--data-dir", str(tmp_path / "data"), "--port", "0", env=env)
+    assert result.returncode == 2
+    assert "LOG_FILE" in result.stderr
+    assert "Traceback" not in result.stderr

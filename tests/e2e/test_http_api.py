@@ -63,6 +63,15 @@ def test_token_protected_routes_answer_401(api_bridge: Any, headers: dict[str, s
     assert _devices(bridge) == ["mill"]
 
 
+def test_bearer_scheme_is_case_insensitive(api_bridge: Any) -> None:
+    """'bearer <token>' is accepted like 'Bearer <token>' (RFC 7235: the scheme is case-insensitive)."""
+    bridge, _ = api_bridge
+    reply = httpx.get(
+        f"{bridge.url}/config", headers={"Authorization": f"bearer {TOKEN}"}, timeout=10
+    )
+    assert reply.status_code == 200
+
+
 def test_open_routes_need_no_token(api_bridge: Any) -> None:
     """/health, /devices, /events and /metrics answer without a token."""
     bridge, _ = api_bridge

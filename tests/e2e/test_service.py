@@ -407,3 +407,18 @@ def test_text_logs_go_to_log_file(mosquitto_factory, bridge_factory, tmp_path: P
     assert "bridge_started" in text and "bridge_stopped" in text
     assert not text.lstrip().startswith("{")
     assert "tok-secret-1" not in text
+
+
+def test_a_config_that_cannot_be_saved_is_503_and_changes_nothing(
+    mosquitto_factory, bridge_factory, tmp_path: Path
+) -> None:
+    """When config-active.yaml cannot be written the push is refused (503 JSON) and nothing changes."""
+    broker = mosquitto_factory()
+    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
+    bridge = bridge_factory(config_file=cfg).start()
+    (bridge.data_dir / "config-active.yaml").mkdir()  # a folder where the file must go
+    reply = bridge.post("/config", json=config(broker, device("laser")))
+    assert reply.status_code == 503
+    assert reply.json()["status"] == "error"
+    assert [d["device_id"] for d in bridge.get("/devices").json()] == ["mill"]
+    assert "Traceback" not in bridge.log()

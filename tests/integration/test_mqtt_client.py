@@ -649,3 +649,22 @@ async def test_run_twice_is_refused(mosquitto: MosquittoBroker) -> None:
     async with running(client):
         with pytest.raises(MqttError, match="only be called once"):
             await client.run()
+
+
+async def test_an_unencodable_host_name_is_a_failed_connect_not_a_dead_client() -> None:
+    """A host the resolver cannot even encode (IDNA) is reported in last_error and retried."""
+    from iot_bridge.adapters.mqtt import MqttClient, MqttSettings
+
+    client = MqttClient(MqttSettings(host="broker..local", port=1), subscriptions=["a/b"])
+    task = asyncio.create_task(client.run())
+    try:
+        for _ in range(200):
+            if client.last_error:
+                break
+            await asyncio.sleep(0.01)
+        assert client.last_error is not None
+        assert "invalid host name" in client.last_error
+        assert not task.done()
+    finally:
+        await client.close()
+        await asyncio.wait_for(task, 5)

@@ -377,7 +377,14 @@ class EventStore:
     def load_snapshots(self) -> dict[str, dict[str, Any]]:
         """Every stored detector snapshot, by device_id."""
         rows = self._query("load_snapshots", "SELECT device_id, state FROM snapshots")
-        return {device_id: orjson.loads(state) for device_id, state in rows}
+        snapshots: dict[str, dict[str, Any]] = {}
+        for device_id, state in rows:
+            try:
+                snapshots[device_id] = orjson.loads(state)
+            except orjson.JSONDecodeError:
+                # The ingestor reports it as unusable and the device starts fresh.
+                snapshots[device_id] = {"unreadable": True}
+        return snapshots
 
     # -- reading -------------------------------------------------------------------
 

@@ -62,6 +62,11 @@ def _broker_host(value: str) -> str | None:
         return "must be a host name or IP address without a scheme (use use_tls for TLS)"
     if any(char.isspace() or char in "/?#@" for char in value):
         return "must be a host name or IP address (no spaces, '/', '?', '#' or '@')"
+    if ":" not in value:  # IPv6 literals are not host names
+        try:
+            value.encode("idna")
+        except UnicodeError:
+            return "is not a valid host name (empty label, or a label over 63 characters)"
     return None
 
 

@@ -46,8 +46,10 @@ def topic_filter_problem(topic: str) -> str | None:
 
     Follows MQTT 5 section 4.7: non-empty, at most 65535 bytes of UTF-8, no
     NUL, ``+`` only as a whole level, ``#`` only as the whole last level.
-    Filters starting with ``$`` (``$share/...``, broker topics) are valid
-    MQTT and accepted. Leading or trailing whitespace and control characters
+    Shared subscriptions (``$share/<group>/...``) are refused: their messages
+    arrive on the real topic, which the bridge could not route back to the
+    device. Other ``$`` topics (broker topics) are accepted. Leading or
+    trailing whitespace and control characters
     are rejected: a device never publishes on such a topic, so they can only
     be typos that would leave the device silently unheard.
     """
@@ -60,6 +62,8 @@ def topic_filter_problem(topic: str) -> str | None:
         return f"must be at most {MAX_TOPIC_BYTES} bytes of UTF-8"
     if topic != topic.strip():
         return "must not start or end with whitespace"
+    if topic.startswith("$share/"):
+        return "must not be a shared subscription ('$share/...'): use the device's own topic"
     levels = topic.split("/")
     last = len(levels) - 1
     for index, level in enumerate(levels):

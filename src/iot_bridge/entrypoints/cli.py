@@ -153,12 +153,15 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         with trace:
             replay(trace, config, emit)
+    except BrokenPipeError:
+        # `iot-bridge replay ... | head`: the reader is gone, which is fine.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except TraceError as err:
         return _fail(f"{args.trace}: {err}", EXIT_USAGE)
     except UnicodeDecodeError as err:
         return _fail(f"{args.trace}: not UTF-8 text ({err.reason})", EXIT_USAGE)
-    finally:
-        out.flush()
+    out.flush()
     return EXIT_OK
 
 

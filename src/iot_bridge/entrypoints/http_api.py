@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from typing import Any
 
@@ -11,7 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from iot_bridge.config.model import BridgeConfig, parse_config
-from iot_bridge.errors import ConfigError
+from iot_bridge.errors import ConfigError, StoreError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.bridge import Bridge
 
@@ -125,20 +126,24 @@ def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
         version="0.1.0",
         description="Smart-plug power readings in, machine-usage sessions out to Odoo.",
     )
-    expected = f"Bearer {api_token}".encode() if api_token else None
+    expected = api_token.encode("utf-8") if api_token else None
     config_schema = BridgeConfig.model_json_schema(ref_template="#/components/schemas/{model}")
     config_defs = config_schema.pop("$defs", {})
 
     def authorized(request: Request) -> bool:
         if expected is None:
             return True
-        given = request.headers.get("authorization", "").encode("utf-8", "replace")
-        return hmac.compare_digest(given, expected)
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        # Starlette decodes header bytes as latin-1: encoding back gives the
+        # client's bytes (UTF-8 for a non-ASCII token). The scheme is case-insensitive.
+        given = token.strip().encode("latin-1", "replace")
+        matches = hmac.compare_digest(given, expected)
+        return matches and scheme.lower() == "bearer"
 
     @app.get("/health", response_model=HealthResponse)
     async def health() -> dict[str, Any]:
         """Liveness and readiness: 200 while the process runs; ``status`` says degraded."""
-        return bridge.health()
+        return await bridge.health()
 
     @app.post(
         "/config",
@@ -146,6 +151,7 @@ def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
         responses={
             **_AUTH_RESPONSES,
             413: {"model": ErrorResponse, "description": "Body over 1 MiB"},
+            503: {"model": ErrorResponse, "description": "The config could not be saved"},
             422: {
                 "model": ErrorResponse,
                 "description": "Invalid config; every error with its path",
@@ -163,28 +169,18 @@ def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
         if not authorized(request):
             log.warning("config_rejected", reason="unauthorized", client=_client(request))
             return _error(401, "missing or wrong bearer token")
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_CONFIG_BODY_BYTES:
-            return _error(413, "config body is larger than 1 MiB")
-        body = bytearray()
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > MAX_CONFIG_BODY_BYTES:
-                return _error(413, "config body is larger than 1 MiB")
-        try:
-            document = orjson.loads(bytes(body))
-        except orjson.JSONDecodeError as err:
-            return _error(
-                422, f"body is not valid JSON: {err}", [{"path": "", "message": str(err)}]
-            )
-        try:
-            config = parse_config(document, source="config push")
-        except ConfigError as err:
-            issues = [{"path": i.path, "message": i.message} for i in err.issues]
-            log.warning("config_rejected", reason="invalid", errors=issues[:20])
-            return _error(422, str(err), issues)
+        parsed = await _read_config(request)
+        if isinstance(parsed, JSONResponse):
+            return parsed
+        config = parsed
         log.info("config_received", devices=len(config.devices), client=_client(request))
-        applied = await bridge.apply_config(config)
+        try:
+            applied = await bridge.apply_config(config)
+        except ConfigError as err:
+            return _invalid(err)
+        except StoreError as err:
+            log.error("config_persist_failed", error=str(err))
+            return _error(503, f"the config could not be saved, nothing changed: {err}")
         return {
             "status": "success",
             "message": "Configuration applied",
@@ -208,7 +204,7 @@ def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
     @app.get("/events", response_model=list[EventView])
     async def events(limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
         """The most recent events, newest first, with their delivery status."""
-        return bridge.recent_events(limit)
+        return await bridge.recent_events(limit)
 
     @app.post("/events/retry-dead", response_model=RetryDeadResponse, responses=_AUTH_RESPONSES)
     async def retry_dead(request: Request) -> Any:
@@ -220,15 +216,22 @@ def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
     @app.get("/metrics", response_class=Response)
     async def metrics() -> Response:
         """Prometheus text format; no token needed."""
-        return Response(
-            bridge.metrics.exposition(), media_type="text/plain; version=0.0.4; charset=utf-8"
-        )
+        body = await asyncio.to_thread(bridge.metrics.exposition)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    _document_config_models(app, config_defs)
+    return app
+
+
+def _document_config_models(app: FastAPI, config_defs: dict[str, Any]) -> None:
+    """Add the config models to the OpenAPI components, where the body's $refs point.
+
+    The config body is read raw (for 413 and our 422 shape), so FastAPI does
+    not know its models by itself.
+    """
     default_openapi = app.openapi
 
     def openapi_with_config_models() -> dict[str, Any]:
-        # The config body is read raw (for 413 and our 422 shape), so FastAPI does
-        # not know its models: add them where the body schema's $refs point.
         if app.openapi_schema is None:
             document = default_openapi()
             document.setdefault("components", {}).setdefault("schemas", {}).update(config_defs)
@@ -236,7 +239,32 @@ def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
         return app.openapi_schema
 
     app.openapi = openapi_with_config_models  # type: ignore[method-assign]
-    return app
+
+
+def _invalid(err: ConfigError) -> JSONResponse:
+    issues = [{"path": i.path, "message": i.message} for i in err.issues]
+    log.warning("config_rejected", reason="invalid", errors=issues[:20])
+    return _error(422, str(err), issues)
+
+
+async def _read_config(request: Request) -> BridgeConfig | JSONResponse:
+    """The validated config of a push, or the 413/422 reply that refuses it."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_CONFIG_BODY_BYTES:
+        return _error(413, "config body is larger than 1 MiB")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > MAX_CONFIG_BODY_BYTES:
+            return _error(413, "config body is larger than 1 MiB")
+    try:
+        document = orjson.loads(bytes(body))
+    except orjson.JSONDecodeError as err:
+        return _error(422, f"body is not valid JSON: {err}", [{"path": "", "message": str(err)}])
+    try:
+        return parse_config(document, source="config push")
+    except ConfigError as err:
+        return _invalid(err)
 
 
 def _client(request: Request) -> str | None:

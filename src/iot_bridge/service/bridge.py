@@ -28,7 +28,7 @@ from iot_bridge.config.sources import (
     persist_config,
 )
 from iot_bridge.domain.events import Event, iso_utc
-from iot_bridge.errors import StoreError
+from iot_bridge.errors import ConfigError, ConfigIssue, MqttError, StoreError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.delivery import DeliveryWorker
 from iot_bridge.service.ingest import Ingestor, device_specs
@@ -70,13 +70,44 @@ def odoo_sender(section: OdooSection | None) -> OdooSender | None:
 
 
 def keep_masked_secrets(new: BridgeConfig, current: BridgeConfig) -> BridgeConfig:
-    """A secret pushed back as ``***`` (copied from ``GET /config``) keeps its current value."""
+    """A secret pushed back as ``***`` (copied from ``GET /config``) keeps its current value.
+
+    Only for the same destination: a ``***`` sent with another broker, Odoo
+    URL, database or username would hand the real secret to someone else, so
+    it is a ``ConfigError`` (422), as is ``***`` where no secret is known.
+    """
     updates: dict[str, Any] = {}
-    if new.mqtt is not None and new.mqtt.password == MASK and current.mqtt is not None:
-        updates["mqtt"] = new.mqtt.model_copy(update={"password": current.mqtt.password})
-    if new.odoo is not None and new.odoo.api_key == MASK and current.odoo is not None:
-        updates["odoo"] = new.odoo.model_copy(update={"api_key": current.odoo.api_key})
+    issues: list[ConfigIssue] = []
+    if new.mqtt is not None and new.mqtt.password == MASK:
+        old = current.mqtt
+        if old is not None and (old.broker, old.port, old.username) == (
+            new.mqtt.broker,
+            new.mqtt.port,
+            new.mqtt.username,
+        ):
+            updates["mqtt"] = new.mqtt.model_copy(update={"password": old.password})
+        else:
+            issues.append(
+                ConfigIssue("mqtt.password", _MASK_ONLY_SAME % "broker, port and username")
+            )
+    if new.odoo is not None and new.odoo.api_key == MASK:
+        old_odoo = current.odoo
+        if old_odoo is not None and (old_odoo.base_url, old_odoo.database, old_odoo.username) == (
+            new.odoo.base_url,
+            new.odoo.database,
+            new.odoo.username,
+        ):
+            updates["odoo"] = new.odoo.model_copy(update={"api_key": old_odoo.api_key})
+        else:
+            issues.append(
+                ConfigIssue("odoo.api_key", _MASK_ONLY_SAME % "base_url, database and username")
+            )
+    if issues:
+        raise ConfigError(issues, source="config push")
     return new.model_copy(update=updates) if updates else new
+
+
+_MASK_ONLY_SAME = "'***' keeps the current secret only for the same %s; send the real secret"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +149,8 @@ class Bridge:
         self._mqtt_section: MqttSection = effective_mqtt(config, env)
         self.mqtt = MqttClient(mqtt_settings(self._mqtt_section))
         self._mqtt_task: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._config_lock = asyncio.Lock()
         self._client_switched = asyncio.Event()
         self.delivery = DeliveryWorker(
             store=store,
@@ -152,7 +185,7 @@ class Bridge:
                 log.error("snapshots_dropped", device_ids=unusable)
             await self._commit(events + ended, now)
         await self.mqtt.set_subscriptions(self.ingestor.subscriptions)
-        self._mqtt_task = asyncio.create_task(self.mqtt.run(), name="mqtt")
+        self._start_mqtt()
         log.info(
             "bridge_started",
             devices=len(self.ingestor.device_ids),
@@ -196,14 +229,9 @@ class Bridge:
 
     async def close(self) -> None:
         """Close connections (no MQTT unsubscribe: the session persists)."""
-        try:
-            await asyncio.wait_for(self.mqtt.close(), CLOSE_TIMEOUT_S)
-        except TimeoutError:
-            log.warning("mqtt_close_timeout", seconds=CLOSE_TIMEOUT_S)
-        if self._mqtt_task is not None:
-            self._mqtt_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._mqtt_task
+        await self._close_client(self.mqtt, self._mqtt_task)
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         await asyncio.to_thread(self.store.close)
 
     # -- the pipeline --------------------------------------------------
@@ -275,9 +303,13 @@ class Bridge:
 
     async def _prune_loop(self) -> None:
         while True:
-            pruned = await asyncio.to_thread(self.store.prune, self.now())
-            if pruned:
-                log.info("outbox_pruned", events=pruned)
+            try:
+                pruned = await asyncio.to_thread(self.store.prune, self.now())
+            except StoreError as err:  # housekeeping: try again next time
+                log.error("outbox_prune_failed", error=str(err))
+            else:
+                if pruned:
+                    log.info("outbox_pruned", events=pruned)
             await asyncio.sleep(PRUNE_INTERVAL_S)
 
     # -- use cases for the HTTP API ----------------------------------------
@@ -293,7 +325,16 @@ class Bridge:
         return self._odoo is not None
 
     async def apply_config(self, config: BridgeConfig) -> ConfigApplied:
-        """Apply a validated config as a whole: persist, devices, broker, Odoo."""
+        """Apply a validated config as a whole: persist, devices, broker, Odoo.
+
+        Pushes are applied one at a time. Raises ``ConfigError`` (nothing
+        changed) or ``StoreError`` (the file could not be written; nothing
+        changed).
+        """
+        async with self._config_lock:
+            return await self._apply_config(config)
+
+    async def _apply_config(self, config: BridgeConfig) -> ConfigApplied:
         config = keep_masked_secrets(config, self.config)
         await asyncio.to_thread(persist_config, self.data_dir, config)
         now = self.now()
@@ -326,22 +367,46 @@ class Bridge:
             timestamp=self.last_config_update,
         )
 
+    def _start_mqtt(self) -> None:
+        self._mqtt_task = asyncio.create_task(self.mqtt.run(), name="mqtt")
+        self._mqtt_task.add_done_callback(self._mqtt_task_done)
+
+    def _mqtt_task_done(self, task: asyncio.Task[None]) -> None:
+        # The client reconnects forever by itself; its task ending while it is
+        # still ours and not closed is a bug that would leave the bridge deaf.
+        if task is not self._mqtt_task or self.mqtt.closed or task.cancelled():
+            return
+        error = task.exception()
+        log.critical("mqtt_client_stopped", error=repr(error) if error else None)
+        self._fatal = MqttError(f"the MQTT client stopped unexpectedly: {error!r}")
+        self.stop()
+
     async def _switch_broker(self, section: MqttSection) -> None:
         old_client, old_task = self.mqtt, self._mqtt_task
         self._mqtt_section = section
         self.mqtt = MqttClient(mqtt_settings(section), subscriptions=self.ingestor.subscriptions)
-        self._mqtt_task = asyncio.create_task(self.mqtt.run(), name="mqtt")
+        self._start_mqtt()
         self._client_switched.set()
-        await old_client.close()
-        if old_task is not None:
-            old_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await old_task
+        # Closing the old connection can take long (a hung TLS peer): not under the lock.
+        closing = asyncio.create_task(self._close_client(old_client, old_task), name="mqtt-close")
+        self._background.add(closing)
+        closing.add_done_callback(self._background.discard)
         log.info("mqtt_broker_switched", broker=self.broker_address)
 
-    def health(self) -> dict[str, Any]:
+    @staticmethod
+    async def _close_client(client: MqttClient, task: asyncio.Task[None] | None) -> None:
+        try:
+            await asyncio.wait_for(client.close(), CLOSE_TIMEOUT_S)
+        except TimeoutError:
+            log.warning("mqtt_close_timeout", broker=client.broker, seconds=CLOSE_TIMEOUT_S)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def health(self) -> dict[str, Any]:
         """``GET /health``."""
-        stats = self.store.outbox_stats(self.now())
+        stats = await asyncio.to_thread(self.store.outbox_stats, self.now())
         connected = self.mqtt.connected
         failing = stats.flagged > 0 or stats.dead > 0
         return {
@@ -381,9 +446,10 @@ class Bridge:
             )
         return result
 
-    def recent_events(self, limit: int) -> list[dict[str, Any]]:
+    async def recent_events(self, limit: int) -> list[dict[str, Any]]:
         """``GET /events``: newest first, with delivery status."""
-        return [self._event_view(stored) for stored in self.store.recent_events(limit)]
+        stored = await asyncio.to_thread(self.store.recent_events, limit)
+        return [self._event_view(event) for event in stored]
 
     def _event_view(self, stored: StoredEvent) -> dict[str, Any]:
         status = stored.status

@@ -186,15 +186,16 @@ class Ingestor:
         devices = self._devices
         routes_for = self._router.routes
         changed = self._changed
+        received = self._received
         for message in messages:
             topic = message.topic
             for route in routes_for(topic):
                 device = devices[route.device_id]
                 before = device.detector.state
+                received[device.spec.parser_type] += 1
                 try:
                     if route.role == DATA:
                         reading = device.parser.parse(topic, message.payload)
-                        self._received[device.spec.parser_type] += 1
                         new = device.detector.on_reading(now, reading)
                     else:
                         online = device.parser.parse_availability(message.payload)

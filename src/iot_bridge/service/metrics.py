@@ -20,7 +20,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.messages_received = Counter(
             "iot_bridge_messages_received",
-            "Device messages parsed successfully, by parser type.",
+            "Device messages routed to a configured device (data and availability, "
+            "rejected ones included), by parser type.",
             ["parser"],
             registry=self.registry,
         )

@@ -19,6 +19,8 @@ from iot_bridge.domain.events import Event
 from iot_bridge.errors import BridgeError
 from iot_bridge.service.ingest import Ingestor, device_specs
 
+MAX_TS = 253_402_300_799  # 9999-12-31T23:59:59Z
+
 
 class TraceError(BridgeError):
     """A trace line cannot be used; the message names its line number."""
@@ -49,6 +51,11 @@ def parse_trace_line(line: str, line_number: int) -> TraceMessage | None:
     ts, topic, payload = record["ts"], record["topic"], record["payload"]
     if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
         raise TraceError(f"line {line_number}: ts must be unix seconds (a finite number)")
+    if not 0 <= ts <= MAX_TS:
+        raise TraceError(
+            f"line {line_number}: ts {ts} is not unix seconds between 1970 and 9999"
+            " (milliseconds? divide by 1000)"
+        )
     if not isinstance(topic, str) or not topic:
         raise TraceError(f"line {line_number}: topic must be a non-empty string")
     if not isinstance(payload, str):

@@ -174,6 +174,8 @@ def test_unknown_key_suggests_the_closest_known_one() -> None:
         ("mqtt", "broker", "", "must not be empty"),
         ("mqtt", "broker", "mqtt://host", "without a scheme"),
         ("mqtt", "broker", "my host", "no spaces"),
+        ("mqtt", "broker", "broker..local", "not a valid host name"),
+        ("mqtt", "broker", "x" * 64 + ".local", "not a valid host name"),
         ("mqtt", "client_id", "", "1 to 64 characters"),
         ("mqtt", "client_id", "x" * 65, "1 to 64 characters"),
         ("mqtt", "ca_file", "", "must not be empty"),

@@ -19,7 +19,7 @@ from iot_bridge.config.topics import identifier_problem, topic_filter_problem
         "+/+/status/pm1:0",
         "/leading/slash",
         "a//b",
-        "$share/group/tele/plug/SENSOR",
+        "$SYS/broker/uptime",
         "Werkstatt/Fräse/status/pm1:0",
         "a" * 65_535,
     ],
@@ -47,6 +47,7 @@ def test_valid_topic_filters_pass(topic: str) -> None:
         ("a/\ud800", "invalid Unicode"),
         ("a" * 65_536, "65535 bytes"),
         ("ä" * 32_768, "65535 bytes"),
+        ("$share/group/tele/plug/SENSOR", "shared subscription"),
     ],
 )
 def test_invalid_topic_filters_say_why(topic: str, fragment: str) -> None:

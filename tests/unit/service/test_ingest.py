@@ -75,7 +75,7 @@ def test_availability_topic_marks_device_offline() -> None:
 
 
 def test_rejected_payloads_are_counted_and_change_nothing() -> None:
-    """A malformed message is counted per parser and reason; the detector is untouched."""
+    """A malformed message is counted as received and as rejected per reason; the detector is untouched."""
     ingestor = Ingestor()
     ingestor.apply_devices([spec("mill", "a")], 0.0)
     ingestor.take_changes()
@@ -85,7 +85,7 @@ def test_rejected_payloads_are_counted_and_change_nothing() -> None:
     counters = ingestor.drain_counters()
     assert sum(counters.rejected.values()) == 2
     assert all(parser == "shelly_pm" for parser, _ in counters.rejected)
-    assert sum(counters.received.values()) == 0
+    assert counters.received == {"shelly_pm": 2}  # received counts every routed message
 
 
 def test_take_changes_snapshots_touched_devices_once() -> None:
@@ -194,3 +194,29 @@ def test_masked_secrets_pushed_back_keep_their_value() -> None:
     assert kept.odoo is not None and kept.odoo.api_key == "real-key"
     changed = parse_config({"mqtt": {"password": "new-pw"}})
     assert keep_masked_secrets(changed, current).mqtt.password == "new-pw"  # type: ignore[union-attr]
+
+
+def test_masked_secrets_are_refused_for_another_destination() -> None:
+    """'***' with another broker/URL/username, or with no current secret, is a ConfigError."""
+    import pytest
+
+    from iot_bridge.config.model import parse_config
+    from iot_bridge.errors import ConfigError
+    from iot_bridge.service.bridge import keep_masked_secrets
+
+    current = parse_config(
+        {
+            "mqtt": {"broker": "mqtt.local", "password": "real-pw"},
+            "odoo": {"base_url": "http://o:8069", "api_key": "real-key"},
+        }
+    )
+    for pushed, path in (
+        ({"mqtt": {"broker": "evil.example", "password": "***"}}, "mqtt.password"),
+        ({"mqtt": {"broker": "mqtt.local", "username": "x", "password": "***"}}, "mqtt.password"),
+        ({"odoo": {"base_url": "http://evil.example", "api_key": "***"}}, "odoo.api_key"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            keep_masked_secrets(parse_config(pushed), current)
+        assert [issue.path for issue in caught.value.issues] == [path]
+    with pytest.raises(ConfigError):
+        keep_masked_secrets(parse_config({"mqtt": {"password": "***"}}), parse_config({}))

@@ -244,6 +244,9 @@ class MqttClient:
         except socket.gaierror as err:
             self._connect_failed(connection, f"cannot resolve the host name: {err.strerror}")
             return None
+        except (UnicodeError, ValueError) as err:  # e.g. IDNA: empty label, label over 63
+            self._connect_failed(connection, f"invalid host name {settings.host!r}: {err}")
+            return None
         except OSError as err:
             self._connect_failed(connection, _os_reason(err))
             return None
