@@ -242,12 +242,14 @@ class Bridge:
             deadline = self.ingestor.next_deadline()
             wait_s = None if deadline is None else max(0.0, deadline - self.now())
             batch = await self._receive(client, wait_s)
+            # Stamped when taken from the queue, before waiting for the lock (a
+            # config push may hold it): timers must not overtake these readings.
+            now = self.now()
             async with self._lock:
                 if client is not self.mqtt and batch:
                     # Received from a client replaced by a config push: not acked, the
                     # old broker keeps them for our persistent session.
                     batch = []
-                now = self.now()
                 events = self.ingestor.handle(batch, now)
                 await self._commit(events, now)
                 if batch:
