@@ -45,3 +45,12 @@ def power(watts: float, energy_wh: float | None = None) -> str:
     if energy_wh is not None:
         body["aenergy"] = {"total": energy_wh, "by_minute": [0, 0, 0], "minute_ts": 0}
     return json.dumps(body)
+
+
+def pytest_collection_modifyitems(items: list[Any]) -> None:
+    """Every e2e test runs the bridge as a process: mark them ``slow`` (``-m "not slow"`` skips)."""
+    import pytest
+
+    for item in items:
+        if "/tests/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.slow)
