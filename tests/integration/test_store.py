@@ -153,7 +153,8 @@ def test_commit_stores_pending_events_newest_first(store: EventStore) -> None:
     assert first.payload == events[0].to_dict()
     assert first.status == "pending"
     assert first.event_type == "device_online"
-    assert (first.attempts, first.next_attempt_at, first.created_at) == (0, T0, T0)
+    # Due at once whatever the delivery clock says (a wall clock stepped back included).
+    assert (first.attempts, first.next_attempt_at, first.created_at) == (0, 0.0, T0)
     assert first.last_error is None
     assert first.delivered_at is None
     assert not first.flagged
@@ -278,7 +279,7 @@ def test_a_head_in_backoff_blocks_its_device_only(store: EventStore) -> None:
     store.mark_retry(head.seq, T0, T0 + 30, "HTTP 503")
     assert uids(store.next_deliverable(T0 + 29, 10)) == [b0.event_uid]
     assert store.next_attempt_time(exclude_devices={"b"}) == T0 + 30
-    assert store.next_attempt_time() == T0
+    assert store.next_attempt_time() == 0.0  # b's new head is due at once
     due = store.next_deliverable(T0 + 30, 10, exclude_devices={"b"})
     assert uids(due) == [a0.event_uid]
     assert due[0].attempts == 1
@@ -288,9 +289,19 @@ def test_a_head_in_backoff_blocks_its_device_only(store: EventStore) -> None:
 def test_most_overdue_device_comes_first(store: EventStore) -> None:
     """With fewer slots than due devices, the longest-waiting head is served first."""
     a, b = make_event("a"), make_event("b")
-    store.commit([a], now=T0 + 5)
-    store.commit([b], now=T0)
+    store.commit([a, b], now=T0)
+    heads = {e.device_id: e for e in store.next_deliverable(T0, 10)}
+    store.mark_retry(heads["a"].seq, T0, T0 + 5, "HTTP 503")
+    store.mark_retry(heads["b"].seq, T0, T0 + 2, "HTTP 503")
     assert uids(store.next_deliverable(T0 + 10, 1)) == [b.event_uid]
+
+
+def test_new_events_go_in_commit_order(store: EventStore) -> None:
+    """Heads never tried are due at once and served oldest commit first."""
+    a, b = make_event("a"), make_event("b")
+    store.commit([a], now=T0)
+    store.commit([b], now=T0 + 5)
+    assert uids(store.next_deliverable(T0 - 3600, 1)) == [a.event_uid]
 
 
 def test_dead_events_do_not_block_and_retry_dead_revives_them(store: EventStore) -> None:
@@ -415,3 +426,29 @@ def test_pending_for_device_stops_at_the_first_event_not_due(store: EventStore) 
     store.mark_delivered_many([], T0)
     delivered = [e for e in store.recent_events() if e.status == "delivered"]
     assert [e.delivered_at for e in delivered] == [T0 + 1, T0 + 1]
+
+
+def test_one_process_per_data_dir(tmp_path: Path) -> None:
+    """A second store on the same data dir is refused (two outboxes would double-send); close frees it."""
+    first = EventStore.open(tmp_path)
+    with pytest.raises(StoreError, match="in use by another iot-bridge process"):
+        EventStore.open(tmp_path)
+    first.close()
+    EventStore.open(tmp_path).close()
+
+
+def test_a_damaged_payload_row_does_not_stop_reading(tmp_path: Path) -> None:
+    """An event row whose JSON is damaged is still listed (marked unreadable), never an exception."""
+    import sqlite3
+
+    store = EventStore.open(tmp_path)
+    event = make_event("a")
+    store.commit([event], now=T0)
+    store.close()
+    with sqlite3.connect(tmp_path / "bridge.db") as conn:
+        conn.execute("UPDATE events SET payload = '{broken'")
+    store = EventStore.open(tmp_path)
+    [stored] = store.recent_events()
+    assert stored.payload["unreadable"] is True
+    assert stored.payload["event_uid"] == event.event_uid
+    store.close()

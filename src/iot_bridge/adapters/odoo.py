@@ -13,6 +13,7 @@ from every error message.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import ssl
 import time
@@ -43,7 +44,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     text = value.strip()
     if not text:
         return None
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "²".isdigit() is True too
         return min(float(text), MAX_RETRY_AFTER_S)
     try:
         when = email.utils.parsedate_to_datetime(text)
@@ -85,6 +86,7 @@ class OdooSender:
         self._shared = client
         self._headers = headers
         self._timeout = httpx.Timeout(timeout_s)
+        self._request_deadline_s = 3 * timeout_s
         # Without a shared client: one single-connection client per concurrent
         # send, reused (keep-alive). httpcore scans every pooled connection on
         # each request, so small pools cost less CPU than one pool of many.
@@ -126,12 +128,21 @@ class OdooSender:
         client = self._take_client()
         headers = self._headers if client is self._shared else None
         try:
-            response = await client.post(self._target, content=body, headers=headers)
+            # httpx times each read; a reply trickling in must not hold the device's lane.
+            async with asyncio.timeout(self._request_deadline_s):
+                response = await client.post(self._target, content=body, headers=headers)
+        except TimeoutError as err:
+            raise self._error(
+                f"timeout talking to Odoo (no full reply within {self._request_deadline_s:g} s)"
+            ) from err
         except httpx.TimeoutException as err:
             raise self._error(f"timeout talking to Odoo ({type(err).__name__})") from err
         except httpx.ConnectError as err:
             raise self._error(f"cannot connect to Odoo: {err}") from err
-        except httpx.HTTPError as err:  # protocol errors, closed connections, bad URLs
+        except httpx.LocalProtocolError as err:
+            # Its text can quote our own request headers, the API key included.
+            raise self._error(f"could not send the request to Odoo ({type(err).__name__})") from err
+        except httpx.HTTPError as err:  # remote protocol errors, closed connections, bad URLs
             raise self._error(f"HTTP error talking to Odoo: {type(err).__name__}: {err}") from err
         finally:
             self._give_back(client)
@@ -172,7 +183,8 @@ class OdooSender:
         self, message: str, *, permanent: bool = False, retry_after_s: float | None = None
     ) -> DeliveryError:
         if self._api_key:
-            message = message.replace(self._api_key, "***")
+            for form in (self._api_key, repr(self._api_key)[1:-1]):  # raw and escaped
+                message = message.replace(form, "***")
         return DeliveryError(message, permanent=permanent, retry_after_s=retry_after_s)
 
     async def aclose(self) -> None:

@@ -18,6 +18,7 @@ writer, so the HTTP API can read while a commit is being fsynced.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -148,13 +149,22 @@ class OutboxStats:
     oldest_pending_age_s: float | None
 
 
+def _payload(row: _Row) -> dict[str, Any]:
+    try:
+        payload: dict[str, Any] = orjson.loads(row[4])
+    except orjson.JSONDecodeError:
+        # A damaged row must not stop delivery: Odoo refuses this (it goes dead, visible).
+        return {"event_uid": row[1], "device_id": row[2], "event_type": row[3], "unreadable": True}
+    return payload
+
+
 def _to_stored(row: _Row) -> StoredEvent:
     return StoredEvent(
         seq=row[0],
         event_uid=row[1],
         device_id=row[2],
         event_type=row[3],
-        payload=orjson.loads(row[4]),
+        payload=_payload(row),
         status=row[5],
         attempts=row[6],
         next_attempt_at=row[7],
@@ -189,6 +199,25 @@ def _prepare_dir(data_dir: Path) -> None:
         raise StoreError(f"data dir {data_dir} is not writable: {err.strerror or err}") from err
 
 
+def _lock_dir(data_dir: Path) -> int:
+    """Hold ``<data-dir>/.lock`` for the life of the store: one process per data dir.
+
+    Two bridges on one outbox would send the same events twice and break the
+    per-device order. The lock is released when the store closes or the
+    process dies (kill -9 included).
+    """
+    fd = os.open(data_dir / LOCK_FILENAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+        os.close(fd)
+        raise StoreError(
+            f"data dir {data_dir} is in use by another iot-bridge process"
+            " (stop it, or give this one its own --data-dir)"
+        ) from err
+    return fd
+
+
 def _fsync_dir(path: Path) -> None:
     """Make a newly created file's directory entry durable (power loss)."""
     fd = os.open(path, os.O_RDONLY)
@@ -221,8 +250,10 @@ class EventStore:
         reader: sqlite3.Connection,
         *,
         retention_s: float,
+        lock_fd: int | None = None,
     ) -> None:
         """Use ``EventStore.open``; this takes already prepared connections."""
+        self._lock_fd = lock_fd
         self.path = db_path
         self.retention_s = retention_s
         self._writer = writer
@@ -244,6 +275,7 @@ class EventStore:
             raise StoreError(f"retention must be a positive number of seconds, got {retention_s}")
         data_dir = Path(data_dir)
         _prepare_dir(data_dir)
+        lock_fd = _lock_dir(data_dir)
         db_path = data_dir / DB_FILENAME
         created = not db_path.exists()
         writer: sqlite3.Connection | None = None
@@ -272,16 +304,18 @@ class EventStore:
             for conn in (reader, writer):
                 if conn is not None:
                     conn.close()
+            os.close(lock_fd)
             raise StoreError(_open_error_message(db_path, err)) from err
         except StoreError:
             for conn in (reader, writer):
                 if conn is not None:
                     conn.close()
+            os.close(lock_fd)
             raise
         if created:
             _fsync_dir(data_dir)
         log.info("store_opened", path=str(db_path), created=created)
-        return cls(db_path, writer, reader, retention_s=retention_s)
+        return cls(db_path, writer, reader, retention_s=retention_s, lock_fd=lock_fd)
 
     def close(self) -> None:
         """Close both connections; further calls raise ``StoreError``."""
@@ -291,6 +325,9 @@ class EventStore:
             self._closed = True
             self._reader.close()
             self._writer.close()
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # releases the data-dir lock
+                self._lock_fd = None
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -308,7 +345,8 @@ class EventStore:
                 try:
                     yield conn
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    if conn.in_transaction:  # SQLite rolls back by itself on FULL/IOERR
+                        conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
             except sqlite3.Error as err:
@@ -351,7 +389,7 @@ class EventStore:
                     event.device_id,
                     str(event.event_type),
                     orjson.dumps(event.to_dict()).decode(),
-                    now,
+                    0.0,  # due at once, whatever the delivery clock says
                     now,
                 )
                 for event in events
@@ -555,16 +593,29 @@ class EventStore:
             return cursor.rowcount
 
     def prune(self, now: float) -> int:
-        """Delete delivered events older than the retention; dead ones are kept."""
-        with self._write("prune") as conn:
-            cursor = conn.execute(
-                "DELETE FROM events WHERE status = 'delivered' AND delivered_at < ?",
-                (now - self.retention_s,),
-            )
-            count = cursor.rowcount
+        """Delete delivered events older than the retention; dead ones are kept.
+
+        Deletes in chunks, each its own transaction, so a large prune never
+        holds the write lock (and the group commits behind it) for long.
+        """
+        count = 0
+        while True:
+            with self._write("prune") as conn:
+                deleted = conn.execute(
+                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events"
+                    " WHERE status = 'delivered' AND delivered_at < ? LIMIT ?)",
+                    (now - self.retention_s, PRUNE_CHUNK),
+                ).rowcount
+            count += deleted
+            if deleted < PRUNE_CHUNK:
+                break
         if count:
             log.info("events_pruned", count=count)
         return count
+
+
+PRUNE_CHUNK = 10_000
+LOCK_FILENAME = ".lock"
 
 
 def _prefixed(alias: str) -> str:

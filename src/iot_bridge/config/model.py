@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal, get_args
 from urllib.parse import urlsplit
 
+import httpx
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -70,6 +71,13 @@ def _broker_host(value: str) -> str | None:
     return None
 
 
+def _header_token(value: str) -> str | None:
+    # Sent as "Authorization: Bearer <key>": only visible ASCII can go in a header.
+    if value and not all("!" <= char <= "~" for char in value):
+        return "must be visible ASCII characters without spaces (a trailing newline from a file?)"
+    return None
+
+
 def _http_url(value: str) -> str | None:
     try:
         parts = urlsplit(value)
@@ -82,6 +90,10 @@ def _http_url(value: str) -> str | None:
         return "must not contain credentials; put the key in odoo.api_key"
     if parts.query or parts.fragment or any(char.isspace() for char in value):
         return "must not contain spaces, a query string or a fragment"
+    try:
+        httpx.URL(value)  # what the sender will build: IDNA, invisible characters
+    except httpx.InvalidURL as err:
+        return f"is not a URL the HTTP client accepts: {err}"
     return None
 
 
@@ -161,7 +173,7 @@ class OdooSection(BaseModel):
     ]
     database: Annotated[SingleLine, Field(max_length=200)] = ""
     username: Annotated[Text, Field(max_length=1024)] = ""
-    api_key: Annotated[Text, Field(max_length=4096, repr=False)] = ""
+    api_key: Annotated[Text, Field(max_length=4096, repr=False), _checked(_header_token)] = ""
 
 
 _defaults = SessionConfig()

@@ -28,9 +28,10 @@ class MqttStatus(BaseModel):
 
 
 class OutboxStatus(BaseModel):
-    pending: int
-    dead: int
-    flagged: int = 0
+    pending: int | None = Field(description="null only when the store cannot be read")
+    dead: int | None
+    flagged: int | None = 0
+    error: str | None = None
 
 
 class OdooStatus(BaseModel):

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from iot_bridge.adapters.mqtt import InboundMessage, MqttClient, MqttSettings
 from iot_bridge.adapters.odoo import OdooSender
 from iot_bridge.adapters.store import EventStore, StoredEvent
@@ -338,6 +340,14 @@ class Bridge:
 
     async def _apply_config(self, config: BridgeConfig) -> ConfigApplied:
         config = keep_masked_secrets(config, self.config)
+        new_odoo = effective_odoo(config, self.env)
+        new_sender = None
+        if new_odoo != self._odoo:
+            try:  # before anything changes: a sender that cannot be built refuses the push
+                new_sender = odoo_sender(new_odoo)
+            except (ValueError, httpx.HTTPError) as err:
+                issue = ConfigIssue("odoo.base_url", f"cannot be used: {err}")
+                raise ConfigError([issue], source="config push") from err
         await asyncio.to_thread(persist_config, self.data_dir, config)
         now = self.now()
         async with self._lock:
@@ -352,10 +362,9 @@ class Bridge:
                 await self._switch_broker(new_section)
             else:
                 await self.mqtt.set_subscriptions(self.ingestor.subscriptions)
-            new_odoo = effective_odoo(config, self.env)
             if new_odoo != self._odoo:
                 self._odoo = new_odoo
-                self.delivery.set_sender(odoo_sender(new_odoo))
+                self.delivery.set_sender(new_sender)
         log.info(
             "config_applied",
             devices=len(config.devices),
@@ -407,10 +416,18 @@ class Bridge:
                 await task
 
     async def health(self) -> dict[str, Any]:
-        """``GET /health``."""
-        stats = await asyncio.to_thread(self.store.outbox_stats, self.now())
+        """``GET /health``: always an answer; a store that cannot be read is ``degraded``."""
         connected = self.mqtt.connected
-        failing = stats.flagged > 0 or stats.dead > 0
+        outbox: dict[str, Any]
+        try:
+            stats = await asyncio.to_thread(self.store.outbox_stats, self.now())
+        except StoreError as err:
+            log.error("health_store_error", error=str(err))
+            outbox = {"pending": None, "dead": None, "flagged": None, "error": str(err)}
+            failing = True
+        else:
+            outbox = {"pending": stats.pending, "dead": stats.dead, "flagged": stats.flagged}
+            failing = stats.flagged > 0 or stats.dead > 0
         return {
             "status": "ok" if connected and not failing else "degraded",
             "devices": len(self.ingestor.device_ids),
@@ -421,7 +438,7 @@ class Bridge:
                 "broker": self.broker_address,
                 "last_error": None if connected else self.mqtt.last_error,
             },
-            "outbox": {"pending": stats.pending, "dead": stats.dead, "flagged": stats.flagged},
+            "outbox": outbox,
             "odoo": {"configured": self.odoo_configured},
         }
 
@@ -476,9 +493,13 @@ class Bridge:
         return count
 
     def _refresh_gauges(self) -> None:
-        stats = self.store.outbox_stats(self.now())
+        self.metrics.mqtt_connected.set(1 if self.mqtt.connected else 0)
+        try:
+            stats = self.store.outbox_stats(self.now())
+        except StoreError as err:  # /metrics keeps answering; the gauges keep their last values
+            log.error("metrics_store_error", error=str(err))
+            return
         self.metrics.outbox_pending.set(stats.pending)
         self.metrics.outbox_dead.set(stats.dead)
         self.metrics.outbox_flagged.set(stats.flagged)
         self.metrics.outbox_oldest_pending_age.set(stats.oldest_pending_age_s or 0.0)
-        self.metrics.mqtt_connected.set(1 if self.mqtt.connected else 0)

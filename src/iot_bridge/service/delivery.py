@@ -213,6 +213,8 @@ class DeliveryWorker:
         if free <= 0:
             return None
         due, later = await asyncio.to_thread(self._store.poll, now, free, tuple(self._in_flight))
+        if sender is not self._sender:  # switched while polling: the next round uses the new one
+            return 0.0
         for event in due:
             if self._closing or event.device_id in self._in_flight:
                 continue

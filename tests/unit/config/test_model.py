@@ -187,6 +187,11 @@ def test_unknown_key_suggests_the_closest_known_one() -> None:
         ("odoo", "base_url", "http://user:pw@odoo:8069", "credentials"),
         ("odoo", "base_url", "http://odoo:8069/?db=x", "query string"),
         ("odoo", "base_url", "", "must not be empty"),
+        ("odoo", "base_url", "http://ä..b:8069", "not a URL the HTTP client accepts"),
+        ("odoo", "base_url", "http://odoo\u200b:8069", "not a URL the HTTP client accepts"),
+        ("odoo", "api_key", "s3cret\n", "visible ASCII"),
+        ("odoo", "api_key", "sëcret", "visible ASCII"),
+        ("odoo", "api_key", "two words", "visible ASCII"),
     ],
 )
 def test_section_ranges_name_the_field(section: str, key: str, value: Any, fragment: str) -> None:
