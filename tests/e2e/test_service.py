@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import yaml
@@ -422,3 +423,27 @@ def test_a_config_that_cannot_be_saved_is_503_and_changes_nothing(
     assert reply.json()["status"] == "error"
     assert [d["device_id"] for d in bridge.get("/devices").json()] == ["mill"]
     assert "Traceback" not in bridge.log()
+
+
+def test_a_broker_outage_is_not_device_silence(
+    mosquitto_factory, bridge_factory, tmp_path: Path
+) -> None:
+    """The broker down longer than message_timeout_s: no session_timeout, same session after."""
+    broker = mosquitto_factory()
+    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill", message_timeout_s=2.0)))
+    bridge = bridge_factory(config_file=cfg).start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    publish(broker, "mill/status/pm1:0", power(100.0))
+    wait_until(lambda: "session_started" in bridge.event_types())
+    session_id = bridge.device("mill")["session_id"]
+    broker.stop()
+    wait_until(lambda: not bridge.health()["mqtt"]["connected"])
+    time.sleep(4.0)  # a real outage longer than the 2 s timeout (not timing logic under test)
+    assert bridge.device("mill")["session_id"] == session_id
+    broker.start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"], timeout_s=40)
+    publish(broker, "mill/status/pm1:0", power(101.0))
+    wait_until(lambda: bridge.device("mill")["power_w"] == 101.0)
+    assert bridge.device("mill")["session_id"] == session_id
+    kinds = bridge.event_types("mill")
+    assert "session_timeout" not in kinds and "device_offline" not in kinds

@@ -35,14 +35,20 @@ from iot_bridge.errors import ConfigError
 
 
 def test_backoff_starts_at_half_a_second_and_doubles_within_jitter() -> None:
-    """Delay n lies in [nominal/2, nominal], nominal = 0.5 * 2**n, never below 0.5 s."""
+    """Delay n lies in [nominal/2, nominal], nominal = 0.5 * 2**(n+1): the first in [0.5, 1] s."""
     backoff = Backoff(rng=random.Random(7))
     delays = [backoff.next_delay() for _ in range(6)]
-    assert delays[0] == 0.5
     for attempt, delay in enumerate(delays):
-        nominal = min(30.0, 0.5 * 2**attempt)
+        nominal = min(30.0, 0.5 * 2 ** (attempt + 1))
         assert max(0.5, nominal / 2) <= delay <= nominal
     assert backoff.attempts == 6
+
+
+def test_the_first_retry_is_jittered_too() -> None:
+    """Bridges that lost the broker together do not all come back at +0.5 s."""
+    firsts = {Backoff(rng=random.Random(seed)).next_delay() for seed in range(50)}
+    assert len(firsts) > 40
+    assert all(0.5 <= delay <= 1.0 for delay in firsts)
 
 
 def test_backoff_is_capped_at_30_seconds_even_after_a_very_long_outage() -> None:
@@ -61,7 +67,7 @@ def test_backoff_reset_starts_over() -> None:
         backoff.next_delay()
     backoff.reset()
     assert backoff.attempts == 0
-    assert backoff.next_delay() == 0.5
+    assert 0.5 <= backoff.next_delay() <= 1.0
 
 
 def test_backoff_jitter_differs_between_clients_and_repeats_with_a_seed() -> None:

@@ -294,6 +294,11 @@ class SessionDetector:
                 self._session_energy_wh = step if total is None else total + step
         power = reading.power_w
         if power is None:
+            held = self._power_w
+            if state is _IDLE and held is not None and held >= self._standby_w:
+                # A device that reports power only on change (Shelly Gen2+) may go on
+                # drawing its last power after a timeout: the held power starts again.
+                self._begin_starting(now, held, energy is not None, events)
             return events
         if state is _IDLE:
             self._power_w = power
@@ -388,6 +393,19 @@ class SessionDetector:
         self._apply_config(config)
         self._set_heartbeat_interval(config.heartbeat_interval_s)
 
+    def excuse_silence(self, now: float) -> None:
+        """The bridge could not hear the device until ``now`` (its broker link was down).
+
+        Silence is then measured from ``max(last_seen, now)``, so an outage of
+        the bridge's own MQTT connection never counts as the device's silence.
+        Nothing else changes (no ``device_online`` is owed afterwards).
+        """
+        now = self._advance_clock(now)
+        if self._silence_due != _INF and self._last_seen is not None:
+            self._silence_due = max(
+                self._silence_due, max(self._last_seen, now) + self._message_timeout_s
+            )
+
     def resume_after_restart(self, now: float) -> None:
         """The bridge restarted: forget ``online`` and do not count the downtime.
 
@@ -470,16 +488,18 @@ class SessionDetector:
         interval = at - self._hb_prev_t
         interval_working = min(max(working - self._hb_prev_working_s, 0.0), interval)
         interval_avg = (integral - self._hb_prev_integral_ws) / interval if interval > 0 else power
+        interval_standby = interval - interval_working
+        session_standby = duration - session_working
         data = {
             "state": self._state.value,
             "power_w": float(power),
-            "interval_s": float(interval),
+            "interval_s": float(interval_working + interval_standby),
             "interval_avg_power_w": float(interval_avg),
             "interval_working_s": float(interval_working),
-            "interval_standby_s": float(interval - interval_working),
-            "session_duration_s": float(duration),
+            "interval_standby_s": float(interval_standby),
+            "session_duration_s": float(session_working + session_standby),
             "session_working_s": float(session_working),
-            "session_standby_s": float(duration - session_working),
+            "session_standby_s": float(session_standby),
             "session_energy_wh": _float_or_none(self._session_energy_wh),
         }
         self._hb_prev_t = at
@@ -571,12 +591,14 @@ class SessionDetector:
         started_at = self._started_at
         duration = ended_at - started_at
         working = min(self._working_s, duration)
+        standby = duration - working
         data = {
             "started_at": iso_utc(started_at),
             "ended_at": iso_utc(ended_at),
-            "duration_s": float(duration),
+            # working + standby, not ended - started: the sum is then exact in floats.
+            "duration_s": float(working + standby),
             "working_s": float(working),
-            "standby_s": float(duration - working),
+            "standby_s": float(standby),
             "avg_power_w": float(self._integral_ws / duration if duration > 0 else self._peak_w),
             "peak_power_w": float(self._peak_w),
             "energy_wh": _float_or_none(self._session_energy_wh),

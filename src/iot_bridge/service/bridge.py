@@ -44,6 +44,7 @@ RECEIVE_MAXIMUM = 10_000
 BATCH_MAX_MESSAGES = RECEIVE_MAXIMUM
 PRUNE_INTERVAL_S = 3600.0
 CLOSE_TIMEOUT_S = 5.0
+DISCONNECTED_WAKE_S = 1.0
 EventListener = Callable[[Sequence[Event]], None]
 
 
@@ -243,6 +244,9 @@ class Bridge:
             client = self.mqtt
             deadline = self.ingestor.next_deadline()
             wait_s = None if deadline is None else max(0.0, deadline - self.now())
+            if not client.connected:
+                # Wake up often enough to keep excusing silence (see below).
+                wait_s = DISCONNECTED_WAKE_S if wait_s is None else min(wait_s, DISCONNECTED_WAKE_S)
             batch = await self._receive(client, wait_s)
             # Stamped when taken from the queue, before waiting for the lock (a
             # config push may hold it): timers must not overtake these readings.
@@ -252,6 +256,10 @@ class Bridge:
                     # Received from a client replaced by a config push: not acked, the
                     # old broker keeps them for our persistent session.
                     batch = []
+                if not self.mqtt.connected:
+                    # We cannot hear the devices: their silence is not theirs. The
+                    # broker keeps their messages for our session and delivers them later.
+                    self.ingestor.excuse_silence(now)
                 events = self.ingestor.handle(batch, now)
                 await self._commit(events, now)
                 if batch:
@@ -360,11 +368,13 @@ class Bridge:
             reconnect = new_section != self._mqtt_section
             if reconnect:
                 await self._switch_broker(new_section)
-            else:
-                await self.mqtt.set_subscriptions(self.ingestor.subscriptions)
             if new_odoo != self._odoo:
                 self._odoo = new_odoo
                 self.delivery.set_sender(new_sender)
+        if not reconnect:
+            # Outside the lock: waiting for the SUBACK must not stall the pipeline
+            # (whose draining may be what lets the client read the SUBACK).
+            await self.mqtt.set_subscriptions(self.ingestor.subscriptions)
         log.info(
             "config_applied",
             devices=len(config.devices),

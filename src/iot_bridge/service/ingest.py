@@ -212,6 +212,15 @@ class Ingestor:
                 self._schedule(route.device_id, device.detector)
         return events
 
+    def excuse_silence(self, now: float) -> None:
+        """The broker link is down: no device's silence counts until ``now``.
+
+        Cheap enough to call at every wake-up of the pipeline while disconnected;
+        not persisted (a restart excuses the downtime anyway).
+        """
+        for device in self._devices.values():
+            device.detector.excuse_silence(now)
+
     def next_deadline(self) -> float | None:
         """The earliest time ``tick`` has something to do."""
         heap = self._heap

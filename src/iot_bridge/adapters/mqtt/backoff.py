@@ -6,13 +6,15 @@ import random
 
 
 class Backoff:
-    """Delays before reconnect attempts: 0.5 s, then doubling, capped at 30 s, with jitter.
+    """Delays before reconnect attempts: from 0.5 s, doubling, capped at 30 s, with jitter.
 
     The n-th delay (n = 0, 1, ...) is drawn uniformly from ``[nominal / 2, nominal]``
-    where ``nominal = min(max_s, initial_s * multiplier**n)``, and never below
-    ``initial_s``: many bridges restarted together do not reconnect in lockstep,
-    and no delay leaves ``[initial_s, max_s]``. ``reset()`` after a successful
-    connect starts over. No clock and no sleeping here: the caller sleeps.
+    where ``nominal = min(max_s, initial_s * multiplier**(n + 1))``: the first
+    lies in [0.5 s, 1 s], so many bridges that lost the broker together do not
+    reconnect in lockstep, and no delay leaves ``[initial_s, max_s]``.
+    ``reset()`` starts over; the client calls it once a connection has stayed up
+    for a while, not at every CONNACK (a link that drops right after connecting
+    must still back off). No clock and no sleeping here: the caller sleeps.
     """
 
     def __init__(
@@ -41,7 +43,7 @@ class Backoff:
     def nominal_s(self, attempt: int) -> float:
         """The un-jittered delay for the given attempt number (0-based)."""
         try:
-            nominal = self.initial_s * self.multiplier ** min(attempt, 1024)
+            nominal = self.initial_s * self.multiplier ** min(attempt + 1, 1024)
         except OverflowError:  # a very long outage: the cap has long been reached
             return self.max_s
         return min(nominal, self.max_s)
@@ -50,8 +52,8 @@ class Backoff:
         """The delay before the next attempt, in seconds."""
         nominal = self.nominal_s(self._attempts)
         self._attempts += 1
-        return max(self.initial_s, self._rng.uniform(nominal / 2, nominal))
+        return min(self.max_s, max(self.initial_s, self._rng.uniform(nominal / 2, nominal)))
 
     def reset(self) -> None:
-        """Start over from ``initial_s`` (called after a successful connect)."""
+        """Start over from the first delay (after a connection that stayed up)."""
         self._attempts = 0

@@ -7,6 +7,7 @@ import contextlib
 import random
 import socket
 import ssl
+import time
 from collections.abc import Iterable
 
 import mqtt5
@@ -61,6 +62,11 @@ def _validated_filters(filters: Iterable[str]) -> frozenset[str]:
     return frozenset(chosen)
 
 
+# A connection that lasted this long resets the reconnect backoff; one that
+# drops sooner (session takeover, a broker closing on SUBSCRIBE) keeps backing off.
+STABLE_S = 30.0
+
+
 class MqttClient:
     """An asyncio MQTT 5 client for the bridge, on the ``mqtt5`` sans-IO codec.
 
@@ -95,6 +101,7 @@ class MqttClient:
         self._settings = settings
         self._wanted = _validated_filters(subscriptions)
         self._backoff = backoff or Backoff(rng=rng)
+        self._connected_at: float | None = None
         self._connect_timeout_s = connect_timeout_s
         self._request_timeout_s = request_timeout_s
         self._read_coalesce_s = read_coalesce_s
@@ -171,6 +178,9 @@ class MqttClient:
                     break
                 if self._closing:
                     break
+                connected_at, self._connected_at = self._connected_at, None
+                if connected_at is not None and time.monotonic() - connected_at >= STABLE_S:
+                    self._backoff.reset()
                 delay_s = self._backoff.next_delay()
                 log.debug(
                     "mqtt_reconnect_scheduled", broker=self.broker, retry_in_s=round(delay_s, 3)
@@ -274,7 +284,7 @@ class MqttClient:
     async def _on_connected(
         self, connection: MqttConnection, connack: mqtt5.ConnAckPacket
     ) -> MqttConnection | None:
-        self._backoff.reset()
+        self._connected_at = time.monotonic()
         if connack.session_present:
             dropped = self._queue.drop_stale_qos1(connection.generation)
             if dropped:
@@ -388,10 +398,13 @@ class MqttClient:
                     connection, subscribe=sorted(added), unsubscribe=sorted(removed)
                 )
             except MqttError as err:
-                # The connection is going down; the next connect applies the wanted set.
+                # No (good) SUBACK: drop the connection so that the next connect
+                # subscribes the whole wanted set, rather than stay up half-deaf.
                 log.warning(
                     "mqtt_subscription_change_deferred", broker=self.broker, reason=str(err)
                 )
+                if connection.is_open:
+                    connection.fail(f"subscription change failed: {err}")
 
     async def _apply_subscriptions(
         self, connection: MqttConnection, *, subscribe: list[str], unsubscribe: list[str]
