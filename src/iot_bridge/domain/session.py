@@ -16,7 +16,11 @@ Decisions where the contract is silent (each pinned by a unit test):
   detector has seen is taken as that latest one.
 - **A message without power** (``Reading.power_w is None``) is a sign of life:
   the last power is held, the energy counter is taken, and it counts as a
-  message for the timeout and for ``device_online``.
+  message for the timeout and for ``device_online``. When idle with a held
+  power at or above the standby threshold (a Shelly that reports power only on
+  change, after a timeout), it starts ``starting`` with that power.
+- **Silence the bridge caused** (``excuse_silence``, while its broker link is
+  down) is not the device's: silence is measured from ``max(last_seen, now)``.
 - **Availability online** is a sign of life too (a message without power).
   **Availability offline** during a session ends it as ``session_timeout`` at
   once (ending at the last message), then ``device_offline``; while starting it
