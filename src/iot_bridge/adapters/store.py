@@ -32,6 +32,7 @@ import orjson
 
 from iot_bridge.domain.events import Event
 from iot_bridge.errors import StoreError
+from iot_bridge.fsutil import fsync_dir
 from iot_bridge.logs import get_logger
 
 log = get_logger(__name__)
@@ -218,15 +219,6 @@ def _lock_dir(data_dir: Path) -> int:
     return fd
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make a newly created file's directory entry durable (power loss)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _connect(db_path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False, timeout=10.0)
     conn.execute("PRAGMA busy_timeout = 10000")
@@ -313,7 +305,7 @@ class EventStore:
             os.close(lock_fd)
             raise
         if created:
-            _fsync_dir(data_dir)
+            fsync_dir(data_dir)
         log.info("store_opened", path=str(db_path), created=created)
         return cls(db_path, writer, reader, retention_s=retention_s, lock_fd=lock_fd)
 

@@ -24,6 +24,7 @@ from iot_bridge.config.env import EnvSettings, settings_from_env
 from iot_bridge.config.files import load_config_file
 from iot_bridge.config.model import BridgeConfig, MqttSection, OdooSection
 from iot_bridge.errors import ConfigError, StoreError
+from iot_bridge.fsutil import fsync_dir
 from iot_bridge.logs import get_logger
 
 __all__ = [
@@ -63,14 +64,6 @@ class LoadedConfig:
     last_update: str | None = None
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _bad_name(persisted: Path, now: datetime) -> Path:
     stamp = (now if now.tzinfo else now.replace(tzinfo=UTC)).astimezone(UTC)
     base = persisted.with_name(f"{persisted.name}.bad-{stamp.strftime('%Y%m%dT%H%M%SZ')}")
@@ -86,7 +79,7 @@ def _move_aside(persisted: Path, now: datetime, err: ConfigError) -> Path | None
     try:
         target = _bad_name(persisted, now)
         persisted.rename(target)
-        _fsync_dir(persisted.parent)
+        fsync_dir(persisted.parent)
     except OSError as move_err:
         log.error(
             "config_persisted_invalid",
@@ -166,7 +159,7 @@ def persist_config(data_dir: Path, config: BridgeConfig) -> Path:
             os.fchmod(handle.fileno(), 0o600)
         os.replace(temp_path, target)
         temp_path = None
-        _fsync_dir(data_dir)
+        fsync_dir(data_dir)
     except OSError as err:
         raise StoreError(f"cannot persist the config to {target}: {err.strerror or err}") from err
     finally:
