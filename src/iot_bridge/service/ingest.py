@@ -195,6 +195,10 @@ class Ingestor:
                 received[device.spec.parser_type] += 1
                 try:
                     if route.role == DATA:
+                        if getattr(message, "retain", False):
+                            # A retained reading is the broker's old copy, not the
+                            # device speaking now: it must not start or extend a session.
+                            continue
                         reading = device.parser.parse(topic, message.payload)
                         new = device.detector.on_reading(now, reading)
                     else:

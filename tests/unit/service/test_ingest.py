@@ -19,6 +19,7 @@ CONFIG = SessionConfig(
 class Msg:
     topic: str
     payload: bytes
+    retain: bool = False
 
 
 def spec(device_id: str, prefix: str, **changes: object) -> DeviceSpec:
@@ -220,3 +221,15 @@ def test_masked_secrets_are_refused_for_another_destination() -> None:
         assert [issue.path for issue in caught.value.issues] == [path]
     with pytest.raises(ConfigError):
         keep_masked_secrets(parse_config({"mqtt": {"password": "***"}}), parse_config({}))
+
+
+def test_retained_readings_are_not_live_but_retained_availability_is() -> None:
+    """A retained data message (the broker's old copy) changes nothing; a retained LWT counts."""
+    ingestor = Ingestor()
+    ingestor.apply_devices([spec("mill", "a")], 0.0)
+    stale = Msg("a/status/pm1:0", b'{"id":0,"apower":500.0}', retain=True)
+    assert ingestor.handle([stale], 1.0) == []
+    mill = ingestor.detector("mill")
+    assert mill is not None and mill.power_w is None and mill.last_seen is None
+    events = ingestor.handle([Msg("a/online", b"true", retain=True)], 2.0)
+    assert [str(e.event_type) for e in events] == ["device_online"]
