@@ -6,6 +6,7 @@ import os
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -13,6 +14,16 @@ from tests.e2e.conftest import config, device, power, write_config
 from tests.support.bridge_process import BridgeProcess, wait_until
 from tests.support.mosquitto import MosquittoBroker, publish
 from tests.support.odoo_standin import OdooStandin
+
+
+def _mill_bridge(
+    broker: MosquittoBroker, bridge_factory: Any, tmp_path: Path, **kwargs: Any
+) -> BridgeProcess:
+    """A started bridge with one shelly_pm device "mill" on ``broker``, connected to it."""
+    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
+    bridge: BridgeProcess = bridge_factory(config_file=cfg, **kwargs).start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    return bridge
 
 
 def _odoo_env(odoo: OdooStandin) -> dict[str, str]:
@@ -28,9 +39,7 @@ def test_a_session_flows_from_mqtt_to_odoo_in_order(
 ) -> None:
     """Readings on the device topic become online/started/stopped events delivered to Odoo in order."""
     broker: MosquittoBroker = mosquitto_factory()
-    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
-    bridge: BridgeProcess = bridge_factory(config_file=cfg, env=_odoo_env(odoo_standin)).start()
-    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    bridge = _mill_bridge(broker, bridge_factory, tmp_path, env=_odoo_env(odoo_standin))
     publish(broker, "mill/status/pm1:0", power(200.0, 10.0))
     wait_until(lambda: "session_started" in bridge.event_types())
     publish(broker, "mill/status/pm1:0", power(0.0, 12.0))
@@ -74,9 +83,7 @@ def test_messages_sent_while_the_bridge_is_down_are_processed_after(
 ) -> None:
     """Persistent session: QoS 1 messages published while the bridge was stopped arrive when it returns."""
     broker = mosquitto_factory()
-    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
-    bridge = bridge_factory(config_file=cfg).start()
-    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    bridge = _mill_bridge(broker, bridge_factory, tmp_path)
     assert bridge.stop() == 0
     publish(broker, "mill/status/pm1:0", power(300.0))
     bridge.start()
@@ -87,9 +94,7 @@ def test_messages_sent_while_the_bridge_is_down_are_processed_after(
 def test_broker_restart_mid_stream(mosquitto_factory, bridge_factory, tmp_path: Path) -> None:
     """After a broker restart the bridge reconnects, resubscribes and goes on with the same session."""
     broker = mosquitto_factory()
-    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
-    bridge = bridge_factory(config_file=cfg).start()
-    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    bridge = _mill_bridge(broker, bridge_factory, tmp_path)
     publish(broker, "mill/status/pm1:0", power(100.0))
     wait_until(lambda: bridge.device("mill")["state"] == "working")
     session_id = bridge.device("mill")["session_id"]
@@ -214,9 +219,7 @@ def test_kill_9_mid_session_resumes_the_same_session(
 ) -> None:
     """After kill -9 the running session continues under its session_id: no second start, one stop."""
     broker = mosquitto_factory()
-    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
-    bridge = bridge_factory(config_file=cfg, env=_odoo_env(odoo_standin)).start()
-    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    bridge = _mill_bridge(broker, bridge_factory, tmp_path, env=_odoo_env(odoo_standin))
     publish(broker, "mill/status/pm1:0", power(100.0, 1.0))
     wait_until(lambda: "session_started" in bridge.event_types())  # committed, not only in memory
     session_id = bridge.device("mill")["session_id"]
@@ -328,9 +331,7 @@ def test_local_only_mode_keeps_events_and_says_local(
 ) -> None:
     """Without Odoo, events stay in the local store and GET /events marks them 'local'."""
     broker = mosquitto_factory()
-    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
-    bridge = bridge_factory(config_file=cfg).start()
-    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    bridge = _mill_bridge(broker, bridge_factory, tmp_path)
     publish(broker, "mill/status/pm1:0", power(0.0))
     wait_until(bridge.events)
     assert {e["status"] for e in bridge.events()} == {"local"}
@@ -343,9 +344,7 @@ def test_bad_device_payloads_are_counted_and_change_nothing(
 ) -> None:
     """Malformed payloads are rejected (metrics by reason, rate-limited log) and never stop the bridge."""
     broker = mosquitto_factory()
-    cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
-    bridge = bridge_factory(config_file=cfg).start()
-    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    bridge = _mill_bridge(broker, bridge_factory, tmp_path)
     for payload in (b"{nope", b"\xff\xfe", b'{"apower": -5}', b'{"apower": true}', b"", b"[]"):
         publish(broker, "mill/status/pm1:0", payload)
     publish(broker, "mill/status/pm1:0", power(42.0))
