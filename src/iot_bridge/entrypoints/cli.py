@@ -15,11 +15,8 @@ from pathlib import Path
 
 import orjson
 
+from iot_bridge.entrypoints.exit_codes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from iot_bridge.errors import BridgeError, ConfigError
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 
 def _fail(message: str, code: int) -> int:

@@ -46,6 +46,7 @@ from iot_bridge.config.model import MqttSection, parse_config
 from iot_bridge.config.sources import EnvSettings, persist_config
 from iot_bridge.domain.events import Event, EventType
 from iot_bridge.domain.simulation import availability_topic, looping
+from iot_bridge.entrypoints.exit_codes import EXIT_OK, EXIT_USAGE
 from iot_bridge.entrypoints.simulate import SimulatorOptions, simulate
 from iot_bridge.errors import BridgeError
 from iot_bridge.logs import configure_logging, get_logger
@@ -55,8 +56,6 @@ log = get_logger(__name__)
 
 MIN_SPEED: Final = 0.1
 MAX_SPEED: Final = 100.0
-EXIT_OK: Final = 0
-EXIT_USAGE: Final = 2
 REFRESH_S: Final = 0.25
 STOP_TIMEOUT_S: Final = 10.0
 OFFLINE_WAIT_S: Final = 2.0

@@ -43,6 +43,7 @@ from iot_bridge.domain.simulation import (
     availability_topic,
     build_scenario,
 )
+from iot_bridge.entrypoints.exit_codes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from iot_bridge.errors import BridgeError, ConfigError
 from iot_bridge.logs import configure_logging
 
@@ -54,9 +55,6 @@ MAX_SPEED: Final = 10_000.0
 # Real seconds between samples never drop below this, however high --speed is:
 # the simulated clock follows the real one, samples just get coarser.
 MIN_STEP_REAL_S: Final = 0.01
-EXIT_OK: Final = 0
-EXIT_FAILURE: Final = 1
-EXIT_USAGE: Final = 2
 
 
 class UsageError(ValueError):
