@@ -452,3 +452,14 @@ def test_a_damaged_payload_row_does_not_stop_reading(tmp_path: Path) -> None:
     assert stored.payload["unreadable"] is True
     assert stored.payload["event_uid"] == event.event_uid
     store.close()
+
+
+def test_commits_keep_the_fingerprints_of_the_last_two_batches(tmp_path: Path) -> None:
+    """Each commit records its messages' fingerprints in the same transaction; two batches are kept."""
+    store = EventStore.open(tmp_path)
+    for n in range(4):
+        store.commit([], {"a": {"n": n}}, now=T0 + n, batch=[(n, 100 + n)])
+    store.close()
+    store = EventStore.open(tmp_path)
+    assert store.load_committed_batches() == [[(2, 102)], [(3, 103)]]
+    store.close()

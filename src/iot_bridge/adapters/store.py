@@ -75,7 +75,15 @@ CREATE TABLE IF NOT EXISTS snapshots (
     state      TEXT NOT NULL,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS committed_batches (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    messages TEXT NOT NULL
+);
 """
+# How many committed batches' message fingerprints are kept: the last one may be
+# committed but not yet acknowledged, the one before it acknowledged but its
+# PUBACKs still in a socket buffer when the process died.
+KEPT_BATCHES = 2
 
 _COLUMNS = (
     "seq, event_uid, device_id, event_type, payload, status, attempts,"
@@ -366,8 +374,13 @@ class EventStore:
         snapshots: Mapping[str, Mapping[str, Any] | None] | None = None,
         *,
         now: float,
+        batch: Sequence[tuple[int, int]] | None = None,
     ) -> None:
         """Write new events (pending) and detector snapshots in ONE durable transaction.
+
+        ``batch`` fingerprints the QoS 1 messages whose effects this commit
+        holds, as (packet id, checksum) pairs; the last ``KEPT_BATCHES`` are kept
+        so that a restart recognises the broker redelivering them.
 
         ``snapshots`` maps device_id to its detector snapshot, or ``None`` to
         delete it. Durable (fsynced) when this returns. An event whose
@@ -392,9 +405,19 @@ class EventStore:
             ]
         except (TypeError, ValueError) as err:
             raise StoreError(f"commit refused, a value is not JSON-serialisable: {err}") from err
-        if not event_rows and not snapshot_rows:
+        if not event_rows and not snapshot_rows and not batch:
             return
         with self._write("commit", durable=True) as conn:
+            if batch:
+                conn.execute(
+                    "INSERT INTO committed_batches (messages) VALUES (?)",
+                    (orjson.dumps(batch).decode(),),
+                )
+                conn.execute(
+                    "DELETE FROM committed_batches WHERE seq <= "
+                    "(SELECT MAX(seq) FROM committed_batches) - ?",
+                    (KEPT_BATCHES,),
+                )
             if event_rows:
                 conn.executemany(_INSERT_EVENT, event_rows)
             upserts = [(d, s, now) for d, s in snapshot_rows if s is not None]
@@ -403,6 +426,19 @@ class EventStore:
                 conn.executemany(_UPSERT_SNAPSHOT, upserts)
             if deletes:
                 conn.executemany("DELETE FROM snapshots WHERE device_id = ?", deletes)
+
+    def load_committed_batches(self) -> list[list[tuple[int, int]]]:
+        """The message fingerprints of the last committed batches, oldest first."""
+        rows = self._query(
+            "load_committed_batches", "SELECT messages FROM committed_batches ORDER BY seq"
+        )
+        batches: list[list[tuple[int, int]]] = []
+        for (messages,) in rows:
+            try:
+                batches.append([(int(pid), int(crc)) for pid, crc in orjson.loads(messages)])
+            except (orjson.JSONDecodeError, TypeError, ValueError):
+                continue  # unreadable: those messages are processed again, as before
+        return batches
 
     def load_snapshots(self) -> dict[str, dict[str, Any]]:
         """Every stored detector snapshot, by device_id."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ import httpx
 
 from iot_bridge.adapters.mqtt import InboundMessage, MqttClient, MqttSettings
 from iot_bridge.adapters.odoo import OdooSender
-from iot_bridge.adapters.store import EventStore, StoredEvent
+from iot_bridge.adapters.store import KEPT_BATCHES, EventStore, StoredEvent
 from iot_bridge.config.model import MASK, BridgeConfig, MqttSection, OdooSection
 from iot_bridge.config.sources import (
     EnvSettings,
@@ -35,6 +36,7 @@ from iot_bridge.logs import get_logger
 from iot_bridge.service.delivery import DeliveryWorker
 from iot_bridge.service.ingest import Ingestor, device_specs
 from iot_bridge.service.metrics import Metrics
+from iot_bridge.service.redelivery import split_redelivered
 
 log = get_logger(__name__)
 
@@ -147,6 +149,8 @@ class Bridge:
         self._clock = clock
         self._last_now = 0.0
         self._lock = asyncio.Lock()
+        # Fingerprints of the last committed batches (see ``_unseen``).
+        self._committed: deque[set[tuple[int, int]]] = deque(maxlen=KEPT_BATCHES)
         self._listeners: list[EventListener] = []
         self._odoo: OdooSection | None = effective_odoo(config, env)
         self._mqtt_section: MqttSection = effective_mqtt(config, env)
@@ -183,6 +187,8 @@ class Bridge:
         async with self._lock:
             events = self.ingestor.apply_devices(device_specs(self.config), now)
             snapshots = await asyncio.to_thread(self.store.load_snapshots)
+            for fingerprints in await asyncio.to_thread(self.store.load_committed_batches):
+                self._committed.append(set(fingerprints))
             ended, unusable = self.ingestor.restore(snapshots, now)
             if unusable:
                 log.error("snapshots_dropped", device_ids=unusable)
@@ -260,8 +266,9 @@ class Bridge:
                     # We cannot hear the devices: their silence is not theirs. The
                     # broker keeps their messages for our session and delivers them later.
                     self.ingestor.excuse_silence(now)
-                events = self.ingestor.handle(batch, now)
-                await self._commit(events, now)
+                fresh, fingerprints = self._unseen(batch)
+                events = self.ingestor.handle(fresh, now)
+                await self._commit(events, now, fingerprints)
                 if batch:
                     client.ack(batch)
 
@@ -282,14 +289,25 @@ class Bridge:
             await receive
         return []
 
-    async def _commit(self, events: list[Event], now: float) -> None:
-        """Commit events and changed detector state; the caller holds ``_lock``."""
+    def _unseen(
+        self, batch: list[InboundMessage]
+    ) -> tuple[list[InboundMessage], list[tuple[int, int]]]:
+        fresh, fingerprints = split_redelivered(batch, self._committed)
+        skipped = len(batch) - len(fresh)
+        if skipped:
+            log.info("mqtt_redelivery_skipped", messages=skipped, reason="already committed")
+        return fresh, fingerprints
+
+    async def _commit(
+        self, events: list[Event], now: float, fingerprints: list[tuple[int, int]] | None = None
+    ) -> None:
+        """Commit events, changed detector state and the batch's fingerprints; holds ``_lock``."""
         changes = self.ingestor.take_changes()
         self.metrics.add_ingest(self.ingestor.drain_counters())
         if not events and not changes:
             return
         try:
-            await asyncio.to_thread(self.store.commit, events, changes, now=now)
+            await asyncio.to_thread(self.store.commit, events, changes, now=now, batch=fingerprints)
         except StoreError as err:
             # Detector state is ahead of the disk now: stop, and let the restart
             # restore from disk while the broker redelivers the unacked messages.
@@ -297,6 +315,8 @@ class Bridge:
             self._fatal = err
             self.stop()
             raise
+        if fingerprints:
+            self._committed.append(set(fingerprints))
         if events:
             self.delivery.wake()
             for event in events:
