@@ -458,8 +458,11 @@ def test_commits_keep_the_fingerprints_of_the_last_two_batches(tmp_path: Path) -
     """Each commit records its messages' fingerprints in the same transaction; two batches are kept."""
     store = EventStore.open(tmp_path)
     for n in range(4):
-        store.commit([], {"a": {"n": n}}, now=T0 + n, batch=[(n, 100 + n)])
+        store.commit([], {"a": {"n": n}}, now=T0 + n, batch=[n << 32 | 100 + n, 2**64 - 1])
     store.close()
     store = EventStore.open(tmp_path)
-    assert store.load_committed_batches() == [[(2, 102)], [(3, 103)]]
+    assert store.load_committed_batches() == [
+        [2 << 32 | 102, 2**64 - 1],
+        [3 << 32 | 103, 2**64 - 1],
+    ]
     store.close()

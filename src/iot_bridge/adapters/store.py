@@ -22,6 +22,7 @@ import fcntl
 import os
 import sqlite3
 import threading
+from array import array
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -76,8 +77,8 @@ CREATE TABLE IF NOT EXISTS snapshots (
     updated_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS committed_batches (
-    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
-    messages TEXT NOT NULL
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    fingerprints BLOB NOT NULL
 );
 """
 # How many committed batches' message fingerprints are kept: the last one may be
@@ -374,12 +375,12 @@ class EventStore:
         snapshots: Mapping[str, Mapping[str, Any] | None] | None = None,
         *,
         now: float,
-        batch: Sequence[tuple[int, int]] | None = None,
+        batch: Sequence[int] | None = None,
     ) -> None:
         """Write new events (pending) and detector snapshots in ONE durable transaction.
 
         ``batch`` fingerprints the QoS 1 messages whose effects this commit
-        holds, as (packet id, checksum) pairs; the last ``KEPT_BATCHES`` are kept
+        holds (unsigned 64-bit ints); the last ``KEPT_BATCHES`` are kept
         so that a restart recognises the broker redelivering them.
 
         ``snapshots`` maps device_id to its detector snapshot, or ``None`` to
@@ -410,8 +411,8 @@ class EventStore:
         with self._write("commit", durable=True) as conn:
             if batch:
                 conn.execute(
-                    "INSERT INTO committed_batches (messages) VALUES (?)",
-                    (orjson.dumps(batch).decode(),),
+                    "INSERT INTO committed_batches (fingerprints) VALUES (?)",
+                    (array("Q", batch).tobytes(),),
                 )
                 conn.execute(
                     "DELETE FROM committed_batches WHERE seq <= "
@@ -427,17 +428,20 @@ class EventStore:
             if deletes:
                 conn.executemany("DELETE FROM snapshots WHERE device_id = ?", deletes)
 
-    def load_committed_batches(self) -> list[list[tuple[int, int]]]:
+    def load_committed_batches(self) -> list[list[int]]:
         """The message fingerprints of the last committed batches, oldest first."""
         rows = self._query(
-            "load_committed_batches", "SELECT messages FROM committed_batches ORDER BY seq"
+            "load_committed_batches",
+            "SELECT fingerprints FROM committed_batches ORDER BY seq",
         )
-        batches: list[list[tuple[int, int]]] = []
-        for (messages,) in rows:
+        batches: list[list[int]] = []
+        for (blob,) in rows:
+            fingerprints = array("Q")
             try:
-                batches.append([(int(pid), int(crc)) for pid, crc in orjson.loads(messages)])
-            except (orjson.JSONDecodeError, TypeError, ValueError):
+                fingerprints.frombytes(blob)
+            except (TypeError, ValueError):
                 continue  # unreadable: those messages are processed again, as before
+            batches.append(fingerprints.tolist())
         return batches
 
     def load_snapshots(self) -> dict[str, dict[str, Any]]:

@@ -150,7 +150,7 @@ class Bridge:
         self._last_now = 0.0
         self._lock = asyncio.Lock()
         # Fingerprints of the last committed batches (see ``_unseen``).
-        self._committed: deque[set[tuple[int, int]]] = deque(maxlen=KEPT_BATCHES)
+        self._committed: deque[set[int]] = deque(maxlen=KEPT_BATCHES)
         self._listeners: list[EventListener] = []
         self._odoo: OdooSection | None = effective_odoo(config, env)
         self._mqtt_section: MqttSection = effective_mqtt(config, env)
@@ -289,9 +289,7 @@ class Bridge:
             await receive
         return []
 
-    def _unseen(
-        self, batch: list[InboundMessage]
-    ) -> tuple[list[InboundMessage], list[tuple[int, int]]]:
+    def _unseen(self, batch: list[InboundMessage]) -> tuple[list[InboundMessage], list[int]]:
         fresh, fingerprints = split_redelivered(batch, self._committed)
         skipped = len(batch) - len(fresh)
         if skipped:
@@ -299,7 +297,7 @@ class Bridge:
         return fresh, fingerprints
 
     async def _commit(
-        self, events: list[Event], now: float, fingerprints: list[tuple[int, int]] | None = None
+        self, events: list[Event], now: float, fingerprints: list[int] | None = None
     ) -> None:
         """Commit events, changed detector state and the batch's fingerprints; holds ``_lock``."""
         changes = self.ingestor.take_changes()

@@ -16,7 +16,7 @@ class Msg:
 
 def test_a_dup_of_a_committed_message_is_skipped() -> None:
     """Same packet id, same topic and payload, DUP set, in a committed batch: not processed."""
-    committed = [{fingerprint(7, "a/status/pm1:0", b'{"apower":100}')}]
+    committed = [{fingerprint(7, b'{"apower":100}')}]
     again = Msg("a/status/pm1:0", b'{"apower":100}', duplicate=True)
     fresh, marks = split_redelivered([again], committed)
     assert fresh == [] and marks == []
@@ -24,7 +24,7 @@ def test_a_dup_of_a_committed_message_is_skipped() -> None:
 
 def test_new_messages_are_processed_and_fingerprinted() -> None:
     """Without DUP, with other content, or with another packet id, a message is processed."""
-    committed = [{fingerprint(7, "a/status/pm1:0", b'{"apower":100}')}]
+    committed = [{fingerprint(7, b'{"apower":100}')}]
     batch = [
         Msg("a/status/pm1:0", b'{"apower":100}'),  # id reused after the ack: no DUP
         Msg("a/status/pm1:0", b'{"apower":0}', duplicate=True),
@@ -38,4 +38,4 @@ def test_new_messages_are_processed_and_fingerprinted() -> None:
 
 def test_fingerprints_are_stable_across_processes() -> None:
     """CRC-32, not hash(): a restart recognises what the previous process committed."""
-    assert fingerprint(3, "t", b"p") == (3, zlib.crc32(b"tp"))
+    assert fingerprint(3, b"p") == 3 << 32 | zlib.crc32(b"p")
