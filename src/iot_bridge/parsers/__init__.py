@@ -9,7 +9,15 @@ is made then, so ``parse`` only decodes the payload. ``parse`` and
 
 from __future__ import annotations
 
-from iot_bridge.parsers._base import PAYLOAD_ERROR_REASONS, DeviceParser
-from iot_bridge.parsers._factory import PARSER_TYPES, make_parser
+from iot_bridge.parsers._base import PARSER_TYPES, PAYLOAD_ERROR_REASONS, DeviceParser, ParserType
+from iot_bridge.parsers._channels import ChannelState
+from iot_bridge.parsers._factory import make_parser
 
-__all__ = ["PARSER_TYPES", "PAYLOAD_ERROR_REASONS", "DeviceParser", "make_parser"]
+__all__ = [
+    "PARSER_TYPES",
+    "PAYLOAD_ERROR_REASONS",
+    "ChannelState",
+    "DeviceParser",
+    "ParserType",
+    "make_parser",
+]
