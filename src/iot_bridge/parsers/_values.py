@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 import sys
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
@@ -212,3 +213,12 @@ class ParsesAvailability:
     def parse_availability(self, payload: bytes) -> bool:
         """Online (``True``) or offline; ``PayloadError`` for anything else."""
         return availability(payload)
+
+
+@dataclass(frozen=True, slots=True)
+class ParserFields(ParsesAvailability):
+    """The topics every parser has (``DeviceParser``); families add their own fields."""
+
+    mqtt_topic: str
+    data_topics: tuple[str, ...]
+    availability_topic: str | None

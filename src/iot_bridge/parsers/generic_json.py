@@ -20,7 +20,7 @@ from iot_bridge.errors import ConfigIssue, PayloadError
 from iot_bridge.parsers._base import GENERIC_JSON, INVALID_ENERGY, INVALID_POWER, NOT_AN_OBJECT
 from iot_bridge.parsers._channels import ChannelState
 from iot_bridge.parsers._values import (
-    ParsesAvailability,
+    ParserFields,
     describe,
     energy_value,
     load_json,
@@ -158,15 +158,12 @@ def _root(payload: bytes) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
-class GenericJsonParser(ParsesAvailability):
+class GenericJsonParser(ParserFields):
     """Power (W) and energy (Wh or kWh) at configured paths of a JSON payload."""
 
-    mqtt_topic: str
-    data_topics: tuple[str, ...]
     power_path: JsonPath
     energy_path: JsonPath | None
     energy_to_wh: float
-    availability_topic: str | None = None
     channels: None = None
     parser_type: str = field(default=GENERIC_JSON, init=False)
 
@@ -185,14 +182,11 @@ class GenericJsonParser(ParsesAvailability):
 
 
 @dataclass(frozen=True, slots=True)
-class GenericJsonPathsParser(ParsesAvailability):
+class GenericJsonPathsParser(ParserFields):
     """``power_paths``/``energy_paths``: the sum of several values of a JSON payload."""
 
-    mqtt_topic: str
-    data_topics: tuple[str, ...]
     paths: PathSum
     channels: ChannelState
-    availability_topic: str | None = None
     parser_type: str = field(default=GENERIC_JSON, init=False)
 
     def parse(self, topic: str, payload: bytes) -> Reading:
@@ -235,6 +229,7 @@ def build_generic_json(
         return GenericJsonParser(
             mqtt_topic=mqtt_topic,
             data_topics=(mqtt_topic,),
+            availability_topic=None,
             power_path=power_path,
             energy_path=energy_path,
             energy_to_wh=energy_to_wh,
@@ -246,5 +241,9 @@ def build_generic_json(
         absent=None,
     )
     return GenericJsonPathsParser(
-        mqtt_topic=mqtt_topic, data_topics=(mqtt_topic,), paths=paths, channels=paths.new_state()
+        mqtt_topic=mqtt_topic,
+        data_topics=(mqtt_topic,),
+        availability_topic=None,
+        paths=paths,
+        channels=paths.new_state(),
     )

@@ -36,7 +36,7 @@ from iot_bridge.parsers._topics import topic_issue
 from iot_bridge.parsers._values import (
     MAX_ENERGY,
     MAX_POWER_W,
-    ParsesAvailability,
+    ParserFields,
     describe,
     energy_value,
     json_object,
@@ -133,12 +133,9 @@ def _last_level(topic: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class ShellyPmParser(ParsesAvailability):
+class ShellyPmParser(ParserFields):
     """``<prefix>/status/pm1:N|switch:N``: the component's full status, energy included."""
 
-    mqtt_topic: str
-    data_topics: tuple[str, ...]
-    availability_topic: str | None
     component: _Component
     channels: None = None
     parser_type: str = field(default=SHELLY_PM, init=False)
@@ -149,12 +146,9 @@ class ShellyPmParser(ParsesAvailability):
 
 
 @dataclass(frozen=True, slots=True)
-class ShellyMeterParser(ParsesAvailability):
+class ShellyMeterParser(ParserFields):
     """``<prefix>/status/em1:N|em:N`` and the sibling ``em1data:N|emdata:N`` with the counter."""
 
-    mqtt_topic: str
-    data_topics: tuple[str, ...]
-    availability_topic: str | None
     component: _Component
     channels: None = None
     parser_type: str = field(default=SHELLY_PM, init=False)
@@ -171,12 +165,9 @@ class ShellyMeterParser(ParsesAvailability):
 
 
 @dataclass(frozen=True, slots=True)
-class ShellyPmChannelsParser(ParsesAvailability):
+class ShellyPmChannelsParser(ParserFields):
     """Several ``<prefix>/status/switch:N`` or ``em1:N`` channels driving one machine."""
 
-    mqtt_topic: str
-    data_topics: tuple[str, ...]
-    availability_topic: str | None
     # last topic level -> (slot, component, whether it is the energy data sibling)
     by_name: Mapping[str, tuple[int, _Component, bool]]
     channels: ChannelState
@@ -252,12 +243,9 @@ def _rpc_reading(params: dict[str, Any], component: _Component) -> Reading:
 
 
 @dataclass(frozen=True, slots=True)
-class ShellyRpcParser(ParsesAvailability):
+class ShellyRpcParser(ParserFields):
     """``<prefix>/events/rpc``: ``NotifyStatus`` deltas and ``NotifyFullStatus``."""
 
-    mqtt_topic: str
-    data_topics: tuple[str, ...]
-    availability_topic: str | None
     components: tuple[_Component, ...]
     channels: None = None
     parser_type: str = field(default=SHELLY_RPC, init=False)
@@ -287,12 +275,9 @@ class ShellyRpcParser(ParsesAvailability):
 
 
 @dataclass(frozen=True, slots=True)
-class ShellyRpcChannelsParser(ParsesAvailability):
+class ShellyRpcChannelsParser(ParserFields):
     """``<prefix>/events/rpc`` of a device whose listed channels drive one machine."""
 
-    mqtt_topic: str
-    data_topics: tuple[str, ...]
-    availability_topic: str | None
     # per slot, the components that may carry the channel (switch:N, em1:N)
     slots: tuple[tuple[_Component, ...], ...]
     channels: ChannelState

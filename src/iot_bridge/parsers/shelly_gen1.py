@@ -21,7 +21,7 @@ from iot_bridge.parsers._base import INVALID_ENERGY, INVALID_POWER, SHELLY_GEN1,
 from iot_bridge.parsers._channels import ChannelState
 from iot_bridge.parsers._options import channel_list
 from iot_bridge.parsers._topics import topic_issue
-from iot_bridge.parsers._values import MAX_ENERGY, MAX_POWER_W, ParsesAvailability, plain_number
+from iot_bridge.parsers._values import MAX_ENERGY, MAX_POWER_W, ParserFields, plain_number
 
 # kind -> (energy topic's last level, divisor to Wh)
 _ENERGY_TOPIC: Final = {"relay": ("energy", 60.0), "emeter": ("total", 1.0)}
@@ -35,12 +35,9 @@ def _power(payload: bytes) -> Reading:
 
 
 @dataclass(frozen=True, slots=True)
-class ShellyGen1Parser(ParsesAvailability):
+class ShellyGen1Parser(ParserFields):
     """``<prefix>/relay/N/power`` or ``<prefix>/emeter/N/power`` and their energy sibling."""
 
-    mqtt_topic: str
-    data_topics: tuple[str, ...]
-    availability_topic: str | None
     power_suffix: str
     energy_suffix: str
     energy_divisor: float
@@ -62,12 +59,9 @@ class ShellyGen1Parser(ParsesAvailability):
 
 
 @dataclass(frozen=True, slots=True)
-class ShellyGen1ChannelsParser(ParsesAvailability):
+class ShellyGen1ChannelsParser(ParserFields):
     """The listed ``relay/N`` or ``emeter/N`` channels of one device: power and counter each."""
 
-    mqtt_topic: str
-    data_topics: tuple[str, ...]
-    availability_topic: str | None
     # "<kind>/<N>/power" or "<kind>/<N>/<energy level>" -> (slot, whether it is the counter)
     by_suffix: Mapping[str, tuple[int, bool]]
     energy_divisor: float

@@ -31,7 +31,7 @@ from iot_bridge.parsers._options import CHANNELS_PATH, channel_list
 from iot_bridge.parsers._topics import topic_issue
 from iot_bridge.parsers._values import (
     MAX_POWER_W,
-    ParsesAvailability,
+    ParserFields,
     describe,
     energy_value,
     json_object,
@@ -46,12 +46,9 @@ _TOTAL: Final = "ENERGY.Total"
 
 
 @dataclass(frozen=True, slots=True)
-class TasmotaParser(ParsesAvailability):
+class TasmotaParser(ParserFields):
     """``ENERGY`` of SENSOR telemetry, or ``StatusSNS.ENERGY`` of STATUS8/STATUS10 replies."""
 
-    mqtt_topic: str
-    data_topics: tuple[str, ...]
-    availability_topic: str | None
     selected: tuple[int, ...] | None  # the channels read from arrays; None: all
     parses_status: bool
     channels: ChannelState  # used by array messages only

@@ -20,7 +20,7 @@ from iot_bridge.parsers._base import ZIGBEE2MQTT
 from iot_bridge.parsers._channels import ChannelState
 from iot_bridge.parsers._topics import topic_issue
 from iot_bridge.parsers._values import (
-    ParsesAvailability,
+    ParserFields,
     energy_value,
     json_object,
     power_value,
@@ -39,12 +39,9 @@ def _present(value: Any) -> Any:
 
 
 @dataclass(frozen=True, slots=True)
-class Zigbee2MqttParser(ParsesAvailability):
+class Zigbee2MqttParser(ParserFields):
     """A device's JSON state: ``power`` (W) and ``energy`` (kWh)."""
 
-    mqtt_topic: str
-    data_topics: tuple[str, ...]
-    availability_topic: str | None
     channels: None = None
     parser_type: str = field(default=ZIGBEE2MQTT, init=False)
 
@@ -57,12 +54,9 @@ class Zigbee2MqttParser(ParsesAvailability):
 
 
 @dataclass(frozen=True, slots=True)
-class Zigbee2MqttPathsParser(ParsesAvailability):
+class Zigbee2MqttPathsParser(ParserFields):
     """A device's JSON state with ``power_paths``/``energy_paths``: each summed."""
 
-    mqtt_topic: str
-    data_topics: tuple[str, ...]
-    availability_topic: str | None
     paths: PathSum
     channels: ChannelState
     parser_type: str = field(default=ZIGBEE2MQTT, init=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -10,8 +11,8 @@ from hypothesis import strategies as st
 
 from iot_bridge.domain.events import EventType
 from iot_bridge.domain.session import SessionDetector
-from iot_bridge.domain.session_config import SessionConfig
 from iot_bridge.parsers import make_parser
+from tests.unit.domain.session_sim import CONFIG
 
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 PREFIX = "shellies/shellyem3-ABC/emeter"
@@ -65,9 +66,8 @@ def test_session_energy_is_the_sum_of_the_forward_steps(
     A step is the increase of a channel's counter, or its new value after it
     went backwards (restarted from zero); never negative, nothing lost.
     """
-    config = SessionConfig(
-        standby_threshold_w=5.0,
-        working_threshold_w=50.0,
+    config = dataclasses.replace(
+        CONFIG,
         start_debounce_s=1.0,
         stop_debounce_s=1.0,
         message_timeout_s=10_000.0,
