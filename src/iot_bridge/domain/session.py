@@ -96,9 +96,9 @@ from iot_bridge.domain.session_snapshot import (
     SNAPSHOT_VERSION,
     STOPPING_FIELDS,
     SnapshotReader,
+    compile_writer,
     read_fields,
     upgraded,
-    write_fields,
 )
 
 __all__ = ["DetectorState", "SessionDetector", "session_id_for"]
@@ -730,20 +730,19 @@ class SessionDetector:
 
     def snapshot(self) -> dict[str, Any]:
         """The whole state as JSON-ready plain data (``restore`` takes it back)."""
-        data: dict[str, Any] = {"version": SNAPSHOT_VERSION, "device_id": self._device_id}
-        data.update(write_fields(self, DEVICE_FIELDS))
+        data = _write_device(self)
         state = self._state
-        data["state"] = state.value
-        data["session"] = None
-        if state is not _IDLE:
-            session = write_fields(self, SESSION_FIELDS)
-            session["stopping"] = None
-            if state is _STOPPING:
-                assert self._before_stop is not None
-                stopping = write_fields(self, STOPPING_FIELDS)
-                stopping.update(zip(BEFORE_STOP_KEYS, self._before_stop, strict=True))
-                session["stopping"] = stopping
-            data["session"] = session
+        if state is _IDLE:
+            data["session"] = None
+            return data
+        session = _write_session(self)
+        session["stopping"] = None
+        if state is _STOPPING:
+            assert self._before_stop is not None
+            stopping = _write_stopping(self)
+            stopping.update(zip(BEFORE_STOP_KEYS, self._before_stop, strict=True))
+            session["stopping"] = stopping
+        data["session"] = session
         return data
 
     @classmethod
@@ -824,6 +823,15 @@ class SessionDetector:
 
 def _float_or_none(value: float | None) -> float | None:
     return None if value is None else float(value)
+
+
+# The snapshot's writers, compiled once from the field lists of session_snapshot.
+_write_device = compile_writer(
+    DEVICE_FIELDS,
+    f"'version': {SNAPSHOT_VERSION}, 'device_id': o._device_id, 'state': o._state.value",
+)
+_write_session = compile_writer(SESSION_FIELDS)
+_write_stopping = compile_writer(STOPPING_FIELDS)
 
 
 def _rounded_or_none(value: float | None) -> float | None:

@@ -104,14 +104,27 @@ def _aenergy_total(status: dict[str, Any], component: _Component) -> float | Non
 
 
 def _status_reading(status: dict[str, Any], component: _Component) -> Reading:
-    # The hot path of the bridge: a float in range is taken as is, anything
-    # else (int, null, negative, junk) goes through the full check, which may raise.
+    # The hot path of the bridge, inlined: a float in range is taken as is,
+    # anything else (int, null, negative, junk) goes through the full check,
+    # which may raise.
     power_w = status.get(component.power_key)
-    if type(power_w) is not float or not 0.0 <= power_w <= MAX_POWER_W:
-        return reading(
-            power_value(power_w, component.power_where), _aenergy_total(status, component)
+    plain = type(power_w) is float and 0.0 <= power_w <= MAX_POWER_W
+    if not plain:
+        power_w = power_value(power_w, component.power_where)
+    aenergy = status.get("aenergy")
+    if type(aenergy) is dict:
+        energy_wh = aenergy.get("total")
+        if type(energy_wh) is not float or not 0.0 <= energy_wh <= MAX_ENERGY:
+            energy_wh = energy_value(energy_wh, component.energy_where, 1.0)
+    elif aenergy is None:
+        energy_wh = None
+    else:
+        raise PayloadError(
+            INVALID_ENERGY, f"{component.aenergy_where} is {describe(aenergy)}, not an object"
         )
-    return Reading(power_w, _aenergy_total(status, component))
+    if plain:
+        return Reading(power_w, energy_wh)
+    return reading(power_w, energy_wh)
 
 
 def _data_counter(data: Any, component: _Component) -> float | None:
