@@ -35,20 +35,25 @@ from iot_bridge.domain.events import Event
 from iot_bridge.errors import StoreError
 from iot_bridge.fsutil import fsync_dir
 from iot_bridge.logs import get_logger
+from iot_bridge.service.ports import (
+    FLAG_AFTER_ATTEMPTS,
+    KEPT_BATCHES,
+    STATUS_DEAD,
+    STATUS_DELIVERED,
+    STATUS_PENDING,
+    OutboxStats,
+    StoredEvent,
+)
 
 log = get_logger(__name__)
 
 DB_FILENAME = "bridge.db"
 SCHEMA_VERSION = 1
-FLAG_AFTER_ATTEMPTS = 10
 DEFAULT_RETENTION_S = 30 * 86400.0
 
 # What commit() uses; benchmarks/store.py compares it with "NORMAL".
 COMMIT_SYNCHRONOUS = "FULL"
 
-STATUS_PENDING = "pending"
-STATUS_DELIVERED = "delivered"
-STATUS_DEAD = "dead"
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS events (
@@ -81,10 +86,6 @@ CREATE TABLE IF NOT EXISTS committed_batches (
     fingerprints BLOB NOT NULL
 );
 """
-# How many committed batches' message fingerprints are kept: the last one may be
-# committed but not yet acknowledged, the one before it acknowledged but its
-# PUBACKs still in a socket buffer when the process died.
-KEPT_BATCHES = 2
 
 _COLUMNS = (
     "seq, event_uid, device_id, event_type, payload, status, attempts,"
@@ -121,42 +122,6 @@ _UPSERT_SNAPSHOT = (
 )
 
 _Row = tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """One event in the outbox with its delivery state.
-
-    ``payload`` is the EVENT object of CONTRACT section 6 (``Event.to_dict()``);
-    ``attempts`` counts failed delivery tries.
-    """
-
-    seq: int
-    event_uid: str
-    device_id: str
-    event_type: str
-    payload: dict[str, Any]
-    status: str
-    attempts: int
-    next_attempt_at: float
-    last_error: str | None
-    created_at: float
-    delivered_at: float | None
-
-    @property
-    def flagged(self) -> bool:
-        """True when the event failed 10 or more times and is still being retried."""
-        return self.status == STATUS_PENDING and self.attempts >= FLAG_AFTER_ATTEMPTS
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxStats:
-    """Counts for /health and /metrics."""
-
-    pending: int
-    dead: int
-    flagged: int
-    oldest_pending_age_s: float | None
 
 
 def _payload(row: _Row) -> dict[str, Any]:

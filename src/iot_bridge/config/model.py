@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal, get_args
 from urllib.parse import urlsplit
 
-import httpx
+import idna
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -90,10 +90,14 @@ def _http_url(value: str) -> str | None:
         return "must not contain credentials; put the key in odoo.api_key"
     if parts.query or parts.fragment or any(char.isspace() for char in value):
         return "must not contain spaces, a query string or a fragment"
-    try:
-        httpx.URL(value)  # what the sender will build: IDNA, invisible characters
-    except httpx.InvalidURL as err:
-        return f"is not a URL the HTTP client accepts: {err}"
+    if any(char < " " or char == "\x7f" for char in value):
+        return "is not a URL the HTTP client accepts: it holds control characters"
+    if not parts.hostname.isascii():
+        # The HTTP client encodes such hosts with IDNA 2008: invisible characters fail.
+        try:
+            idna.encode(parts.hostname.lower())
+        except idna.IDNAError as err:
+            return f"is not a URL the HTTP client accepts: {err}"
     return None
 
 

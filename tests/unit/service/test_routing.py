@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iot_bridge.adapters.mqtt.topics import topic_matches
+from iot_bridge.topics import topic_matches
 from iot_bridge.service.routing import AVAILABILITY, DATA, Route, Router
 
 

@@ -22,7 +22,7 @@ from iot_bridge.adapters.mqtt._connection import (
 from iot_bridge.adapters.mqtt.backoff import Backoff
 from iot_bridge.adapters.mqtt.messages import InboundMessage
 from iot_bridge.adapters.mqtt.settings import MqttSettings
-from iot_bridge.adapters.mqtt.topics import topic_filter_problem, topic_name_problem
+from iot_bridge.topics import topic_filter_problem, topic_name_problem
 from iot_bridge.errors import ConfigError, ConfigIssue, MqttError
 from iot_bridge.logs import get_logger
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from iot_bridge.adapters.mqtt.topics import topic_name_problem
+from iot_bridge.topics import topic_name_problem
 from iot_bridge.errors import ConfigError, ConfigIssue
 
 _MAX_UINT16 = 65_535
