@@ -25,7 +25,6 @@ import threading
 from array import array
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +37,6 @@ from iot_bridge.logs import get_logger
 from iot_bridge.service.ports import (
     FLAG_AFTER_ATTEMPTS,
     KEPT_BATCHES,
-    STATUS_DEAD,
-    STATUS_DELIVERED,
-    STATUS_PENDING,
     OutboxStats,
     StoredEvent,
 )

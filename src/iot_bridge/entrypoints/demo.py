@@ -51,6 +51,7 @@ from iot_bridge.entrypoints.simulate import SimulatorOptions, simulate
 from iot_bridge.errors import BridgeError
 from iot_bridge.logs import configure_logging, get_logger
 from iot_bridge.service.bridge import Bridge
+from iot_bridge.service.feed import Subscription
 
 log = get_logger(__name__)
 
@@ -222,7 +223,8 @@ class _DemoRun:
         ready: asyncio.Future[Bridge] = loop.create_future()
 
         def on_ready(bridge: Bridge, url: str) -> None:
-            bridge.add_listener(self.view.on_events)
+            events = bridge.feed.subscribe("demo")
+            bridge.add_task("demo-events", lambda: _show_events(events, self.view))
             self.view.started(
                 url=url,
                 broker=f"{broker.kind} on {broker.host}:{broker.port}",
@@ -282,7 +284,7 @@ class _DemoRun:
                 error = finished[0].exception()
                 self.view.notice(f"a simulated machine stopped: {error or 'scenario over'}")
                 return
-            self.view.refresh(bridge.devices(), time.time())
+            self.view.refresh(bridge.status.devices(), time.time())
             timeout_s = REFRESH_S
             if self.deadline is not None:
                 timeout_s = min(timeout_s, self.deadline - loop.time())
@@ -293,12 +295,22 @@ class _DemoRun:
                     await self.stop.wait()
 
 
+async def _show_events(events: Subscription, view: DemoView) -> None:
+    """Hand the view every batch of committed events (a feed subscriber)."""
+    try:
+        async for batch in events:
+            if batch.events:
+                view.on_events(batch.events)
+    finally:
+        events.close()
+
+
 async def _until_offline(bridge: Bridge, timeout_s: float) -> None:
     """Give the bridge a moment to record the machines' goodbyes (``online`` = false)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     # The bridge offers no "changed" event to wait on; poll its state briefly.
-    while loop.time() < deadline and any(device["online"] for device in bridge.devices()):  # noqa: ASYNC110
+    while loop.time() < deadline and any(device["online"] for device in bridge.status.devices()):  # noqa: ASYNC110
         await asyncio.sleep(0.05)
 
 
@@ -344,11 +356,11 @@ class DemoView(Protocol):
         ...
 
     def on_events(self, events: Sequence[Event]) -> None:
-        """Committed events (the bridge's listener)."""
+        """Committed events (a feed subscriber)."""
         ...
 
     def refresh(self, devices: list[dict[str, Any]], now: float) -> None:
-        """The machines' current state (``Bridge.devices()``)."""
+        """The machines' current state (``bridge.status.devices()``)."""
         ...
 
     def notice(self, message: str) -> None:

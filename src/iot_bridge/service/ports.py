@@ -148,8 +148,38 @@ class OutboxStats:
 Snapshots = Mapping[str, Mapping[str, Any] | None]
 
 
-class Outbox(Protocol):
-    """The unit of work of the pipeline and the read side of the outbox.
+class DeliveryQueue(Protocol):
+    """The delivery worker's side of the outbox (blocking calls, ``StoreError``)."""
+
+    def retry_now(self, now: float) -> int:
+        """Every pending event due now (after the sender changed)."""
+        ...
+
+    def poll(
+        self, now: float, limit: int, exclude_devices: Collection[str] = ()
+    ) -> tuple[list[StoredEvent], float | None]:
+        """The heads due now, and when to look again for the others."""
+        ...
+
+    def pending_for_device(self, device_id: str, now: float, limit: int) -> list[StoredEvent]:
+        """A device's oldest pending events in order, up to the first one not yet due."""
+        ...
+
+    def mark_delivered_many(self, seqs: Collection[int], now: float) -> None:
+        """Odoo accepted these."""
+        ...
+
+    def mark_retry(self, seq: int, now: float, next_attempt_at: float, error: str) -> None:
+        """A transient failure: try again at ``next_attempt_at``."""
+        ...
+
+    def mark_dead(self, seq: int, now: float, error: str) -> None:
+        """A permanent failure."""
+        ...
+
+
+class Outbox(DeliveryQueue, Protocol):
+    """The unit of work of the pipeline, the read side of the outbox, the delivery queue.
 
     Every method blocks (the service calls them through ``asyncio.to_thread``)
     and raises ``StoreError`` on failure.
@@ -192,36 +222,6 @@ class Outbox(Protocol):
 
     def close(self) -> None:
         """Release the store."""
-        ...
-
-
-class DeliveryQueue(Protocol):
-    """The delivery worker's side of the outbox (blocking calls, ``StoreError``)."""
-
-    def retry_now(self, now: float) -> int:
-        """Every pending event due now (after the sender changed)."""
-        ...
-
-    def poll(
-        self, now: float, limit: int, exclude_devices: Collection[str] = ()
-    ) -> tuple[list[StoredEvent], float | None]:
-        """The heads due now, and when to look again for the others."""
-        ...
-
-    def pending_for_device(self, device_id: str, now: float, limit: int) -> list[StoredEvent]:
-        """A device's oldest pending events in order, up to the first one not yet due."""
-        ...
-
-    def mark_delivered_many(self, seqs: Collection[int], now: float) -> None:
-        """Odoo accepted these."""
-        ...
-
-    def mark_retry(self, seq: int, now: float, next_attempt_at: float, error: str) -> None:
-        """A transient failure: try again at ``next_attempt_at``."""
-        ...
-
-    def mark_dead(self, seq: int, now: float, error: str) -> None:
-        """A permanent failure."""
         ...
 
 
