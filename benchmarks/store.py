@@ -33,10 +33,10 @@ from pathlib import Path
 
 import structlog
 
-from iot_bridge.adapters import store as store_module
 from iot_bridge.adapters.clock import SystemClock
 from iot_bridge.adapters.odoo import OdooSender
 from iot_bridge.adapters.store import EventStore
+from iot_bridge.adapters.store import database as store_module
 from iot_bridge.domain.events import Event, EventType
 from iot_bridge.service.delivery import DeliveryWorker
 
