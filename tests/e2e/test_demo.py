@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from iot_bridge.config.model import parse_config
+from iot_bridge.config.parse import parse_config
 from iot_bridge.demo.run import demo_config
 from iot_bridge.entrypoints.cli import main
 

@@ -31,7 +31,8 @@ from typing import Any, Final
 
 from iot_bridge.adapters.mqtt import MqttSettings, WillMessage
 from iot_bridge.bootstrap import ServiceOptions, serve
-from iot_bridge.config.model import MqttSection, parse_config
+from iot_bridge.config.model import MqttSection
+from iot_bridge.config.parse import parse_config
 from iot_bridge.config.sources import EnvSettings, persist_config
 from iot_bridge.demo.broker import (
     BROKER_KINDS,

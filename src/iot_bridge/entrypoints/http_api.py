@@ -18,7 +18,8 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from iot_bridge.config.model import BridgeConfig, parse_config
+from iot_bridge.config.model import BridgeConfig
+from iot_bridge.config.parse import parse_config
 from iot_bridge.errors import ConfigError, StoreError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.bridge import Bridge

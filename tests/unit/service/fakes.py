@@ -12,7 +12,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from iot_bridge.config.model import BridgeConfig, MqttSection, OdooSection, parse_config
+from iot_bridge.config.model import BridgeConfig, MqttSection, OdooSection
+from iot_bridge.config.parse import parse_config
 from iot_bridge.config.sources import EnvSettings
 from iot_bridge.domain.events import Event
 from iot_bridge.errors import StoreError
