@@ -24,6 +24,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+from iot_bridge.backoff import nominal_delay
 from iot_bridge.errors import DeliveryError, StoreError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.ports import (
@@ -51,7 +52,9 @@ def backoff_delay(failures: int, rng: random.Random) -> float:
     1, 2, 4, ... seconds, capped at 300, each shortened by up to 20 % at random
     so events that failed together do not retry together.
     """
-    nominal = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** min(max(failures, 1) - 1, 30))
+    nominal = nominal_delay(
+        max(failures, 1) - 1, initial_s=BACKOFF_BASE_S, multiplier=2.0, cap_s=BACKOFF_CAP_S
+    )
     return nominal * (1.0 - BACKOFF_JITTER * rng.random())
 
 

@@ -19,9 +19,9 @@ from iot_bridge.adapters.mqtt._connection import (
     describe_reason,
     reason_value,
 )
-from iot_bridge.adapters.mqtt.backoff import Backoff
 from iot_bridge.adapters.mqtt.messages import InboundMessage
 from iot_bridge.adapters.mqtt.settings import MqttSettings
+from iot_bridge.backoff import Backoff
 from iot_bridge.errors import ConfigError, ConfigIssue, MqttError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.ports import SourceMessage
