@@ -97,9 +97,7 @@ def build_bridge(options: ServiceOptions, store: EventStore) -> Bridge:
     )
     return Bridge(
         env=options.env,
-        config=loaded.config,
-        config_source=loaded.source,
-        last_config_update=loaded.last_update,
+        loaded=loaded,
         outbox=store,
         config_repository=DataDirConfigRepository(options.data_dir),
         source_factory=mqtt_source,

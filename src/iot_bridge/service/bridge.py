@@ -22,8 +22,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from iot_bridge.config.model import BridgeConfig
-from iot_bridge.config.sources import EnvSettings, effective_mqtt, effective_odoo
+from iot_bridge.config.sources import EnvSettings, LoadedConfig, effective_mqtt, effective_odoo
 from iot_bridge.errors import StoreError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.broker_link import BrokerLink
@@ -55,9 +54,7 @@ class Bridge:
         self,
         *,
         env: EnvSettings,
-        config: BridgeConfig,
-        config_source: str,
-        last_config_update: str | None,
+        loaded: LoadedConfig,
         outbox: Outbox,
         config_repository: ConfigRepository,
         source_factory: MessageSourceFactory,
@@ -65,6 +62,7 @@ class Bridge:
         clock: Clock,
     ) -> None:
         """Wire the parts from the ports (the adapters come from ``bootstrap.py``)."""
+        config = loaded.config
         self.metrics = Metrics()
         self.feed = Feed()
         self.ingestor = Ingestor(feed=self.feed)
@@ -94,9 +92,7 @@ class Bridge:
         )
         self.configs = ConfigUseCase(
             env=env,
-            config=config,
-            config_source=config_source,
-            last_config_update=last_config_update,
+            loaded=loaded,
             repository=config_repository,
             sender_factory=sender_factory,
             pipeline=self.pipeline,

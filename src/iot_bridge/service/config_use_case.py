@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from iot_bridge.config.model import MASK, BridgeConfig, OdooSection
-from iot_bridge.config.sources import EnvSettings, effective_mqtt, effective_odoo
+from iot_bridge.config.sources import EnvSettings, LoadedConfig, effective_mqtt, effective_odoo
 from iot_bridge.errors import ConfigError, ConfigIssue
 from iot_bridge.logs import get_logger
 from iot_bridge.service.broker_link import BrokerLink
@@ -83,9 +83,7 @@ class ConfigUseCase:
         self,
         *,
         env: EnvSettings,
-        config: BridgeConfig,
-        config_source: str,
-        last_config_update: str | None,
+        loaded: LoadedConfig,
         repository: ConfigRepository,
         sender_factory: EventSenderFactory,
         pipeline: Pipeline,
@@ -93,10 +91,10 @@ class ConfigUseCase:
         delivery: DeliveryWorker,
     ) -> None:
         self.env = env
-        self.config = config
-        self.config_source = config_source
-        self.last_config_update = last_config_update
-        self.odoo: OdooSection | None = effective_odoo(config, env)
+        self.config = loaded.config
+        self.config_source = loaded.source
+        self.last_config_update = loaded.last_update
+        self.odoo: OdooSection | None = effective_odoo(loaded.config, env)
         self._repository = repository
         self._sender_factory = sender_factory
         self._pipeline = pipeline

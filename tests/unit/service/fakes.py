@@ -14,7 +14,7 @@ from typing import Any
 
 from iot_bridge.config.model import BridgeConfig, MqttSection, OdooSection
 from iot_bridge.config.parse import parse_config
-from iot_bridge.config.sources import EnvSettings
+from iot_bridge.config.sources import EnvSettings, LoadedConfig
 from iot_bridge.domain.events import Event
 from iot_bridge.errors import StoreError
 from iot_bridge.service.bridge import Bridge
@@ -282,9 +282,7 @@ class Rig:
         self.senders: list[OdooSection | None] = []
         self.bridge = Bridge(
             env=EnvSettings(),
-            config=bridge_config,
-            config_source="file",
-            last_config_update=None,
+            loaded=LoadedConfig(config=bridge_config, source="file"),
             outbox=self.outbox,
             config_repository=self.repository,
             source_factory=self._source,
