@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import pytest
 
-from iot_bridge.config.model import parse_config
+from iot_bridge.config.parse import parse_config
 from iot_bridge.domain.events import Event, EventType
 from iot_bridge.service.replay import replay
 from tests.support import meter_traces

@@ -4,7 +4,7 @@ With ``--model pro3em`` it is a Shelly Pro 3EM in front of a three-phase lathe
 instead: ``status/em:0`` on change and ``status/emdata:0`` once a simulated
 minute (the data topic's sibling).
 
-The scenarios and the device model live in ``domain/simulation.py``; this
+The scenarios and the device model live in ``demo/simulation.py``; this
 module connects, paces simulated time (``--speed`` simulated seconds per real
 second) and publishes. Like a real Shelly Gen2+ it announces
 ``<prefix>/online`` = ``true`` (retained) when connected and leaves ``false``
@@ -37,7 +37,7 @@ from iot_bridge.adapters.mqtt import (
     WillMessage,
     topic_name_problem,
 )
-from iot_bridge.domain.simulation import (
+from iot_bridge.demo.simulation import (
     DEFAULT_OFFLINE_DURATION_S,
     SAMPLE_PERIOD_S,
     SCENARIOS,

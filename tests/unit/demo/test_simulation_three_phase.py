@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from iot_bridge.domain.readings import Reading
-from iot_bridge.domain.simulation import (
+from iot_bridge.demo.simulation import (
     ENERGY_DATA_PERIOD_S,
     REPORT_PERIOD_S,
     ShellyPro3EmSimulation,
