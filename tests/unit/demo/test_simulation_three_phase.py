@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from iot_bridge.domain.readings import Reading
 from iot_bridge.demo.simulation import (
     ENERGY_DATA_PERIOD_S,
     REPORT_PERIOD_S,
@@ -12,6 +11,7 @@ from iot_bridge.demo.simulation import (
     build_scenario,
     sibling_topic,
 )
+from iot_bridge.domain.readings import Reading
 from iot_bridge.parsers import make_parser
 
 TOPIC = "shellypro3em-sim001/status/em:0"
