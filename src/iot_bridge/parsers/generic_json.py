@@ -23,6 +23,7 @@ from iot_bridge.parsers._values import (
     ParserFields,
     describe,
     energy_value,
+    json_object,
     load_json,
     power_value,
     reading,
@@ -182,21 +183,27 @@ class GenericJsonParser(ParserFields):
 
 
 @dataclass(frozen=True, slots=True)
-class GenericJsonPathsParser(ParserFields):
-    """``power_paths``/``energy_paths``: the sum of several values of a JSON payload."""
+class PathSumParser(ParserFields):
+    """``power_paths``/``energy_paths`` of ``generic_json`` and ``zigbee2mqtt``: sums of values.
+
+    ``objects_only``: the payload must be a JSON object (zigbee2mqtt's state),
+    else an object or an array.
+    """
 
     paths: PathSum
     channels: ChannelState
-    parser_type: str = field(default=GENERIC_JSON, init=False)
+    parser_type: str
+    objects_only: bool
 
     def parse(self, topic: str, payload: bytes) -> Reading:
-        """The payload must be a JSON object or array; each path is read from it."""
-        return self.paths.read(_root(payload), self.channels)
+        """Each path the payload carries updates its value; the reading is the sums."""
+        root = json_object(payload) if self.objects_only else _root(payload)
+        return self.paths.read(root, self.channels)
 
 
 def build_generic_json(
     mqtt_topic: str, levels: list[str], options: Mapping[str, Any], issues: list[ConfigIssue]
-) -> GenericJsonParser | GenericJsonPathsParser | None:
+) -> GenericJsonParser | PathSumParser | None:
     """The ``generic_json`` parser for ``mqtt_topic``, or None after adding issues."""
     before = len(issues)
     power_path = power_paths = energy_path = energy_paths = None
@@ -240,10 +247,12 @@ def build_generic_json(
         energy_to_wh=energy_to_wh,
         absent=None,
     )
-    return GenericJsonPathsParser(
+    return PathSumParser(
         mqtt_topic=mqtt_topic,
         data_topics=(mqtt_topic,),
         availability_topic=None,
         paths=paths,
         channels=paths.new_state(),
+        parser_type=GENERIC_JSON,
+        objects_only=False,
     )

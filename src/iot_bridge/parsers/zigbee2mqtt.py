@@ -17,7 +17,6 @@ from typing import Any, Final
 from iot_bridge.domain.readings import Reading
 from iot_bridge.errors import ConfigIssue
 from iot_bridge.parsers._base import ZIGBEE2MQTT
-from iot_bridge.parsers._channels import ChannelState
 from iot_bridge.parsers._topics import topic_issue
 from iot_bridge.parsers._values import (
     ParserFields,
@@ -26,7 +25,7 @@ from iot_bridge.parsers._values import (
     power_value,
     reading,
 )
-from iot_bridge.parsers.generic_json import JsonPath, PathSum, compile_paths
+from iot_bridge.parsers.generic_json import JsonPath, PathSum, PathSumParser, compile_paths
 
 # Last levels zigbee2mqtt uses for other purposes than a device's state.
 _NOT_STATE: Final = frozenset({"availability", "set", "get", "#"})
@@ -53,22 +52,9 @@ class Zigbee2MqttParser(ParserFields):
         return reading(power_w, energy_wh)
 
 
-@dataclass(frozen=True, slots=True)
-class Zigbee2MqttPathsParser(ParserFields):
-    """A device's JSON state with ``power_paths``/``energy_paths``: each summed."""
-
-    paths: PathSum
-    channels: ChannelState
-    parser_type: str = field(default=ZIGBEE2MQTT, init=False)
-
-    def parse(self, topic: str, payload: bytes) -> Reading:
-        """Each path the state carries updates its value; the reading is the sums."""
-        return self.paths.read(json_object(payload), self.channels)
-
-
 def build_zigbee2mqtt(
     mqtt_topic: str, levels: list[str], options: Mapping[str, Any], issues: list[ConfigIssue]
-) -> Zigbee2MqttParser | Zigbee2MqttPathsParser | None:
+) -> Zigbee2MqttParser | PathSumParser | None:
     """The ``zigbee2mqtt`` parser for ``mqtt_topic``, or None after adding issues."""
     before = len(issues)
     power_paths = compile_paths(options, "power_paths", issues)
@@ -87,6 +73,12 @@ def build_zigbee2mqtt(
         energy_to_wh=1000.0,
         absent=NOT_AVAILABLE,
     )
-    return Zigbee2MqttPathsParser(
-        mqtt_topic, (mqtt_topic,), availability, paths, channels=paths.new_state()
+    return PathSumParser(
+        mqtt_topic=mqtt_topic,
+        data_topics=(mqtt_topic,),
+        availability_topic=availability,
+        paths=paths,
+        channels=paths.new_state(),
+        parser_type=ZIGBEE2MQTT,
+        objects_only=True,
     )
