@@ -11,6 +11,27 @@ CHANNELS_PATH: Final = "parser_options.channels"
 MAX_CHANNEL: Final = 255
 
 
+def list_option(
+    options: Mapping[str, Any], key: str, issues: list[ConfigIssue], items: str
+) -> list[Any] | tuple[Any, ...] | None:
+    """``parser_options.<key>`` when it is a non-empty list, else None (an issue when set).
+
+    ``items`` names what the list holds in the message ("channel indexes").
+    """
+    if key not in options:
+        return None
+    values = options[key]
+    if not isinstance(values, list | tuple):
+        issues.append(ConfigIssue(f"parser_options.{key}", f"must be a list of {items}"))
+        return None
+    if not values:
+        issues.append(
+            ConfigIssue(f"parser_options.{key}", f"must list at least one of its {items}")
+        )
+        return None
+    return values
+
+
 def channel_list(
     options: Mapping[str, Any],
     issues: list[ConfigIssue],
@@ -25,14 +46,8 @@ def channel_list(
     ``first``: the channel ``mqtt_topic`` names (``topic_names`` says how), which
     must be listed first.
     """
-    if "channels" not in options:
-        return None
-    channels = options["channels"]
-    if not isinstance(channels, list | tuple):
-        issues.append(ConfigIssue(CHANNELS_PATH, "must be a list of channel indexes"))
-        return None
-    if not channels:
-        issues.append(ConfigIssue(CHANNELS_PATH, "must list at least one channel"))
+    channels = list_option(options, "channels", issues, "channel indexes")
+    if channels is None:
         return None
     before = len(issues)
     seen: set[int] = set()

@@ -19,6 +19,7 @@ from iot_bridge.domain.readings import Reading
 from iot_bridge.errors import ConfigIssue, PayloadError
 from iot_bridge.parsers._base import GENERIC_JSON, INVALID_ENERGY, INVALID_POWER, NOT_AN_OBJECT
 from iot_bridge.parsers._channels import ChannelState
+from iot_bridge.parsers._options import list_option
 from iot_bridge.parsers._values import (
     ParserFields,
     describe,
@@ -91,16 +92,10 @@ def compile_paths(
 
     None when the option is absent or after adding issues.
     """
-    if key not in options:
+    texts = list_option(options, key, issues, "dotted paths")
+    if texts is None:
         return None
     path = f"parser_options.{key}"
-    texts = options[key]
-    if not isinstance(texts, list | tuple):
-        issues.append(ConfigIssue(path, "must be a list of dotted paths"))
-        return None
-    if not texts:
-        issues.append(ConfigIssue(path, "must list at least one path"))
-        return None
     before = len(issues)
     compiled: list[JsonPath] = []
     for position, text in enumerate(texts):

@@ -442,7 +442,7 @@ def test_each_parser_type_accepts_its_options(
         (
             {"mqtt_topic": "p/status/em1:0", "parser_options": {"channels": []}},
             "parser_options.channels",
-            "at least one channel",
+            "at least one of its channel indexes",
         ),
         (
             {"mqtt_topic": "p/status/em1:0", "parser_options": {"channels": [0, 1, 1]}},
@@ -477,7 +477,7 @@ def test_each_parser_type_accepts_its_options(
             {"parser_type": "zigbee2mqtt", "mqtt_topic": "z2m/clamp",
              "parser_options": {"energy_paths": []}},
             "parser_options.energy_paths",
-            "at least one path",
+            "at least one of its dotted paths",
         ),
     ],
 )  # fmt: skip
