@@ -23,6 +23,27 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
     )
 
 
+def test_replay_of_the_three_phase_sample_gives_every_meter_its_session() -> None:
+    """replay of samples/traces/three-phase.jsonl: each §4a meter one session, 450 Wh or so."""
+    result = cli(
+        "replay",
+        str(REPO / "samples/traces/three-phase.jsonl"),
+        "--config",
+        str(REPO / "samples/traces/three-phase-config.yaml"),
+    )
+    assert result.returncode == 0, result.stderr
+    stops = [json.loads(line) for line in result.stdout.splitlines()]
+    energy = {
+        e["device_id"]: e["data"]["energy_wh"]
+        for e in stops
+        if e["event_type"] == "session_stopped"
+    }
+    assert energy == {
+        "lathe": 450.0, "press": 450.0, "mill": 450.0, "saw": 450.0, "kiln": 450.0,
+        "drill": 350.0, "compressor": 450.0, "laser": 450.0, "router": 450.0, "cnc": 450.0,
+    }  # fmt: skip
+
+
 def test_replay_prints_events_as_json_lines_on_stdout() -> None:
     """replay: one EVENT object per line on stdout, nothing else, exit 0."""
     result = cli("replay", str(TRACE), "--config", str(TRACE_CONFIG))

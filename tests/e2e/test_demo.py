@@ -149,14 +149,20 @@ def test_demo_shows_sessions_within_a_minute_and_stops_cleanly_on_a_signal(
     started = time.monotonic()
     line = demo.wait_for_line(r"^session_started ", 60)
     assert time.monotonic() - started < 60
-    assert line.split()[1] in {"cnc-mill", "laser-cutter", "3d-printer"}
+    assert line.split()[1] in {"cnc-mill", "laser-cutter", "3d-printer", "lathe"}
 
     devices = httpx.get(f"{url.group(1)}/devices", timeout=5).json()
-    assert {d["device_id"] for d in devices} == {"cnc-mill", "laser-cutter", "3d-printer"}
+    assert {d["device_id"] for d in devices} == {"cnc-mill", "laser-cutter", "3d-printer", "lathe"}
     health = httpx.get(f"{url.group(1)}/health", timeout=5).json()
     assert health["mqtt"]["connected"] is True
     events = httpx.get(f"{url.group(1)}/events?limit=50", timeout=5).json()
     assert any(e["event_type"] == "session_started" for e in events)
+    # The three-phase lathe (Pro 3EM): its session has the phases' power and the meter's energy.
+    lathe = demo.wait_for_line(r"^session_stopped lathe ", 60)
+    energy = re.search(r" energy=([0-9.]+) Wh", lathe)
+    average = re.search(r" avg_power=([0-9.]+) W", lathe)
+    assert energy is not None and float(energy.group(1)) > 0, lathe
+    assert average is not None and float(average.group(1)) >= 100.0, lathe  # its standby threshold
 
     demo.process.send_signal(stop_signal)
     code = demo.wait(30)
@@ -261,7 +267,14 @@ def test_busy_http_port_is_one_clear_error_and_nothing_is_left_running(
 def test_demo_config_is_valid_at_every_allowed_speed(speed: float) -> None:
     """The generated config passes the bridge's own validation, timings scaled by the speed."""
     config = parse_config(demo_config(1884, speed), source="demo config")
-    assert [d.device_id for d in config.devices] == ["cnc-mill", "laser-cutter", "3d-printer"]
+    assert [d.device_id for d in config.devices] == [
+        "cnc-mill",
+        "laser-cutter",
+        "3d-printer",
+        "lathe",
+    ]
+    lathe = config.devices[3]
+    assert (lathe.mqtt_topic, lathe.parser_type) == ("shellypro3em-lathe/status/em:0", "shelly_pm")
     timings = config.devices[0].session_config
     assert timings.stop_debounce_s == pytest.approx(20.0 / speed, rel=1e-3)
     # Reports come every 10 simulated seconds: the timeout must leave room for them.

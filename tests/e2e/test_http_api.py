@@ -96,6 +96,27 @@ def test_invalid_config_is_422_with_every_error_and_changes_nothing(api_bridge: 
     assert _devices(bridge) == ["mill"]
 
 
+def test_channel_lists_that_cannot_work_are_422_with_their_paths(api_bridge: Any) -> None:
+    """channels on a one-channel topic, an empty list, a repeat: each path; nothing changes."""
+    bridge, broker = api_bridge
+    before = bridge.get("/config").json()
+    one_channel = {**device("pm"), "parser_options": {"channels": [0, 1]}}
+    empty = {**device("em", prefix="pro3em"), "parser_options": {"channels": []}}
+    empty["mqtt_topic"] = "pro3em/status/em1:0"
+    repeated = {**device("gen1"), "parser_type": "shelly_gen1"}
+    repeated["mqtt_topic"] = "shellies/em3/emeter/0/power"
+    repeated["parser_options"] = {"channels": [0, 1, 0]}
+    reply = bridge.post("/config", json=config(broker, one_channel, empty, repeated))
+    assert reply.status_code == 422
+    paths = {error["path"] for error in reply.json()["errors"]}
+    assert paths == {
+        "devices.0.parser_options.channels",
+        "devices.1.parser_options.channels",
+        "devices.2.parser_options.channels.2",
+    }
+    assert bridge.get("/config").json() == before
+
+
 @pytest.mark.parametrize(
     ("body", "content_type"),
     [

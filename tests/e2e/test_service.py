@@ -345,8 +345,9 @@ def test_bad_device_payloads_are_counted_and_change_nothing(
     """Malformed payloads are rejected (metrics by reason, rate-limited log) and never stop the bridge."""
     broker = mosquitto_factory()
     bridge = _mill_bridge(broker, bridge_factory, tmp_path)
-    for payload in (b"{nope", b"\xff\xfe", b'{"apower": -5}', b'{"apower": true}', b"", b"[]"):
+    for payload in (b"{nope", b"\xff\xfe", b'{"apower": 1e10}', b'{"apower": true}', b"", b"[]"):
         publish(broker, "mill/status/pm1:0", payload)
+    publish(broker, "mill/status/pm1:0", b'{"apower": -5}')  # export: a valid 0 W, counted
     publish(broker, "mill/status/pm1:0", power(42.0))
     wait_until(lambda: bridge.device("mill")["power_w"] == 42.0)
     metrics = bridge.get("/metrics").text
@@ -356,6 +357,7 @@ def test_bad_device_payloads_are_counted_and_change_nothing(
         if line.startswith("iot_bridge_messages_rejected_total{")
     ]
     assert sum(float(line.rsplit(" ", 1)[1]) for line in rejected) == 6
+    assert 'iot_bridge_negative_power_total{parser="shelly_pm"} 1.0' in metrics.splitlines()
     assert len(bridge.log_events("payload_rejected")) == 1
     assert bridge.health()["status"] == "ok"
 

@@ -12,13 +12,11 @@ from iot_bridge.config.files import load_config_file
 from iot_bridge.config.model import (
     MASK,
     MAX_DEVICES,
-    PARSER_TYPES,
     BridgeConfig,
     DeviceConfig,
     MqttSection,
     OdooSection,
     ParserOptions,
-    ParserType,
     SessionConfigModel,
 )
 from iot_bridge.config.parse import parse_config
@@ -31,6 +29,7 @@ from iot_bridge.config.sources import (
     persist_config,
     summarize,
 )
+from iot_bridge.parsers import PARSER_TYPES, ParserType
 
 __all__ = [
     "ACTIVE_CONFIG_NAME",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import Annotated, Any, Final, Literal, get_args
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 import idna
@@ -28,11 +28,8 @@ from pydantic_core import PydanticCustomError
 
 from iot_bridge.config import topics
 from iot_bridge.domain.session_config import SessionConfig
+from iot_bridge.parsers import ParserType
 
-ParserType = Literal[
-    "shelly_pm", "shelly_rpc", "shelly_gen1", "tasmota", "zigbee2mqtt", "generic_json"
-]
-PARSER_TYPES: Final[tuple[str, ...]] = get_args(ParserType)
 MAX_DEVICES: Final = 10_000
 MASK: Final = "***"
 
@@ -224,8 +221,12 @@ class ParserOptions(BaseModel):
 
     component: Annotated[SingleLine, Field(min_length=1, max_length=64)] | None = None
     channel: int | None = Field(default=None, ge=0, le=255)
+    # Empty lists and repeats are refused by make_parser, with the item's path.
+    channels: list[Annotated[int, Field(ge=0, le=255)]] | None = Field(default=None, max_length=64)
     power_path: DottedPath | None = None
+    power_paths: list[DottedPath] | None = Field(default=None, max_length=32)
     energy_path: DottedPath | None = None
+    energy_paths: list[DottedPath] | None = Field(default=None, max_length=32)
     energy_unit: Literal["wh", "kwh"] | None = None
 
     def to_mapping(self) -> dict[str, Any]:

@@ -1,12 +1,14 @@
-"""``iot-bridge demo``: broker, three simulated machines and the bridge, zero set-up.
+"""``iot-bridge demo``: broker, four simulated machines and the bridge, zero set-up.
 
 Starts an embedded MQTT broker on a free loopback port (mosquitto when
 installed, else a small built-in one; ``IOT_BRIDGE_DEMO_BROKER=python`` or
 ``mosquitto`` chooses), the bridge on it with the local event
-store (no Odoo) and a config of three machines, and three simulated Shelly PM
-Gen3 plugs looping their scenarios at ``--speed`` simulated seconds per real
-second. Detection timings in the config are scaled by the speed, so sessions
-come and go every few seconds. The terminal shows the machines and the
+store (no Odoo) and a config of four machines: three simulated Shelly PM
+Gen3 plugs and a three-phase lathe behind a simulated Shelly Pro 3EM
+(``status/em:0``, ``status/emdata:0`` once a simulated minute), looping their
+scenarios at ``--speed`` simulated seconds per real second. Detection timings
+in the config are scaled by the speed, so sessions come and go every few
+seconds. The terminal shows the machines and the
 sessions live (``rich``); without a terminal it prints one line per event.
 Ctrl-C or SIGTERM (or ``--duration``) stops the simulators, then the bridge,
 then the broker, and exits 0.
@@ -40,7 +42,7 @@ from iot_bridge.demo.broker import (
     start_embedded_broker,
 )
 from iot_bridge.demo.simulate import SimulatorOptions, simulate
-from iot_bridge.demo.simulation import availability_topic, looping
+from iot_bridge.demo.simulation import LATHE_SCALE, availability_topic, looping
 from iot_bridge.demo.views import DemoView, make_view
 from iot_bridge.entrypoints.exit_codes import EXIT_OK, EXIT_USAGE
 from iot_bridge.errors import BridgeError
@@ -61,36 +63,50 @@ BROKER_VARIABLE: Final = "IOT_BRIDGE_DEMO_BROKER"
 
 @dataclass(frozen=True, slots=True)
 class DemoMachine:
-    """One simulated machine: its device id, name, scenario and stagger."""
+    """One simulated machine: its device id, name, scenario, stagger and meter.
+
+    ``model`` is ``pm1`` (a Shelly PM Mini Gen3 plug) or ``pro3em`` (a Shelly
+    Pro 3EM on a three-phase machine, ten times the power: its thresholds too).
+    """
 
     device_id: str
     machine_name: str
     scenario: str
     lead_idle_s: float
+    model: str = "pm1"
 
     @property
     def topic(self) -> str:
         """The Shelly's data topic."""
+        if self.model == "pro3em":
+            return f"shellypro3em-{self.device_id}/status/em:0"
         return f"shellypmminig3-{self.device_id}/status/pm1:0"
+
+    @property
+    def power_scale(self) -> float:
+        """How much more this machine draws than a plug-sized one."""
+        return LATHE_SCALE if self.model == "pro3em" else 1.0
 
 
 MACHINES: Final = (
     DemoMachine("cnc-mill", "CNC Mill", "full_session", 0.0),
     DemoMachine("laser-cutter", "Laser Cutter", "working", 10.0),
     DemoMachine("3d-printer", "3D Printer", "standby", 25.0),
+    DemoMachine("lathe", "Lathe (three-phase)", "full_session", 40.0, model="pro3em"),
 )
 
 
-def session_config(speed: float) -> dict[str, float]:
+def session_config(speed: float, power_scale: float = 1.0) -> dict[str, float]:
     """Detector timings for machines running ``speed`` times faster than real time.
 
     In simulated seconds: start debounce 5 s, stop debounce 20 s, message
     timeout 35 s (3.5 report periods), heartbeat 120 s; divided by the speed
     and kept within the config's lower bounds (timeout 1 s, heartbeat 10 s).
+    Thresholds 10 W and 100 W, times ``power_scale`` for a bigger machine.
     """
     return {
-        "standby_threshold_w": 10.0,
-        "working_threshold_w": 100.0,
+        "standby_threshold_w": 10.0 * power_scale,
+        "working_threshold_w": 100.0 * power_scale,
         "start_debounce_s": round(5.0 / speed, 3),
         "stop_debounce_s": round(20.0 / speed, 3),
         "message_timeout_s": round(max(1.0, 35.0 / speed), 3),
@@ -99,7 +115,7 @@ def session_config(speed: float) -> dict[str, float]:
 
 
 def demo_config(broker_port: int, speed: float) -> dict[str, Any]:
-    """The bridge's config document for the demo: the embedded broker, three machines."""
+    """The bridge's config document for the demo: the embedded broker, four machines."""
     return {
         "mqtt": {"broker": "127.0.0.1", "port": broker_port, "client_id": "iot_bridge_demo"},
         "devices": [
@@ -108,7 +124,7 @@ def demo_config(broker_port: int, speed: float) -> dict[str, Any]:
                 "machine_name": machine.machine_name,
                 "mqtt_topic": machine.topic,
                 "parser_type": "shelly_pm",
-                "session_config": session_config(speed),
+                "session_config": session_config(speed, machine.power_scale),
             }
             for machine in MACHINES
         ],
@@ -132,6 +148,7 @@ def _simulator(machine: DemoMachine, broker: EmbeddedBroker, speed: float) -> Si
         machine.topic,
         looping(machine.scenario, lead_idle_s=machine.lead_idle_s),
         speed,
+        model=machine.model,
     )
 
 

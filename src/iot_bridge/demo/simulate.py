@@ -1,5 +1,9 @@
 """``iot-bridge simulate``: a Shelly PM Gen3 publishing ``status/pm1:0`` over MQTT.
 
+With ``--model pro3em`` it is a Shelly Pro 3EM in front of a three-phase lathe
+instead: ``status/em:0`` on change and ``status/emdata:0`` once a simulated
+minute (the data topic's sibling).
+
 The scenarios and the device model live in ``demo/simulation.py``; this
 module connects, paces simulated time (``--speed`` simulated seconds per real
 second) and publishes. Like a real Shelly Gen2+ it announces
@@ -40,14 +44,21 @@ from iot_bridge.demo.simulation import (
     Report,
     Scenario,
     ShellyPmSimulation,
+    ShellyPro3EmSimulation,
     availability_topic,
     build_scenario,
+    sibling_topic,
 )
 from iot_bridge.entrypoints.exit_codes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from iot_bridge.errors import BridgeError, ConfigError
 from iot_bridge.logs import configure_logging
 
 DEFAULT_DEVICE_ID: Final = "shellypmminig3-sim001"
+# --model -> (default device id, the data topic's last level)
+MODELS: Final = {
+    "pm1": ("shellypmminig3-sim001", "pm1:0"),
+    "pro3em": ("shellypro3em-sim001", "em:0"),
+}
 TLS_PORT: Final = 8883
 PLAIN_PORT: Final = 1883
 CONNECT_TIMEOUT_S: Final = 10.0
@@ -75,6 +86,7 @@ class SimulatorOptions:
     scenario: Scenario
     speed: float = 1.0
     connect_timeout_s: float = CONNECT_TIMEOUT_S
+    model: str = "pm1"
     online_topic: str = field(init=False)
 
     def __post_init__(self) -> None:
@@ -118,11 +130,20 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         help="offline_test: simulated seconds without messages (60)",
     )
     parser.add_argument(
-        "--device-id",
-        default=DEFAULT_DEVICE_ID,
-        help=f"device id and client id ({DEFAULT_DEVICE_ID})",
+        "--model",
+        choices=tuple(MODELS),
+        default="pm1",
+        help="pm1: a PM Mini Gen3 (status/pm1:0); pro3em: a Pro 3EM on a three-phase lathe "
+        "(status/em:0, and status/emdata:0 once a simulated minute)",
     )
-    parser.add_argument("--topic", default=None, help="data topic (<device-id>/status/pm1:0)")
+    parser.add_argument(
+        "--device-id",
+        default=None,
+        help=f"device id and client id ({DEFAULT_DEVICE_ID}; shellypro3em-sim001 for pro3em)",
+    )
+    parser.add_argument(
+        "--topic", default=None, help="data topic (<device-id>/status/pm1:0, or em:0 for pro3em)"
+    )
     parser.add_argument(
         "--speed", type=float, default=1.0, help="simulated seconds per real second (1)"
     )
@@ -136,7 +157,9 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def options_from_args(args: argparse.Namespace) -> SimulatorOptions:
     """Validate the flags; raises ``UsageError`` with one sentence."""
-    device_id: str = args.device_id
+    model: str = getattr(args, "model", "pm1")
+    default_id, component = MODELS[model]
+    device_id: str = args.device_id if args.device_id is not None else default_id
     if (
         not device_id
         or any(char in device_id for char in "/+#\x00")
@@ -145,7 +168,7 @@ def options_from_args(args: argparse.Namespace) -> SimulatorOptions:
         raise UsageError(
             f"--device-id {device_id!r} must be non-empty without '/', '+', '#' or spaces around it"
         )
-    topic: str = args.topic if args.topic is not None else f"{device_id}/status/pm1:0"
+    topic: str = args.topic if args.topic is not None else f"{device_id}/status/{component}"
     problem = topic_name_problem(topic)
     if problem:
         raise UsageError(f"--topic {topic!r} cannot be published to: {problem}")
@@ -189,7 +212,7 @@ def options_from_args(args: argparse.Namespace) -> SimulatorOptions:
         )
     except ConfigError as err:
         raise UsageError("; ".join(str(issue) for issue in err.issues)) from err
-    return SimulatorOptions(settings, device_id, topic, scenario, speed, connect_timeout_s)
+    return SimulatorOptions(settings, device_id, topic, scenario, speed, connect_timeout_s, model)
 
 
 ReportListener = Callable[[Report], None]
@@ -258,8 +281,11 @@ async def _publish_loop(
 ) -> int:
     loop = asyncio.get_running_loop()
     scenario = options.scenario
-    simulation = ShellyPmSimulation(
-        scenario, start_ts=time.time() if start_ts is None else start_ts
+    begin_ts = time.time() if start_ts is None else start_ts
+    simulation: ShellyPmSimulation | ShellyPro3EmSimulation = (
+        ShellyPro3EmSimulation(scenario, start_ts=begin_ts)
+        if options.model == "pro3em"
+        else ShellyPmSimulation(scenario, start_ts=begin_ts)
     )
     step_real_s = max(SAMPLE_PERIOD_S / options.speed, MIN_STEP_REAL_S)
     started = loop.time()
@@ -270,18 +296,19 @@ async def _publish_loop(
         t_s = (loop.time() - started) * options.speed
         if scenario.total_s is not None:
             t_s = min(t_s, scenario.total_s)
-        report = simulation.sample(t_s)
+        reports = simulation.reports(t_s)
         if not client.connected:
             if announced:
                 notice(f"lost the broker at {client.broker}: messages are dropped until it is back")
             announced = False
         elif not announced:
             announced = await _try_publish(client, options.online_topic, b"true", notice)
-        if report is not None:
+        for report in reports:
             if on_report is not None:
                 on_report(report)
             if announced:
-                if await _try_publish(client, options.topic, report.payload, notice):
+                topic = sibling_topic(options.topic, report.sibling)
+                if await _try_publish(client, topic, report.payload, notice):
                     published += 1
                 else:
                     announced = False
@@ -312,6 +339,8 @@ def _print_report_changes() -> ReportListener:
     last_level: list[str] = []
 
     def listener(report: Report) -> None:
+        if report.sibling is not None:
+            return  # energy data: the power report of the same moment says it
         level = str(report.level)
         if last_level and last_level[0] == level:
             return

@@ -1,8 +1,9 @@
-"""A simulated Shelly PM Gen3 meter: scenarios of machine power over simulated time.
+"""Simulated Shelly meters: scenarios of machine power over simulated time.
 
 Pure: no I/O and no clock. ``iot-bridge simulate`` and ``iot-bridge demo``
-drive a ``ShellyPmSimulation`` with the simulated time (seconds since the
-start) and publish what it returns.
+drive a ``ShellyPmSimulation`` (a PM Mini Gen3 in front of a small machine) or
+a ``ShellyPro3EmSimulation`` (a Pro 3EM in front of a three-phase lathe) with
+the simulated time (seconds since the start) and publish what it returns.
 
 The device model follows a real Shelly Gen2+/Gen3 ``status/pm1:0`` stream:
 
@@ -236,13 +237,27 @@ def significant_change(previous_w: float, current_w: float) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Report:
-    """One message the device sends: ``t_s`` simulated seconds after the start."""
+    """One message the device sends: ``t_s`` simulated seconds after the start.
+
+    ``sibling`` names the status component it is published for when that is
+    not the data topic's own (``emdata:0`` beside ``em:0``): the topic is then
+    the data topic with its last level replaced (``sibling_topic``).
+    """
 
     t_s: float
     level: Level
     power_w: float
     energy_wh: float
     payload: bytes
+    sibling: str | None = None
+
+
+def sibling_topic(data_topic: str, sibling: str | None) -> str:
+    """Where a report is published: the data topic, or its sibling (last level replaced)."""
+    if sibling is None:
+        return data_topic
+    head, _, _ = data_topic.rpartition("/")
+    return f"{head}/{sibling}" if head else sibling
 
 
 class ShellyPmSimulation:
@@ -294,6 +309,11 @@ class ShellyPmSimulation:
             values.append(0.0 if end is None or begin is None else (end - begin) * 1000.0)
         return values[0], values[1], values[2]
 
+    def reports(self, t_s: float) -> list[Report]:
+        """Measure at ``t_s``; the reports due then (none or one)."""
+        report = self.sample(t_s)
+        return [] if report is None else [report]
+
     def sample(self, t_s: float) -> Report | None:
         """Measure at ``t_s``; return the report due then, if any."""
         if self._t_s is not None and t_s < self._t_s:
@@ -330,6 +350,114 @@ class ShellyPmSimulation:
             self.energy_wh,
             json.dumps(status, separators=(",", ":")).encode(),
         )
+
+
+# The lathe: ten times the plug-sized machine's power, shared unevenly by the phases.
+LATHE_SCALE: Final = 10.0
+LATHE_PHASE_SHARES: Final = (0.42, 0.33, 0.25)
+_PHASES: Final = ("a", "b", "c")
+ENERGY_DATA_PERIOD_S: Final = 60.0
+
+
+def em_status(phase_w: tuple[float, ...], voltage: float) -> dict[str, Any]:
+    """A Pro 3EM ``status/em:0`` object (triphase profile), shaped like the device's."""
+    status: dict[str, Any] = {"id": 0}
+    for name, watts in zip(_PHASES, phase_w, strict=True):
+        apparent = round(watts / 0.8, 1)
+        status[f"{name}_current"] = round(apparent / voltage, 3) if voltage > 0 else 0.0
+        status[f"{name}_voltage"] = voltage
+        status[f"{name}_act_power"] = watts
+        status[f"{name}_aprt_power"] = apparent
+        status[f"{name}_pf"] = 0.8 if watts else 0.0
+        status[f"{name}_freq"] = 50.0
+    status["n_current"] = None
+    status["total_current"] = round(sum(status[f"{n}_current"] for n in _PHASES), 3)
+    status["total_act_power"] = round(sum(phase_w), 3)
+    status["total_aprt_power"] = round(sum(status[f"{n}_aprt_power"] for n in _PHASES), 3)
+    status["user_calibrated_phase"] = []
+    return status
+
+
+def emdata_status(phase_wh: tuple[float, ...]) -> dict[str, Any]:
+    """A Pro 3EM ``status/emdata:0`` object: import (and zero export) counters in Wh."""
+    status: dict[str, Any] = {"id": 0}
+    for name, wh in zip(_PHASES, phase_wh, strict=True):
+        status[f"{name}_total_act_energy"] = round(wh, 2)
+        status[f"{name}_total_act_ret_energy"] = 0.0
+    status["total_act"] = round(sum(phase_wh), 2)
+    status["total_act_ret"] = 0.0
+    return status
+
+
+class ShellyPro3EmSimulation:
+    """A Shelly Pro 3EM (triphase profile) in front of a three-phase lathe.
+
+    ``status/em:0`` (``total_act_power`` and the three phases) on a change of
+    at least 5 % and at least every ``REPORT_PERIOD_S``; ``status/emdata:0``
+    (each phase's import counter, Wh) once a simulated minute, published
+    before the ``em:0`` of the same moment. ``reports(t_s)`` with
+    non-decreasing simulated times returns what is due.
+    """
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        start_ts: float,
+        energy_wh: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    ) -> None:
+        self.scenario = scenario
+        self.start_ts = start_ts
+        self.phase_wh = list(energy_wh)
+        self._t_s: float | None = None
+        self._phase_w: tuple[float, ...] = (0.0, 0.0, 0.0)
+        self._last_report_t_s: float | None = None
+        self._last_report_w = 0.0
+        self._last_data_t_s: float | None = None
+
+    @property
+    def energy_wh(self) -> float:
+        """The import energy of the three phases so far (Wh)."""
+        return sum(self.phase_wh)
+
+    def reports(self, t_s: float) -> list[Report]:
+        """Measure at ``t_s``; the reports due then (energy data first)."""
+        if self._t_s is not None:
+            if t_s < self._t_s:
+                raise ValueError("simulated time must not run backwards")
+            for index, watts in enumerate(self._phase_w):
+                self.phase_wh[index] += watts * (t_s - self._t_s) / 3600.0
+        self._t_s = t_s
+        phase = self.scenario.phase_at(t_s)
+        total = power_w(phase.level, t_s) * LATHE_SCALE
+        self._phase_w = tuple(round(total * share, 1) for share in LATHE_PHASE_SHARES)
+        if not phase.publishing:
+            return []
+        due: list[Report] = []
+        if self._last_data_t_s is None or t_s - self._last_data_t_s >= ENERGY_DATA_PERIOD_S:
+            self._last_data_t_s = t_s
+            payload = json.dumps(emdata_status(tuple(self.phase_wh)), separators=(",", ":"))
+            due.append(
+                Report(
+                    t_s,
+                    phase.level,
+                    sum(self._phase_w),
+                    self.energy_wh,
+                    payload.encode(),
+                    "emdata:0",
+                )
+            )
+        power = round(sum(self._phase_w), 3)
+        if (
+            self._last_report_t_s is None
+            or t_s - self._last_report_t_s >= REPORT_PERIOD_S
+            or significant_change(self._last_report_w, power)
+        ):
+            self._last_report_t_s = t_s
+            self._last_report_w = power
+            payload = json.dumps(em_status(self._phase_w, voltage_v(t_s)), separators=(",", ":"))
+            due.append(Report(t_s, phase.level, power, self.energy_wh, payload.encode()))
+        return due
 
 
 def availability_topic(data_topic: str) -> str:

@@ -49,11 +49,17 @@ Decisions where the contract is silent (each pinned by a unit test):
   counter from the last value known when the session started (the first
   reading's, else the last one before it); a counter that goes down is a reset
   and its new value counts as the step. ``None`` until a counter value arrives
-  at or after the session's first reading.
+  at or after the session's first reading. A multi-channel device's counter is
+  already the sum over its channels with each channel's resets bridged (the
+  parser's ``ChannelState``), so it only goes down if that state was lost.
 - **Aggregates**: power is held between readings; time in a class is counted by
   the class of the held power, ``working_s = min(working time, duration)`` and
   ``standby_s = duration_s - working_s``. A zero-length session reports
-  ``avg_power_w = peak_power_w``.
+  ``avg_power_w = peak_power_w``. Computed figures (durations, averages,
+  energies) are rounded to 3 decimals in events (``2.344``, never
+  ``2.344000000000051``), durations from whole milliseconds so that
+  ``working_s + standby_s`` is ``duration_s``; readings (``power_w``,
+  ``peak_power_w``) pass as the device sent them.
 - **Removal** (``remove``) ends a running session at ``now`` (``session_stopped``,
   ``reason: "device_removed"``); a start in progress is dropped silently; no
   ``device_offline`` is sent, then or later: the detector is left with no timer
@@ -83,12 +89,21 @@ from typing import Any
 from iot_bridge.domain.events import Event, EventType, iso_utc
 from iot_bridge.domain.readings import Reading
 from iot_bridge.domain.session_config import SessionConfig
-from iot_bridge.domain.session_snapshot import SnapshotReader
+from iot_bridge.domain.session_snapshot import (
+    BEFORE_STOP_KEYS,
+    DEVICE_FIELDS,
+    SESSION_FIELDS,
+    SNAPSHOT_VERSION,
+    STOPPING_FIELDS,
+    SnapshotReader,
+    compile_writer,
+    read_fields,
+    upgraded,
+)
 
 __all__ = ["DetectorState", "SessionDetector", "session_id_for"]
 
 _INF = math.inf
-_SNAPSHOT_VERSION = 1
 
 
 class DetectorState(enum.StrEnum):
@@ -125,80 +140,80 @@ class SessionDetector:
 
     __slots__ = (
         "_announced_online",
+        "_before_stop",
         "_clock",
         "_config",
-        "_counter_wh",
+        "_debounce_due",
         "_device_id",
-        "_hb_base",
-        "_hb_due",
-        "_hb_interval_s",
-        "_hb_k",
-        "_hb_prev_integral_ws",
-        "_hb_prev_t",
-        "_hb_prev_working_s",
-        "_integral_ws",
+        "_energy_counter_wh",
+        "_first_low_at",
+        "_heartbeat_base",
+        "_heartbeat_due",
+        "_heartbeat_interval_s",
+        "_heartbeat_number",
+        "_last_heartbeat_at",
+        "_last_heartbeat_power_integral_ws",
+        "_last_heartbeat_working_s",
         "_last_seen",
-        "_low_at",
         "_machine_name",
         "_message_timeout_s",
         "_online",
-        "_peak_w",
+        "_peak_power_w",
+        "_power_integral_ws",
         "_power_w",
-        "_prev_state",
-        "_rollback",
-        "_seg_t",
-        "_seg_working",
+        "_segment_started_at",
+        "_segment_working",
         "_session_energy_wh",
         "_session_id",
         "_silence_due",
-        "_standby_w",
+        "_standby_threshold_w",
         "_start_debounce_s",
         "_started_at",
         "_state",
-        "_state_due",
+        "_state_before_stop",
         "_stop_debounce_s",
         "_uid_factory",
         "_working_s",
-        "_working_w",
+        "_working_threshold_w",
     )
 
     _device_id: str
     _uid_factory: Callable[[], str]
     _machine_name: str
     _config: SessionConfig
-    _standby_w: float
-    _working_w: float
+    _standby_threshold_w: float
+    _working_threshold_w: float
     _start_debounce_s: float
     _stop_debounce_s: float
     _message_timeout_s: float
-    _hb_interval_s: float
+    _heartbeat_interval_s: float
     _state: DetectorState
     _online: bool | None
     _announced_online: bool
     _clock: float
     _last_seen: float | None
     _power_w: float | None
-    _counter_wh: float | None
+    _energy_counter_wh: float | None
     _silence_due: float
     # The session (and a start in progress); reset by _clear_session.
-    _state_due: float
-    _hb_due: float
+    _debounce_due: float
+    _heartbeat_due: float
     _session_id: str | None
     _started_at: float
-    _seg_t: float
-    _seg_working: bool
+    _segment_started_at: float
+    _segment_working: bool
     _working_s: float
-    _integral_ws: float
-    _peak_w: float
+    _power_integral_ws: float
+    _peak_power_w: float
     _session_energy_wh: float | None
-    _hb_base: float
-    _hb_k: int
-    _hb_prev_t: float
-    _hb_prev_working_s: float
-    _hb_prev_integral_ws: float
-    _prev_state: DetectorState
-    _low_at: float
-    _rollback: tuple[float, float, float, float | None] | None
+    _heartbeat_base: float
+    _heartbeat_number: int
+    _last_heartbeat_at: float
+    _last_heartbeat_working_s: float
+    _last_heartbeat_power_integral_ws: float
+    _state_before_stop: DetectorState
+    _first_low_at: float
+    _before_stop: tuple[float, float, float, float | None] | None
 
     def __init__(
         self,
@@ -214,14 +229,14 @@ class SessionDetector:
         self._machine_name = machine_name
         self._config = config
         self._apply_config(config)
-        self._hb_interval_s = config.heartbeat_interval_s
+        self._heartbeat_interval_s = config.heartbeat_interval_s
         self._state = _IDLE
         self._online = None
         self._announced_online = False
         self._clock = -_INF
         self._last_seen = None
         self._power_w = None
-        self._counter_wh = None
+        self._energy_counter_wh = None
         self._silence_due = _INF
         self._clear_session()
 
@@ -263,6 +278,11 @@ class SessionDetector:
         return self._power_w
 
     @property
+    def energy_counter_wh(self) -> float | None:
+        """The device's last energy counter value (Wh), or None before any."""
+        return self._energy_counter_wh
+
+    @property
     def session_id(self) -> str | None:
         """The running session's id; None while idle or starting."""
         return self._session_id
@@ -276,7 +296,7 @@ class SessionDetector:
         else:
             self._clock = now
         events: list[Event] = []
-        if now >= self._state_due or now >= self._silence_due or now >= self._hb_due:
+        if now >= self._debounce_due or now >= self._silence_due or now >= self._heartbeat_due:
             self._advance(now, events)
         self._last_seen = now
         self._silence_due = now + self._message_timeout_s
@@ -285,63 +305,63 @@ class SessionDetector:
         state = self._state
         energy = reading.energy_wh
         if energy is not None:
-            counter = self._counter_wh
+            counter = self._energy_counter_wh
             if counter is None:
                 step = 0.0
             elif energy >= counter:
                 step = energy - counter
             else:
                 step = energy  # the counter was reset: count from 0
-            self._counter_wh = energy
+            self._energy_counter_wh = energy
             if state is not _IDLE:
                 total = self._session_energy_wh
                 self._session_energy_wh = step if total is None else total + step
         power = reading.power_w
         if power is None:
             held = self._power_w
-            if state is _IDLE and held is not None and held >= self._standby_w:
+            if state is _IDLE and held is not None and held >= self._standby_threshold_w:
                 # A device that reports power only on change (Shelly Gen2+) may go on
                 # drawing its last power after a timeout: the held power starts again.
                 self._begin_starting(now, held, energy is not None, events)
             return events
         if state is _IDLE:
             self._power_w = power
-            if power >= self._standby_w:
+            if power >= self._standby_threshold_w:
                 self._begin_starting(now, power, energy is not None, events)
             return events
         # Close the open segment: the previous power was held until now.
-        elapsed = now - self._seg_t
-        self._integral_ws += self._power_w * elapsed  # type: ignore[operator]
-        if self._seg_working:
+        elapsed = now - self._segment_started_at
+        self._power_integral_ws += self._power_w * elapsed  # type: ignore[operator]
+        if self._segment_working:
             self._working_s += elapsed
-        self._seg_t = now
+        self._segment_started_at = now
         self._power_w = power
-        if power > self._peak_w:  # noqa: PLR1730 (a compare is cheaper than max())
-            self._peak_w = power
+        if power > self._peak_power_w:  # noqa: PLR1730 (a compare is cheaper than max())
+            self._peak_power_w = power
         if state is _WORKING:
-            if power >= self._working_w:
+            if power >= self._working_threshold_w:
                 return events
-            if power >= self._standby_w:
+            if power >= self._standby_threshold_w:
                 self._state = _STANDBY
-                self._seg_working = False
+                self._segment_working = False
             else:
                 self._begin_stopping(now, state, events)
         elif state is _STANDBY:
-            if power < self._standby_w:
+            if power < self._standby_threshold_w:
                 self._begin_stopping(now, state, events)
-            elif power >= self._working_w:
+            elif power >= self._working_threshold_w:
                 self._state = _WORKING
-                self._seg_working = True
+                self._segment_working = True
         elif state is _STARTING:
-            if power < self._standby_w:
+            if power < self._standby_threshold_w:
                 self._clear_session()  # never confirmed: no event
             else:
-                self._seg_working = power >= self._working_w
-        elif power >= self._standby_w:  # stopping, and the power is back
-            self._seg_working = power >= self._working_w
-            self._state = _WORKING if self._seg_working else _STANDBY
-            self._state_due = _INF
-            self._rollback = None
+                self._segment_working = power >= self._working_threshold_w
+        elif power >= self._standby_threshold_w:  # stopping, and the power is back
+            self._segment_working = power >= self._working_threshold_w
+            self._state = _WORKING if self._segment_working else _STANDBY
+            self._debounce_due = _INF
+            self._before_stop = None
         return events
 
     def on_availability(self, now: float, online: bool) -> list[Event]:
@@ -361,7 +381,7 @@ class SessionDetector:
 
     def next_deadline(self) -> float | None:
         """The earliest time at which ``tick`` has something to do, or None."""
-        due = min(self._state_due, self._silence_due, self._hb_due)
+        due = min(self._debounce_due, self._silence_due, self._heartbeat_due)
         return None if due == _INF else due
 
     def tick(self, now: float) -> list[Event]:
@@ -422,12 +442,14 @@ class SessionDetector:
             self._silence_due = max(self._last_seen, now) + self._message_timeout_s
         state = self._state
         if state is _STARTING:
-            self._state_due = max(self._started_at, now) + self._start_debounce_s
+            self._debounce_due = max(self._started_at, now) + self._start_debounce_s
         elif state is _STOPPING:
-            self._state_due = max(self._low_at, now) + self._stop_debounce_s
-        if self._hb_due < now:
-            self._hb_k = self._first_heartbeat_after(now)
-            self._hb_due = self._hb_base + self._hb_k * self._hb_interval_s
+            self._debounce_due = max(self._first_low_at, now) + self._stop_debounce_s
+        if self._heartbeat_due < now:
+            self._heartbeat_number = self._first_heartbeat_after(now)
+            self._heartbeat_due = (
+                self._heartbeat_base + self._heartbeat_number * self._heartbeat_interval_s
+            )
 
     # ----------------------------------------------------------------- timers
 
@@ -440,40 +462,44 @@ class SessionDetector:
     def _advance(self, now: float, events: list[Event]) -> None:
         """Fire due timers in time order; ties: debounce, then timeout, then heartbeat."""
         while True:
-            state_due = self._state_due
+            state_due = self._debounce_due
             silence_due = self._silence_due
-            hb_due = self._hb_due
-            if state_due <= silence_due and state_due <= hb_due:
+            heartbeat_due = self._heartbeat_due
+            if state_due <= silence_due and state_due <= heartbeat_due:
                 if state_due > now:
                     return
                 if self._state is _STARTING:
                     self._confirm_start(state_due, events)
                 else:
                     self._end_session(
-                        state_due, self._low_at, "power_off", EventType.SESSION_STOPPED, events
+                        state_due,
+                        self._first_low_at,
+                        "power_off",
+                        EventType.SESSION_STOPPED,
+                        events,
                     )
-            elif silence_due <= hb_due:
+            elif silence_due <= heartbeat_due:
                 if silence_due > now:
                     return
                 self._go_silent(silence_due, events)
             else:
-                if hb_due > now:
+                if heartbeat_due > now:
                     return
-                self._heartbeat(hb_due, events)
+                self._heartbeat(heartbeat_due, events)
 
     def _confirm_start(self, at: float, events: list[Event]) -> None:
-        state = _WORKING if self._seg_working else _STANDBY
+        state = _WORKING if self._segment_working else _STANDBY
         self._state = state
-        self._state_due = _INF
+        self._debounce_due = _INF
         started_at = self._started_at
         self._session_id = session_id_for(self._device_id, started_at)
-        self._hb_base = started_at
-        self._hb_prev_t = started_at
-        self._hb_prev_working_s = 0.0
-        self._hb_prev_integral_ws = 0.0
-        if self._hb_interval_s > 0:
-            self._hb_k = self._first_heartbeat_after(at)
-            self._hb_due = started_at + self._hb_k * self._hb_interval_s
+        self._heartbeat_base = started_at
+        self._last_heartbeat_at = started_at
+        self._last_heartbeat_working_s = 0.0
+        self._last_heartbeat_power_integral_ws = 0.0
+        if self._heartbeat_interval_s > 0:
+            self._heartbeat_number = self._first_heartbeat_after(at)
+            self._heartbeat_due = started_at + self._heartbeat_number * self._heartbeat_interval_s
         data = {
             "started_at": iso_utc(started_at),
             "state": state.value,
@@ -482,41 +508,50 @@ class SessionDetector:
         self._emit(EventType.SESSION_STARTED, at, data, events)
 
     def _heartbeat(self, at: float, events: list[Event]) -> None:
-        elapsed = at - self._seg_t
+        elapsed = at - self._segment_started_at
         power = self._power_w
         assert power is not None  # a running session always has a power
-        working = self._working_s + elapsed if self._seg_working else self._working_s
-        integral = self._integral_ws + power * elapsed
+        working = self._working_s + elapsed if self._segment_working else self._working_s
+        integral = self._power_integral_ws + power * elapsed
         duration = at - self._started_at
         session_working = min(working, duration)
-        interval = at - self._hb_prev_t
-        interval_working = min(max(working - self._hb_prev_working_s, 0.0), interval)
-        interval_avg = (integral - self._hb_prev_integral_ws) / interval if interval > 0 else power
-        interval_standby = interval - interval_working
-        session_standby = duration - session_working
+        interval = at - self._last_heartbeat_at
+        interval_working = min(max(working - self._last_heartbeat_working_s, 0.0), interval)
+        interval_avg = (
+            (integral - self._last_heartbeat_power_integral_ws) / interval
+            if interval > 0
+            else power
+        )
+        interval_working_s, interval_standby_s, interval_s = _rounded_split(
+            interval_working, interval
+        )
+        session_working_s, session_standby_s, session_s = _rounded_split(session_working, duration)
         data = {
             "state": self._state.value,
             "power_w": float(power),
-            "interval_s": float(interval_working + interval_standby),
-            "interval_avg_power_w": float(interval_avg),
-            "interval_working_s": float(interval_working),
-            "interval_standby_s": float(interval_standby),
-            "session_duration_s": float(session_working + session_standby),
-            "session_working_s": float(session_working),
-            "session_standby_s": float(session_standby),
-            "session_energy_wh": _float_or_none(self._session_energy_wh),
+            "interval_s": interval_s,
+            # Rounding must not lift an average above the peak it averages.
+            "interval_avg_power_w": min(round(interval_avg, 3), self._peak_power_w),
+            "interval_working_s": interval_working_s,
+            "interval_standby_s": interval_standby_s,
+            "session_duration_s": session_s,
+            "session_working_s": session_working_s,
+            "session_standby_s": session_standby_s,
+            "session_energy_wh": _rounded_or_none(self._session_energy_wh),
         }
-        self._hb_prev_t = at
-        self._hb_prev_working_s = working
-        self._hb_prev_integral_ws = integral
-        self._hb_k += 1
-        self._hb_due = self._hb_base + self._hb_k * self._hb_interval_s
+        self._last_heartbeat_at = at
+        self._last_heartbeat_working_s = working
+        self._last_heartbeat_power_integral_ws = integral
+        self._heartbeat_number += 1
+        self._heartbeat_due = (
+            self._heartbeat_base + self._heartbeat_number * self._heartbeat_interval_s
+        )
         self._emit(EventType.SESSION_HEARTBEAT, at, data, events)
 
     def _first_heartbeat_after(self, after: float) -> int:
-        """The smallest k >= 1 with ``hb_base + k * interval > after``."""
-        base = self._hb_base
-        interval = self._hb_interval_s
+        """The smallest k >= 1 with ``heartbeat_base + k * interval > after``."""
+        base = self._heartbeat_base
+        interval = self._heartbeat_interval_s
         k = max(int((after - base) // interval) + 1, 1)
         while k > 1 and base + (k - 1) * interval > after:
             k -= 1
@@ -525,20 +560,22 @@ class SessionDetector:
         return k
 
     def _set_heartbeat_interval(self, interval: float) -> None:
-        if interval == self._hb_interval_s:
+        if interval == self._heartbeat_interval_s:
             return
-        self._hb_interval_s = interval
+        self._heartbeat_interval_s = interval
         if self._state not in _RUNNING:
             return
         if interval <= 0:
-            self._hb_due = _INF
-        elif self._hb_due != _INF:
-            self._hb_base = self._hb_due  # the next heartbeat keeps its time
-            self._hb_k = 0
+            self._heartbeat_due = _INF
+        elif self._heartbeat_due != _INF:
+            self._heartbeat_base = self._heartbeat_due  # the next heartbeat keeps its time
+            self._heartbeat_number = 0
         else:  # heartbeats were disabled: resume the schedule from started_at
-            self._hb_base = self._started_at
-            self._hb_k = self._first_heartbeat_after(max(self._clock, self._hb_prev_t))
-            self._hb_due = self._hb_base + self._hb_k * interval
+            self._heartbeat_base = self._started_at
+            self._heartbeat_number = self._first_heartbeat_after(
+                max(self._clock, self._last_heartbeat_at)
+            )
+            self._heartbeat_due = self._heartbeat_base + self._heartbeat_number * interval
 
     # ----------------------------------------------------------------- transitions
 
@@ -547,29 +584,29 @@ class SessionDetector:
     ) -> None:
         self._state = _STARTING
         self._started_at = float(now)  # its repr names the session: 5 and 5.0 must agree
-        self._seg_t = now
-        self._seg_working = power >= self._working_w
+        self._segment_started_at = now
+        self._segment_working = power >= self._working_threshold_w
         self._working_s = 0.0
-        self._integral_ws = 0.0
-        self._peak_w = power
+        self._power_integral_ws = 0.0
+        self._peak_power_w = power
         # The counter at the first reading is the baseline; without one, the last known.
         self._session_energy_wh = 0.0 if has_energy else None
-        self._state_due = now + self._start_debounce_s
-        if self._state_due <= now:
+        self._debounce_due = now + self._start_debounce_s
+        if self._debounce_due <= now:
             self._advance(now, events)
 
     def _begin_stopping(self, now: float, previous: DetectorState, events: list[Event]) -> None:
-        self._prev_state = previous
+        self._state_before_stop = previous
         self._state = _STOPPING
-        self._low_at = now
-        self._rollback = (
+        self._first_low_at = now
+        self._before_stop = (
             self._working_s,
-            self._integral_ws,
-            self._peak_w,
+            self._power_integral_ws,
+            self._peak_power_w,
             self._session_energy_wh,
         )
-        self._state_due = now + self._stop_debounce_s
-        if self._state_due <= now:
+        self._debounce_due = now + self._stop_debounce_s
+        if self._debounce_due <= now:
             self._advance(now, events)
 
     def _end_session(
@@ -582,30 +619,32 @@ class SessionDetector:
     ) -> None:
         """End the running session at ``ended_at`` (the first low reading when stopping)."""
         if self._state is _STOPPING:
-            assert self._rollback is not None
-            ended_at = self._low_at
-            self._working_s, self._integral_ws, self._peak_w, self._session_energy_wh = (
-                self._rollback
-            )
+            assert self._before_stop is not None
+            ended_at = self._first_low_at
+            (
+                self._working_s,
+                self._power_integral_ws,
+                self._peak_power_w,
+                self._session_energy_wh,
+            ) = self._before_stop
         else:
-            elapsed = ended_at - self._seg_t
-            self._integral_ws += self._power_w * elapsed  # type: ignore[operator]
-            if self._seg_working:
+            elapsed = ended_at - self._segment_started_at
+            self._power_integral_ws += self._power_w * elapsed  # type: ignore[operator]
+            if self._segment_working:
                 self._working_s += elapsed
         started_at = self._started_at
         duration = ended_at - started_at
-        working = min(self._working_s, duration)
-        standby = duration - working
+        working_s, standby_s, duration_s = _rounded_split(self._working_s, duration)
+        average = self._power_integral_ws / duration if duration > 0 else self._peak_power_w
         data = {
             "started_at": iso_utc(started_at),
             "ended_at": iso_utc(ended_at),
-            # working + standby, not ended - started: the sum is then exact in floats.
-            "duration_s": float(working + standby),
-            "working_s": float(working),
-            "standby_s": float(standby),
-            "avg_power_w": float(self._integral_ws / duration if duration > 0 else self._peak_w),
-            "peak_power_w": float(self._peak_w),
-            "energy_wh": _float_or_none(self._session_energy_wh),
+            "duration_s": duration_s,
+            "working_s": working_s,
+            "standby_s": standby_s,
+            "avg_power_w": min(round(average, 3), self._peak_power_w),
+            "peak_power_w": float(self._peak_power_w),
+            "energy_wh": _rounded_or_none(self._session_energy_wh),
             "reason": reason,
         }
         session_id = self._session_id
@@ -636,28 +675,28 @@ class SessionDetector:
 
     def _clear_session(self) -> None:
         self._state = _IDLE
-        self._state_due = _INF
-        self._hb_due = _INF
+        self._debounce_due = _INF
+        self._heartbeat_due = _INF
         self._session_id = None
         self._started_at = 0.0
-        self._seg_t = 0.0
-        self._seg_working = False
+        self._segment_started_at = 0.0
+        self._segment_working = False
         self._working_s = 0.0
-        self._integral_ws = 0.0
-        self._peak_w = 0.0
+        self._power_integral_ws = 0.0
+        self._peak_power_w = 0.0
         self._session_energy_wh = None
-        self._hb_base = 0.0
-        self._hb_k = 0
-        self._hb_prev_t = 0.0
-        self._hb_prev_working_s = 0.0
-        self._hb_prev_integral_ws = 0.0
-        self._prev_state = _IDLE
-        self._low_at = 0.0
-        self._rollback = None
+        self._heartbeat_base = 0.0
+        self._heartbeat_number = 0
+        self._last_heartbeat_at = 0.0
+        self._last_heartbeat_working_s = 0.0
+        self._last_heartbeat_power_integral_ws = 0.0
+        self._state_before_stop = _IDLE
+        self._first_low_at = 0.0
+        self._before_stop = None
 
     def _apply_config(self, config: SessionConfig) -> None:
-        self._standby_w = config.standby_threshold_w
-        self._working_w = config.working_threshold_w
+        self._standby_threshold_w = config.standby_threshold_w
+        self._working_threshold_w = config.working_threshold_w
         self._start_debounce_s = config.start_debounce_s
         self._stop_debounce_s = config.stop_debounce_s
         self._message_timeout_s = config.message_timeout_s
@@ -691,53 +730,20 @@ class SessionDetector:
 
     def snapshot(self) -> dict[str, Any]:
         """The whole state as JSON-ready plain data (``restore`` takes it back)."""
+        data = _write_device(self)
         state = self._state
-        session: dict[str, Any] | None = None
-        if state is not _IDLE:
-            stopping: dict[str, Any] | None = None
-            if state is _STOPPING:
-                assert self._rollback is not None
-                working, integral, peak, energy = self._rollback
-                stopping = {
-                    "low_at": self._low_at,
-                    "prev_state": self._prev_state.value,
-                    "working_s": working,
-                    "integral_ws": integral,
-                    "peak_w": peak,
-                    "energy_wh": energy,
-                }
-            session = {
-                "session_id": self._session_id,
-                "started_at": self._started_at,
-                "state_due": _finite_or_none(self._state_due),
-                "seg_t": self._seg_t,
-                "seg_working": self._seg_working,
-                "working_s": self._working_s,
-                "integral_ws": self._integral_ws,
-                "peak_w": self._peak_w,
-                "energy_wh": self._session_energy_wh,
-                "hb_due": _finite_or_none(self._hb_due),
-                "hb_base": self._hb_base,
-                "hb_k": self._hb_k,
-                "hb_prev_t": self._hb_prev_t,
-                "hb_prev_working_s": self._hb_prev_working_s,
-                "hb_prev_integral_ws": self._hb_prev_integral_ws,
-                "stopping": stopping,
-            }
-        return {
-            "version": _SNAPSHOT_VERSION,
-            "device_id": self._device_id,
-            "state": state.value,
-            "online": self._online,
-            "announced_online": self._announced_online,
-            "clock": _finite_or_none(self._clock),
-            "last_seen": self._last_seen,
-            "power_w": self._power_w,
-            "energy_counter_wh": self._counter_wh,
-            "silence_due": _finite_or_none(self._silence_due),
-            "heartbeat_interval_s": self._hb_interval_s,
-            "session": session,
-        }
+        if state is _IDLE:
+            data["session"] = None
+            return data
+        session = _write_session(self)
+        session["stopping"] = None
+        if state is _STOPPING:
+            assert self._before_stop is not None
+            stopping = _write_stopping(self)
+            stopping.update(zip(BEFORE_STOP_KEYS, self._before_stop, strict=True))
+            session["stopping"] = stopping
+        data["session"] = session
+        return data
 
     @classmethod
     def restore(
@@ -753,33 +759,23 @@ class SessionDetector:
 
         With the same config, the restored detector gives exactly the events the
         original would have; a different config applies as ``reconfigure`` would.
+        Snapshots of version 1 (abbreviated keys) are read too.
         """
         detector = cls(
             device_id=device_id, machine_name=machine_name, config=config, uid_factory=uid_factory
         )
-        reader = SnapshotReader(data, "snapshot")
-        if reader.integer("version") != _SNAPSHOT_VERSION:
-            raise ValueError("snapshot: unsupported version")
+        reader = SnapshotReader(upgraded(data), "snapshot")
         if reader.string("device_id") != device_id:
             raise ValueError(f"snapshot: belongs to another device, not {device_id!r}")
         state = reader.choice("state", DetectorState)
-        detector._online = reader.optional_bool("online")
-        detector._announced_online = reader.boolean("announced_online")
-        clock = reader.optional_number("clock")
-        detector._clock = -_INF if clock is None else clock
-        detector._last_seen = reader.optional_number("last_seen")
-        detector._power_w = reader.optional_number("power_w")
-        detector._counter_wh = reader.optional_number("energy_counter_wh")
-        silence_due = reader.optional_number("silence_due")
-        detector._silence_due = _INF if silence_due is None else silence_due
-        detector._hb_interval_s = reader.number("heartbeat_interval_s")
+        read_fields(detector, DEVICE_FIELDS, reader)
         session = reader.optional_mapping("session")
         reader.check(
             detector._online is None or detector._online == detector._announced_online,
             "online and announced_online disagree",
         )
         reader.check(
-            (silence_due is not None) == detector._announced_online,
+            (detector._silence_due != _INF) == detector._announced_online,
             "silence_due must be set exactly when the device is announced online",
         )
         reader.check(
@@ -796,42 +792,31 @@ class SessionDetector:
         reader.check(self._announced_online, "a session needs an announced-online device")
         reader.check(self._power_w is not None, "a session needs power_w")
         self._state = state
-        session_id = reader.optional_string("session_id")
-        reader.check((session_id is None) == (state is _STARTING), "session_id does not fit state")
-        self._session_id = session_id
-        self._started_at = reader.number("started_at")
-        state_due = reader.optional_number("state_due")
+        read_fields(self, SESSION_FIELDS, reader)
         reader.check(
-            (state_due is None) != (state in (_STARTING, _STOPPING)),
-            "state_due does not fit state",
+            (self._session_id is None) == (state is _STARTING), "session_id does not fit state"
         )
-        self._state_due = _INF if state_due is None else state_due
-        self._seg_t = reader.number("seg_t")
-        self._seg_working = reader.boolean("seg_working")
-        self._working_s = reader.number("working_s")
-        self._integral_ws = reader.number("integral_ws")
-        self._peak_w = reader.number("peak_w")
-        self._session_energy_wh = reader.optional_number("energy_wh")
-        hb_due = reader.optional_number("hb_due")
-        reader.check(hb_due is None or state is not _STARTING, "hb_due set while starting")
-        self._hb_due = _INF if hb_due is None else hb_due
-        self._hb_base = reader.number("hb_base")
-        self._hb_k = reader.integer("hb_k")
-        reader.check(self._hb_k >= 0, "hb_k must be >= 0")
-        self._hb_prev_t = reader.number("hb_prev_t")
-        self._hb_prev_working_s = reader.number("hb_prev_working_s")
-        self._hb_prev_integral_ws = reader.number("hb_prev_integral_ws")
+        reader.check(
+            (self._debounce_due == _INF) != (state in (_STARTING, _STOPPING)),
+            "debounce_due does not fit state",
+        )
+        reader.check(
+            self._heartbeat_due == _INF or state is not _STARTING,
+            "heartbeat_due set while starting",
+        )
+        reader.check(self._heartbeat_number >= 0, "heartbeat_number must be >= 0")
         stopping = reader.optional_mapping("stopping")
         reader.check((stopping is not None) == (state is _STOPPING), "stopping does not fit state")
         if stopping is not None:
-            self._low_at = stopping.number("low_at")
-            previous = stopping.choice("prev_state", DetectorState)
-            stopping.check(previous in (_STANDBY, _WORKING), "prev_state must be standby/working")
-            self._prev_state = previous
-            self._rollback = (
+            read_fields(self, STOPPING_FIELDS, stopping)
+            stopping.check(
+                self._state_before_stop in (_STANDBY, _WORKING),
+                "state_before_stop must be standby/working",
+            )
+            self._before_stop = (
                 stopping.number("working_s"),
-                stopping.number("integral_ws"),
-                stopping.number("peak_w"),
+                stopping.number("power_integral_ws"),
+                stopping.number("peak_power_w"),
                 stopping.optional_number("energy_wh"),
             )
 
@@ -840,5 +825,25 @@ def _float_or_none(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
-def _finite_or_none(value: float) -> float | None:
-    return None if math.isinf(value) else value
+# The snapshot's writers, compiled once from the field lists of session_snapshot.
+_write_device = compile_writer(
+    DEVICE_FIELDS,
+    f"'version': {SNAPSHOT_VERSION}, 'device_id': o._device_id, 'state': o._state.value",
+)
+_write_session = compile_writer(SESSION_FIELDS)
+_write_stopping = compile_writer(STOPPING_FIELDS)
+
+
+def _rounded_or_none(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _rounded_split(part: float, whole: float) -> tuple[float, float, float]:
+    """``(part, whole - part, whole)`` to 3 decimals, as people read them (``2.344``).
+
+    ``part`` is capped at ``whole``; the rest is computed from the rounded
+    figures, so the three agree to the millisecond.
+    """
+    whole = round(whole, 3)
+    part = min(round(part, 3), whole)
+    return part, round(whole - part, 3), whole

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Final, Protocol
+from typing import Final, Literal, Protocol, get_args
 
 from iot_bridge.domain.readings import Reading
+from iot_bridge.parsers._channels import ChannelState
+
+# The parser_type names (CONTRACT section 4), declared here only.
+ParserType = Literal[
+    "shelly_pm", "shelly_rpc", "shelly_gen1", "tasmota", "zigbee2mqtt", "generic_json"
+]
+PARSER_TYPES: Final[tuple[str, ...]] = get_args(ParserType)
+SHELLY_PM, SHELLY_RPC, SHELLY_GEN1, TASMOTA, ZIGBEE2MQTT, GENERIC_JSON = PARSER_TYPES
 
 # PayloadError.reason codes: short and stable, they are Prometheus label values.
 EMPTY_PAYLOAD: Final = "empty_payload"
@@ -57,6 +65,15 @@ class DeviceParser(Protocol):
     @property
     def availability_topic(self) -> str | None:
         """Topic filter of the device's online/offline flag, or ``None``."""
+        ...
+
+    @property
+    def channels(self) -> ChannelState | None:
+        """The per-channel state of a multi-channel device (``None``: one channel, no state).
+
+        ``parse`` updates it; the service persists ``channels.snapshot()`` with
+        the detector's and hands it back with ``channels.resume``.
+        """
         ...
 
     def parse(self, topic: str, payload: bytes) -> Reading:

@@ -6,7 +6,16 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from iot_bridge.errors import ConfigError, ConfigIssue
-from iot_bridge.parsers._base import DeviceParser
+from iot_bridge.parsers._base import (
+    GENERIC_JSON,
+    PARSER_TYPES,
+    SHELLY_GEN1,
+    SHELLY_PM,
+    SHELLY_RPC,
+    TASMOTA,
+    ZIGBEE2MQTT,
+    DeviceParser,
+)
 from iot_bridge.parsers._topics import filter_levels
 from iot_bridge.parsers.generic_json import build_generic_json
 from iot_bridge.parsers.shelly import build_shelly_pm, build_shelly_rpc
@@ -18,15 +27,17 @@ _Builder = Callable[[str, list[str], Mapping[str, Any], list[ConfigIssue]], Devi
 
 # parser_type -> (builder, the parser_options keys it accepts)
 _FAMILIES: Final[dict[str, tuple[_Builder, frozenset[str]]]] = {
-    "shelly_pm": (build_shelly_pm, frozenset()),
-    "shelly_rpc": (build_shelly_rpc, frozenset({"component"})),
-    "shelly_gen1": (build_shelly_gen1, frozenset()),
-    "tasmota": (build_tasmota, frozenset({"channel"})),
-    "zigbee2mqtt": (build_zigbee2mqtt, frozenset()),
-    "generic_json": (build_generic_json, frozenset({"power_path", "energy_path", "energy_unit"})),
+    SHELLY_PM: (build_shelly_pm, frozenset({"channels"})),
+    SHELLY_RPC: (build_shelly_rpc, frozenset({"component", "channels"})),
+    SHELLY_GEN1: (build_shelly_gen1, frozenset({"channels"})),
+    TASMOTA: (build_tasmota, frozenset({"channel", "channels"})),
+    ZIGBEE2MQTT: (build_zigbee2mqtt, frozenset({"power_paths", "energy_paths"})),
+    GENERIC_JSON: (
+        build_generic_json,
+        frozenset({"power_path", "power_paths", "energy_path", "energy_paths", "energy_unit"}),
+    ),
 }
-
-PARSER_TYPES: Final[tuple[str, ...]] = tuple(_FAMILIES)
+assert tuple(_FAMILIES) == PARSER_TYPES, "one builder for each parser type, in order"
 
 
 def make_parser(

@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 import re
 import sys
+from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 
+from iot_bridge.domain.readings import Reading
 from iot_bridge.errors import PayloadError
 from iot_bridge.parsers._base import (
     EMPTY_PAYLOAD,
@@ -22,6 +24,7 @@ from iot_bridge.parsers._base import (
     INVALID_POWER,
     INVALID_UTF8,
     NOT_AN_OBJECT,
+    SIGN_OF_LIFE,
 )
 
 # No smart plug draws a gigawatt: a bigger value is a broken payload.
@@ -101,16 +104,28 @@ def json_object(payload: bytes) -> dict[str, Any]:
 
 
 def power_value(value: Any, where: str) -> float | None:
-    """A power in W: ``None`` stays ``None``, else a number in [0, 1e9]."""
+    """A power in W: ``None`` stays ``None``, else a number in [-1e9, 1e9].
+
+    The sign is kept: ``reading`` (or the channel sum) reads a negative power as 0 W.
+    """
     if value is None:
         return None
     kind = type(value)
     if kind is float or kind is int:  # `type is` on purpose: a bool is not a number here
-        # One chained comparison refuses negatives, NaN, infinities and absurd values.
-        if 0 <= value <= MAX_POWER_W:
+        # One chained comparison refuses NaN, infinities and absurd values.
+        if -MAX_POWER_W <= value <= MAX_POWER_W:
             return float(value)
-        raise PayloadError(INVALID_POWER, f"{where} = {value!r} is not between 0 and 1e9 W")
+        raise PayloadError(INVALID_POWER, f"{where} = {value!r} is not between -1e9 and 1e9 W")
     raise PayloadError(INVALID_POWER, f"{where} is {describe(value)}, not a number")
+
+
+def reading(power_w: float | None, energy_wh: float | None) -> Reading:
+    """One message's reading: a negative power is 0 W (flagged); nothing at all, a sign of life."""
+    if power_w is None:
+        return SIGN_OF_LIFE if energy_wh is None else Reading(None, energy_wh)
+    if power_w < 0.0:
+        return Reading(0.0, energy_wh, True)
+    return Reading(power_w, energy_wh)
 
 
 def energy_value(value: Any, where: str, to_wh: float) -> float | None:
@@ -126,22 +141,24 @@ def energy_value(value: Any, where: str, to_wh: float) -> float | None:
     raise PayloadError(INVALID_ENERGY, f"{where} is {describe(value)}, not a number")
 
 
-def plain_number(payload: bytes, maximum: float, reason: str, where: str) -> float:
-    """A number in [0, maximum] sent as plain text (Shelly Gen1 topics)."""
+def plain_number(payload: bytes, minimum: float, maximum: float, reason: str, where: str) -> float:
+    """A number in [minimum, maximum] sent as plain text (Shelly Gen1 topics)."""
     # Fast path: the usual "12.34" is also a JSON number, and orjson reads it quickly.
     try:
         value = _loads(payload)
     except _JSONDecodeError:
         value = None
-    if (type(value) is float or type(value) is int) and 0 <= value <= maximum:
+    if (type(value) is float or type(value) is int) and minimum <= value <= maximum:
         return float(value)
     # Slow path: the strict decimal grammar ("+5.", "007") decides, and explains a refusal.
     if _PLAIN_NUMBER.fullmatch(payload) is None:
         raise _plain_error(payload, reason, where)
     number = float(payload)
-    if 0 <= number <= maximum:
+    if minimum <= number <= maximum:
         return number
-    raise PayloadError(reason, f"{where} = {payload[:40]!r} is not between 0 and {maximum:g}")
+    raise PayloadError(
+        reason, f"{where} = {payload[:40]!r} is not between {minimum:g} and {maximum:g}"
+    )
 
 
 def _plain_error(payload: bytes, reason: str, where: str) -> PayloadError:
@@ -196,3 +213,12 @@ class ParsesAvailability:
     def parse_availability(self, payload: bytes) -> bool:
         """Online (``True``) or offline; ``PayloadError`` for anything else."""
         return availability(payload)
+
+
+@dataclass(frozen=True, slots=True)
+class ParserFields(ParsesAvailability):
+    """The topics every parser has (``DeviceParser``); families add their own fields."""
+
+    mqtt_topic: str
+    data_topics: tuple[str, ...]
+    availability_topic: str | None

@@ -1,10 +1,12 @@
 """Any JSON topic: power and energy found at configured dotted paths.
 
-``power_path`` (required) and ``energy_path`` (optional) are dotted paths such
+``power_path`` (or ``power_paths``, summed; one of them is required) and
+``energy_path`` (or ``energy_paths``, summed; optional) are dotted paths such
 as ``ENERGY.Power`` or ``meters.0.power``: a segment reads an object's key, or
 an array's index when it is a decimal number. ``energy_unit`` is ``wh``
-(default) or ``kwh``. A missing path or a ``null`` is a sign of life.
-There is no availability topic.
+(default) or ``kwh``. A missing path or a ``null`` is a sign of life; with
+several paths, a path missing from a message keeps its last value
+(``_channels``). There is no availability topic.
 """
 
 from __future__ import annotations
@@ -15,13 +17,17 @@ from typing import Any, Final
 
 from iot_bridge.domain.readings import Reading
 from iot_bridge.errors import ConfigIssue, PayloadError
-from iot_bridge.parsers._base import INVALID_ENERGY, INVALID_POWER, NOT_AN_OBJECT, SIGN_OF_LIFE
+from iot_bridge.parsers._base import GENERIC_JSON, INVALID_ENERGY, INVALID_POWER, NOT_AN_OBJECT
+from iot_bridge.parsers._channels import ChannelState
+from iot_bridge.parsers._options import list_option
 from iot_bridge.parsers._values import (
-    ParsesAvailability,
+    ParserFields,
     describe,
     energy_value,
+    json_object,
     load_json,
     power_value,
+    reading,
 )
 
 _ENERGY_UNITS: Final = {"wh": 1.0, "kwh": 1000.0}
@@ -79,23 +85,87 @@ def compile_path(text: object, path: str, issues: list[ConfigIssue]) -> JsonPath
     return JsonPath(text=text, steps=steps)
 
 
+def compile_paths(
+    options: Mapping[str, Any], key: str, issues: list[ConfigIssue]
+) -> tuple[JsonPath, ...] | None:
+    """``parser_options.<key>`` (a list of distinct dotted paths) compiled, or None.
+
+    None when the option is absent or after adding issues.
+    """
+    texts = list_option(options, key, issues, "dotted paths")
+    if texts is None:
+        return None
+    path = f"parser_options.{key}"
+    before = len(issues)
+    compiled: list[JsonPath] = []
+    for position, text in enumerate(texts):
+        if text in texts[:position]:
+            issues.append(ConfigIssue(f"{path}.{position}", f"{text!r} is listed twice"))
+            continue
+        found = compile_path(text, f"{path}.{position}", issues)
+        if found is not None:
+            compiled.append(found)
+    return tuple(compiled) if len(issues) == before else None
+
+
 @dataclass(frozen=True, slots=True)
-class GenericJsonParser(ParsesAvailability):
+class PathSum:
+    """Several power paths and/or energy paths of one device, each summed over its paths.
+
+    ``absent`` is a value that means "not available" (zigbee2mqtt's 65535), or None.
+    """
+
+    power_paths: tuple[JsonPath, ...]
+    energy_paths: tuple[JsonPath, ...]
+    energy_to_wh: float
+    absent: int | None
+
+    def new_state(self) -> ChannelState:
+        """A fresh per-path state for one device."""
+        return ChannelState(
+            [path.text for path in self.power_paths], [path.text for path in self.energy_paths]
+        )
+
+    def read(self, root: Any, channels: ChannelState) -> Reading:
+        """Update each path the message carries; the reading is the sums."""
+        absent = self.absent
+        powers: list[tuple[int, float]] = []
+        for slot, path in enumerate(self.power_paths):
+            value = path.find(root, INVALID_POWER)
+            if absent is None or type(value) is not int or value != absent:
+                number = power_value(value, path.text)
+                if number is not None:
+                    powers.append((slot, number))
+        counters: list[tuple[int, float]] = []
+        for slot, path in enumerate(self.energy_paths):
+            value = path.find(root, INVALID_ENERGY)
+            if absent is None or type(value) is not int or value != absent:
+                number = energy_value(value, path.text, self.energy_to_wh)
+                if number is not None:
+                    counters.append((slot, number))
+        return channels.update(powers, counters)
+
+
+def _root(payload: bytes) -> Any:
+    root = load_json(payload)
+    if type(root) is not dict and type(root) is not list:
+        raise PayloadError(NOT_AN_OBJECT, f"the payload is {describe(root)}, not an object")
+    return root
+
+
+@dataclass(frozen=True, slots=True)
+class GenericJsonParser(ParserFields):
     """Power (W) and energy (Wh or kWh) at configured paths of a JSON payload."""
 
-    mqtt_topic: str
-    data_topics: tuple[str, ...]
     power_path: JsonPath
     energy_path: JsonPath | None
     energy_to_wh: float
-    availability_topic: str | None = None
-    parser_type: str = field(default="generic_json", init=False)
+    channels: None = None
+    parser_type: str = field(default=GENERIC_JSON, init=False)
 
     def parse(self, topic: str, payload: bytes) -> Reading:
         """The payload must be a JSON object or array; the paths are read from it."""
-        root = load_json(payload)
-        if type(root) is not dict and type(root) is not list:
-            raise PayloadError(NOT_AN_OBJECT, f"the payload is {describe(root)}, not an object")
+        root = _root(payload)
         power_w = power_value(self.power_path.find(root, INVALID_POWER), self.power_path.text)
         energy_wh = None
         if self.energy_path is not None:
@@ -104,36 +174,80 @@ class GenericJsonParser(ParsesAvailability):
                 self.energy_path.text,
                 self.energy_to_wh,
             )
-        if power_w is None and energy_wh is None:
-            return SIGN_OF_LIFE
-        return Reading(power_w, energy_wh)
+        return reading(power_w, energy_wh)
+
+
+@dataclass(frozen=True, slots=True)
+class PathSumParser(ParserFields):
+    """``power_paths``/``energy_paths`` of ``generic_json`` and ``zigbee2mqtt``: sums of values.
+
+    ``objects_only``: the payload must be a JSON object (zigbee2mqtt's state),
+    else an object or an array.
+    """
+
+    paths: PathSum
+    channels: ChannelState
+    parser_type: str
+    objects_only: bool
+
+    def parse(self, topic: str, payload: bytes) -> Reading:
+        """Each path the payload carries updates its value; the reading is the sums."""
+        root = json_object(payload) if self.objects_only else _root(payload)
+        return self.paths.read(root, self.channels)
 
 
 def build_generic_json(
     mqtt_topic: str, levels: list[str], options: Mapping[str, Any], issues: list[ConfigIssue]
-) -> GenericJsonParser | None:
+) -> GenericJsonParser | PathSumParser | None:
     """The ``generic_json`` parser for ``mqtt_topic``, or None after adding issues."""
     before = len(issues)
-    if "power_path" not in options:
-        issues.append(ConfigIssue("parser_options.power_path", "is required for generic_json"))
-        power_path = None
-    else:
+    power_path = power_paths = energy_path = energy_paths = None
+    if "power_path" in options and "power_paths" in options:
+        issues.append(ConfigIssue("parser_options.power_paths", "set power_path or power_paths"))
+    elif "power_paths" in options:
+        power_paths = compile_paths(options, "power_paths", issues)
+    elif "power_path" in options:
         power_path = compile_path(options["power_path"], "parser_options.power_path", issues)
-    energy_path = None
-    if "energy_path" in options:
+    else:
+        issues.append(ConfigIssue("parser_options.power_path", "is required for generic_json"))
+    if "energy_path" in options and "energy_paths" in options:
+        issues.append(ConfigIssue("parser_options.energy_paths", "set energy_path or energy_paths"))
+    elif "energy_paths" in options:
+        energy_paths = compile_paths(options, "energy_paths", issues)
+    elif "energy_path" in options:
         energy_path = compile_path(options["energy_path"], "parser_options.energy_path", issues)
+    has_energy = "energy_path" in options or "energy_paths" in options
     unit = options.get("energy_unit", "wh")
     energy_to_wh = _ENERGY_UNITS.get(unit.lower()) if isinstance(unit, str) else None
     if energy_to_wh is None:
         issues.append(ConfigIssue("parser_options.energy_unit", f"{unit!r} is not 'wh' or 'kwh'"))
-    elif "energy_unit" in options and "energy_path" not in options:
+    elif "energy_unit" in options and not has_energy:
         issues.append(ConfigIssue("parser_options.energy_unit", "needs parser_options.energy_path"))
-    if len(issues) > before or power_path is None or energy_to_wh is None:
+    if len(issues) > before or energy_to_wh is None:
         return None
-    return GenericJsonParser(
+    if power_paths is None and energy_paths is None:
+        if power_path is None:
+            return None
+        return GenericJsonParser(
+            mqtt_topic=mqtt_topic,
+            data_topics=(mqtt_topic,),
+            availability_topic=None,
+            power_path=power_path,
+            energy_path=energy_path,
+            energy_to_wh=energy_to_wh,
+        )
+    paths = PathSum(
+        power_paths=power_paths or ((power_path,) if power_path else ()),
+        energy_paths=energy_paths or ((energy_path,) if energy_path else ()),
+        energy_to_wh=energy_to_wh,
+        absent=None,
+    )
+    return PathSumParser(
         mqtt_topic=mqtt_topic,
         data_topics=(mqtt_topic,),
-        power_path=power_path,
-        energy_path=energy_path,
-        energy_to_wh=energy_to_wh,
+        availability_topic=None,
+        paths=paths,
+        channels=paths.new_state(),
+        parser_type=GENERIC_JSON,
+        objects_only=False,
     )

@@ -63,11 +63,15 @@ class _Device:
 
 @dataclass(slots=True)
 class IngestCounters:
-    """What happened since the last drain: labels -> counts."""
+    """What happened since the last drain: labels -> counts.
+
+    ``negative_power``: data messages whose power was negative (read as 0 W), by parser.
+    """
 
     received: Counter[str]
     rejected: Counter[tuple[str, str]]
     emitted: Counter[str]
+    negative_power: Counter[str]
 
 
 class Ingestor:
@@ -88,6 +92,7 @@ class Ingestor:
         self._received: Counter[str] = Counter()
         self._rejected: Counter[tuple[str, str]] = Counter()
         self._emitted: Counter[str] = Counter()
+        self._negative_power: Counter[str] = Counter()
         self._reject_log = RateLimiter(interval_s=60.0)
 
     # -- configuration -------------------------------------------------
@@ -132,7 +137,10 @@ class Ingestor:
         for spec in specs:
             self._changed[spec.device_id] = None
             current = self._devices.get(spec.device_id)
-            parser = make_parser(spec.parser_type, spec.mqtt_topic, dict(spec.parser_options))
+            if current is not None and _same_parser(current.spec, spec):
+                parser = current.parser  # keeps its per-channel state
+            else:
+                parser = make_parser(spec.parser_type, spec.mqtt_topic, dict(spec.parser_options))
             if current is None:
                 detector = self._new_detector(spec)
                 self._devices[spec.device_id] = _Device(spec, parser, detector)
@@ -140,6 +148,12 @@ class Ingestor:
                 current.detector.reconfigure(
                     machine_name=spec.machine_name, config=spec.session_config
                 )
+                if parser is not current.parser and parser.channels is not None:
+                    # Other channels: the import counter continues from what was counted.
+                    old = current.parser.channels
+                    parser.channels.resume(
+                        old.snapshot() if old else None, current.detector.energy_counter_wh
+                    )
                 current.spec = spec
                 current.parser = parser
                 self._schedule(spec.device_id, current.detector)
@@ -189,6 +203,8 @@ class Ingestor:
                 continue
             detector.resume_after_restart(now)
             device.detector = detector
+            if device.parser.channels is not None:
+                device.parser.channels.resume(stored.get("channels"), detector.energy_counter_wh)
             self._schedule(device_id, detector)
         self._count(events)
         return events, unusable
@@ -217,6 +233,8 @@ class Ingestor:
                             # device speaking now: it must not start or extend a session.
                             continue
                         reading = device.parser.parse(topic, message.payload)
+                        if reading.negative_power:
+                            self._negative_power[device.spec.parser_type] += 1
                         new = device.detector.on_reading(now, reading)
                         if readings is not None and reading.power_w is not None:
                             readings.append(ReadingAccepted(route.device_id, now, reading.power_w))
@@ -281,11 +299,17 @@ class Ingestor:
             device = self._devices.get(device_id)
             # The machine name travels with the state so that a restart can still
             # end the session of a device whose removal it did not see committed.
-            changes[device_id] = (
-                {"machine_name": device.spec.machine_name, "detector": device.detector.snapshot()}
-                if device
-                else None
-            )
+            if device is None:
+                changes[device_id] = None
+                continue
+            change = {
+                "machine_name": device.spec.machine_name,
+                "detector": device.detector.snapshot(),
+            }
+            channels = device.parser.channels
+            if channels is not None:
+                change["channels"] = channels.snapshot()
+            changes[device_id] = change
         self._changed = {}
         return changes
 
@@ -301,8 +325,11 @@ class Ingestor:
 
     def drain_counters(self) -> IngestCounters:
         """Counters since the last drain; resets them."""
-        counters = IngestCounters(self._received, self._rejected, self._emitted)
+        counters = IngestCounters(
+            self._received, self._rejected, self._emitted, self._negative_power
+        )
         self._received, self._rejected, self._emitted = Counter(), Counter(), Counter()
+        self._negative_power = Counter()
         return counters
 
     # -- internals -----------------------------------------------------
@@ -374,6 +401,14 @@ class Ingestor:
                 detail=err.detail[:200],
                 suppressed_since_last=suppressed,
             )
+
+
+def _same_parser(old: DeviceSpec, new: DeviceSpec) -> bool:
+    return (old.parser_type, old.mqtt_topic, dict(old.parser_options)) == (
+        new.parser_type,
+        new.mqtt_topic,
+        dict(new.parser_options),
+    )
 
 
 def _log_transition(device: _Device, before: Any) -> None:

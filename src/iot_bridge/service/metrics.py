@@ -31,6 +31,13 @@ class Metrics:
             ["parser", "reason"],
             registry=self.registry,
         )
+        self.negative_power = Counter(
+            "iot_bridge_negative_power",
+            "Device messages whose power was negative (export, or a clamp the wrong way "
+            "round), read as 0 W, by parser type.",
+            ["parser"],
+            registry=self.registry,
+        )
         self.events_emitted = Counter(
             "iot_bridge_events_emitted",
             "Events committed to the outbox, by event type.",
@@ -78,6 +85,8 @@ class Metrics:
             self.messages_rejected.labels(parser=parser, reason=reason).inc(count)
         for event_type, count in counters.emitted.items():
             self.events_emitted.labels(type=event_type).inc(count)
+        for parser, count in counters.negative_power.items():
+            self.negative_power.labels(parser=parser).inc(count)
 
     def on_delivery_result(self, result: str) -> None:
         """Count one delivery attempt (ok, transient or permanent)."""

@@ -416,6 +416,110 @@ def test_each_parser_type_accepts_its_options(
     assert config.devices[0].parser_options.to_mapping() == options
 
 
+@pytest.mark.parametrize(
+    ("changes", "path", "fragment"),
+    [
+        # A parser or topic that has no channels.
+        ({"parser_options": {"channels": [0, 1]}}, "parser_options.channels", "one channel"),
+        (
+            {"mqtt_topic": "shellypro3em-abc/status/em:0", "parser_options": {"channels": [0]}},
+            "parser_options.channels",
+            "already their sum",
+        ),
+        (
+            {"parser_type": "zigbee2mqtt", "mqtt_topic": "z2m/clamp",
+             "parser_options": {"channels": [0, 1]}},
+            "parser_options.channels",
+            "not an option of zigbee2mqtt",
+        ),
+        (
+            {"parser_type": "shelly_rpc", "mqtt_topic": "p/events/rpc",
+             "parser_options": {"component": "em:0", "channels": [0, 1]}},
+            "parser_options.channels",
+            "already their sum",
+        ),
+        # An empty list, a repeat, a channel the topic does not start with.
+        (
+            {"mqtt_topic": "p/status/em1:0", "parser_options": {"channels": []}},
+            "parser_options.channels",
+            "at least one of its channel indexes",
+        ),
+        (
+            {"mqtt_topic": "p/status/em1:0", "parser_options": {"channels": [0, 1, 1]}},
+            "parser_options.channels.2",
+            "listed twice",
+        ),
+        (
+            {"parser_type": "shelly_gen1", "mqtt_topic": "shellies/em3/emeter/1/power",
+             "parser_options": {"channels": [0, 1, 2]}},
+            "parser_options.channels",
+            "must start with channel 1",
+        ),
+        (
+            {"parser_type": "tasmota", "mqtt_topic": "tele/em/SENSOR",
+             "parser_options": {"channel": 1, "channels": [0, 1]}},
+            "parser_options.channels",
+            "set one",
+        ),
+        (
+            {"parser_type": "tasmota", "mqtt_topic": "tele/em/SENSOR",
+             "parser_options": {"channels": [0, 32]}},
+            "parser_options.channels.1",
+            "from 0 to 31",
+        ),
+        (
+            {"parser_type": "generic_json", "mqtt_topic": "lab/meter",
+             "parser_options": {"power_paths": ["a", "a"]}},
+            "parser_options.power_paths.1",
+            "listed twice",
+        ),
+        (
+            {"parser_type": "zigbee2mqtt", "mqtt_topic": "z2m/clamp",
+             "parser_options": {"energy_paths": []}},
+            "parser_options.energy_paths",
+            "at least one of its dotted paths",
+        ),
+    ],
+)  # fmt: skip
+def test_channel_lists_that_cannot_work_are_rejected_with_their_path(
+    changes: dict[str, Any], path: str, fragment: str
+) -> None:
+    """channels/power_paths/energy_paths: no channels there, empty, repeated: the field's path."""
+    changes = {"mqtt_topic": "shellyplus1pm-abc/status/pm1:0", **changes}
+    found = issues(document(devices=[device(**changes)]))
+    assert fragment in found[f"devices.0.{path}"]
+
+
+@pytest.mark.parametrize(
+    ("parser_type", "topic", "options"),
+    [
+        ("shelly_pm", "shellypro3em-abc/status/em:0", {}),
+        ("shelly_pm", "shellypro3em-abc/status/em1:0", {"channels": [0, 1, 2]}),
+        ("shelly_pm", "shellypro4pm-abc/status/switch:0", {"channels": [0, 1, 2, 3]}),
+        ("shelly_rpc", "shellypro3em-abc/events/rpc", {"component": "em:0"}),
+        ("shelly_rpc", "shellypro3em-abc/events/rpc", {"channels": [0, 1, 2]}),
+        ("shelly_gen1", "shellies/shellyem3-ABC/emeter/0/power", {"channels": [0, 1, 2]}),
+        ("tasmota", "tele/em/SENSOR", {"channels": [0, 2]}),
+        (
+            "zigbee2mqtt",
+            "zigbee2mqtt/clamp",
+            {"power_paths": ["power", "power_phase_b", "power_phase_c"]},
+        ),
+        ("generic_json", "lab/meter", {"power_paths": ["a", "b"], "energy_paths": ["c", "d"]}),
+    ],
+)
+def test_every_meter_of_section_4a_is_accepted(
+    parser_type: str, topic: str, options: dict[str, Any]
+) -> None:
+    """The configuration CONTRACT §4a names for each meter validates as written."""
+    config = parse_config(
+        document(
+            devices=[device(parser_type=parser_type, mqtt_topic=topic, parser_options=options)]
+        )
+    )
+    assert config.devices[0].parser_options.to_mapping() == options
+
+
 def test_parser_fit_is_checked_even_when_another_device_is_invalid() -> None:
     """A run with a broken device still reports a valid device's parser misfit."""
     found = issues(

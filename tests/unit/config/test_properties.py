@@ -9,9 +9,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from iot_bridge.config.files import _StrictLoader
-from iot_bridge.config.model import PARSER_TYPES, BridgeConfig
+from iot_bridge.config.model import BridgeConfig
 from iot_bridge.config.parse import parse_config
 from iot_bridge.errors import ConfigError
+from iot_bridge.parsers import PARSER_TYPES
 
 KEYS = st.sampled_from(
     [

@@ -92,6 +92,49 @@ def test_restored_detector_continues_like_the_original(name: str) -> None:
     assert drive(restored) == drive(sim.detector)
 
 
+_V1_NAMES = {
+    "debounce_due": "state_due",
+    "segment_started_at": "seg_t",
+    "segment_working": "seg_working",
+    "power_integral_ws": "integral_ws",
+    "peak_power_w": "peak_w",
+    "heartbeat_due": "hb_due",
+    "heartbeat_base": "hb_base",
+    "heartbeat_number": "hb_k",
+    "last_heartbeat_at": "hb_prev_t",
+    "last_heartbeat_working_s": "hb_prev_working_s",
+    "last_heartbeat_power_integral_ws": "hb_prev_integral_ws",
+    "first_low_at": "low_at",
+    "state_before_stop": "prev_state",
+}
+
+
+def _as_version_1(data: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot in the abbreviated keys version 1 wrote."""
+    old = copy.deepcopy(data)
+    old["version"] = 1
+    session = old["session"]
+    if session is not None:
+        old["session"] = {_V1_NAMES.get(key, key): value for key, value in session.items()}
+        stopping = old["session"]["stopping"]
+        if stopping is not None:
+            old["session"]["stopping"] = {
+                _V1_NAMES.get(key, key): value for key, value in stopping.items()
+            }
+    return old
+
+
+@pytest.mark.parametrize("name", list(scenarios()))
+def test_a_version_1_snapshot_restores_like_the_current_one(name: str) -> None:
+    """Snapshots written before the names were spelled out restore to the same detector."""
+    sim = scenarios()[name]
+    old = _as_version_1(json.loads(json.dumps(sim.detector.snapshot())))
+    restored = SessionDetector.restore(
+        old, device_id="dev-1", machine_name="Mill", config=sim.detector.config
+    )
+    assert restored.snapshot() == sim.detector.snapshot()
+
+
 def test_restore_with_a_new_config_applies_it_like_reconfigure() -> None:
     """Restoring under a different heartbeat interval keeps the next heartbeat, then follows it."""
     sim = scenarios()["working"]
@@ -140,8 +183,8 @@ def _both(
 
 CORRUPTIONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "missing key": _delete("last_seen"),
-    "missing session key": _delete("session.seg_t"),
-    "missing stopping key": _delete("session.stopping.low_at"),
+    "missing session key": _delete("session.segment_started_at"),
+    "missing stopping key": _delete("session.stopping.first_low_at"),
     "unknown version": _set("version", 99),
     "version as string": _set("version", "1"),
     "other device": _set("device_id", "someone-else"),
@@ -149,7 +192,7 @@ CORRUPTIONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "number as string": _set("last_seen", "yesterday"),
     "bool as number": _set("power_w", True),
     "nan": _set("session.working_s", float("nan")),
-    "infinity": _set("session.integral_ws", float("inf")),
+    "infinity": _set("session.power_integral_ws", float("inf")),
     "online not a bool": _set("online", "yes"),
     "online disagrees with announced": _set("online", False),
     "silence without announcement": _both(_set("announced_online", False), _set("online", None)),
@@ -158,13 +201,13 @@ CORRUPTIONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "session while idle": _set("state", "idle"),
     "session id while starting": _set("state", "starting"),
     "no session id while running": _set("session.session_id", None),
-    "no stop due while stopping": _set("session.state_due", None),
-    "stopping missing": _both(_set("state", "working"), _set("session.state_due", None)),
-    "bad previous state": _set("session.stopping.prev_state", "idle"),
-    "negative heartbeat index": _set("session.hb_k", -1),
-    "heartbeat index float": _set("session.hb_k", 1.5),
+    "no stop due while stopping": _set("session.debounce_due", None),
+    "stopping missing": _both(_set("state", "working"), _set("session.debounce_due", None)),
+    "bad previous state": _set("session.stopping.state_before_stop", "idle"),
+    "negative heartbeat index": _set("session.heartbeat_number", -1),
+    "heartbeat index float": _set("session.heartbeat_number", 1.5),
     "no power in a session": _set("power_w", None),
-    "seg_working not a bool": _set("session.seg_working", 1),
+    "segment_working not a bool": _set("session.segment_working", 1),
 }
 
 

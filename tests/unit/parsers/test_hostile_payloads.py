@@ -53,9 +53,8 @@ BAD_DOCUMENTS: list[tuple[bytes, str]] = [
 
 # A value where the power goes, and the reason it is refused (JSON families).
 BAD_POWER: list[tuple[str, str]] = [
-    ("-1", "invalid_power"),
-    ("-0.001", "invalid_power"),
     ("1e10", "invalid_power"),
+    ("-1e10", "invalid_power"),
     ("1000000000.5", "invalid_power"),
     ("18446744073709551615", "invalid_power"),
     ("true", "invalid_power"),
@@ -102,10 +101,21 @@ def test_bad_document_is_refused(parser_type: str, payload: bytes, reason: str) 
 @pytest.mark.parametrize("parser_type", sorted(JSON_FAMILIES))
 @pytest.mark.parametrize(("value", "reason"), BAD_POWER)
 def test_bad_power_is_refused(parser_type: str, value: str, reason: str) -> None:
-    """Negative, absurd, boolean, string, object and non-finite powers are refused."""
+    """Absurd, boolean, string, object and non-finite powers are refused."""
     topic, options, power_template, _ = JSON_FAMILIES[parser_type]
     payload = power_template.format(value).encode()
     assert _refusal(parser_type, topic, options, payload) == reason
+
+
+@pytest.mark.parametrize("parser_type", sorted(JSON_FAMILIES))
+@pytest.mark.parametrize("value", ["-1", "-0.001", "-18.017", "-1000000000"])
+def test_negative_power_is_a_reading_of_zero(parser_type: str, value: str) -> None:
+    """A negative power (export, a reversed clamp) is a valid 0 W reading, flagged as negative."""
+    topic, options, power_template, _ = JSON_FAMILIES[parser_type]
+    parser = make_parser(parser_type, topic, options)
+    reading = parser.parse(topic, power_template.format(value).encode())
+    assert reading.power_w == 0.0
+    assert reading.negative_power is True
 
 
 @pytest.mark.parametrize("parser_type", sorted(set(JSON_FAMILIES) - {"tasmota"}))
@@ -172,8 +182,7 @@ BAD_GEN1_TEXT: list[tuple[bytes, str, str]] = [
     (b"-inf", "invalid_power", "invalid_energy"),
     (b"Infinity", "invalid_power", "invalid_energy"),
     (b"1e999", "invalid_power", "invalid_energy"),
-    (b"-1", "invalid_power", "invalid_energy"),
-    (b"-0.5", "invalid_power", "invalid_energy"),
+    (b"-1e10", "invalid_power", "invalid_energy"),
     (b"true", "invalid_power", "invalid_energy"),
     (b"null", "invalid_power", "invalid_energy"),
     (b'"12.5"', "invalid_power", "invalid_energy"),
@@ -189,12 +198,22 @@ BAD_GEN1_TEXT: list[tuple[bytes, str, str]] = [
 
 @pytest.mark.parametrize(("payload", "power_reason", "energy_reason"), BAD_GEN1_TEXT)
 def test_bad_gen1_text_is_refused(payload: bytes, power_reason: str, energy_reason: str) -> None:
-    """Gen1 numbers are strict decimal text: no nan/inf, signs below zero, words or units."""
+    """Gen1 numbers are strict decimal text: no nan/inf, words or units."""
     assert _refusal("shelly_gen1", GEN1_POWER_TOPIC, {}, payload) == power_reason
     parser = make_parser("shelly_gen1", GEN1_POWER_TOPIC)
     with pytest.raises(PayloadError) as caught:
         parser.parse(GEN1_ENERGY_TOPIC, payload)
     assert caught.value.reason == energy_reason
+
+
+@pytest.mark.parametrize("payload", [b"-1", b"-0.5", b"-120.11"])
+def test_gen1_negative_power_is_zero_and_negative_energy_refused(payload: bytes) -> None:
+    """A negative Gen1 power is a flagged 0 W reading; a negative energy counter is refused."""
+    parser = make_parser("shelly_gen1", GEN1_POWER_TOPIC)
+    assert parser.parse(GEN1_POWER_TOPIC, payload) == Reading(0.0, None, True)
+    with pytest.raises(PayloadError) as caught:
+        parser.parse(GEN1_ENERGY_TOPIC, payload)
+    assert caught.value.reason == "invalid_energy"
 
 
 def test_gen1_power_above_a_gigawatt_is_refused() -> None:

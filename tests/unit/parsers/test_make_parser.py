@@ -36,7 +36,7 @@ DERIVED: list[tuple[str, str, dict[str, Any], tuple[str, ...], str | None]] = [
      ("shellypmminig3-48f6eeb73a1c/status/pm1:0",), "shellypmminig3-48f6eeb73a1c/online"),
     ("shelly_pm", "home/garage/shelly/status/switch:1", {},
      ("home/garage/shelly/status/switch:1",), "home/garage/shelly/online"),
-    ("shelly_pm", "+/status/em1:0", {}, ("+/status/em1:0",), "+/online"),
+    ("shelly_pm", "+/status/em1:0", {}, ("+/status/em1:0", "+/status/em1data:0"), "+/online"),
     ("shelly_rpc", "shellyplusplugs-80646fd031f8/events/rpc", {"component": "switch:0"},
      ("shellyplusplugs-80646fd031f8/events/rpc",), "shellyplusplugs-80646fd031f8/online"),
     ("shelly_gen1", "shellies/shellyplug-s-AB12CD/relay/0/power", {},

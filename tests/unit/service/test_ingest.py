@@ -233,3 +233,83 @@ def test_retained_readings_are_not_live_but_retained_availability_is() -> None:
     assert mill is not None and mill.power_w is None and mill.last_seen is None
     events = ingestor.handle([Msg("a/online", b"true", retain=True)], 2.0)
     assert [str(e.event_type) for e in events] == ["device_online"]
+
+
+def gen1_3em(device_id: str = "lathe", **changes: object) -> DeviceSpec:
+    values: dict[str, object] = {
+        "mqtt_topic": "shellies/em3/emeter/0/power",
+        "parser_type": "shelly_gen1",
+        "parser_options": {"channels": [0, 1, 2]},
+    }
+    return spec(device_id, "", **{**values, **changes})
+
+
+def phase(channel: int, leaf: str, value: float) -> Msg:
+    return Msg(f"shellies/em3/emeter/{channel}/{leaf}", repr(value).encode())
+
+
+def test_channels_subscribe_every_phase_and_its_counter() -> None:
+    """A channel list subscribes each listed channel's data topic and energy sibling."""
+    ingestor = Ingestor()
+    ingestor.apply_devices([gen1_3em()], 0.0)
+    assert ingestor.subscriptions == {
+        *(f"shellies/em3/emeter/{n}/{leaf}" for n in range(3) for leaf in ("power", "total")),
+        "shellies/em3/online",
+    }
+
+
+def test_negative_power_is_counted_by_parser_type() -> None:
+    """A negative power is a 0 W reading, counted in negative_power (the metric's source)."""
+    ingestor = Ingestor()
+    ingestor.apply_devices([gen1_3em(), spec("mill", "a")], 0.0)
+    ingestor.handle([phase(0, "power", -12.5), phase(1, "power", 40.0), power("a", 1.0)], 1.0)
+    counters = ingestor.drain_counters()
+    assert counters.negative_power == {"shelly_gen1": 1}
+    assert counters.rejected == {}
+    detector = ingestor.detector("lathe")
+    assert detector is not None
+    assert detector.power_w == 40.0
+    assert ingestor.drain_counters().negative_power == {}
+
+
+def _restarted(before: Ingestor, specs: list[DeviceSpec], now: float) -> Ingestor:
+    after = Ingestor()
+    after.apply_devices(specs, now)
+    stored = {k: v for k, v in before.take_changes().items() if v is not None}
+    _, unusable = after.restore(stored, now)
+    assert unusable == []
+    return after
+
+
+def test_channel_state_survives_a_restart() -> None:
+    """After a restart the phases not heard again keep their power, and counters continue."""
+    before = Ingestor()
+    before.apply_devices([gen1_3em()], 0.0)
+    before.handle([phase(n, "power", 100.0 * (n + 1)) for n in range(3)], 1.0)
+    before.handle([phase(n, "total", 1000.0) for n in range(3)], 2.0)
+    before.handle([phase(2, "total", 5.0)], 3.0)  # phase C restarted from zero: +5 Wh
+    after = _restarted(before, [gen1_3em()], 10.0)
+    after.handle([phase(0, "power", 150.0), phase(1, "total", 1010.0)], 11.0)
+    detector = after.detector("lathe")
+    assert detector is not None
+    assert detector.power_w == 150.0 + 200.0 + 300.0
+    # 3000 at first, +5 after phase C's restart, +10 on phase B: never the lifetime again.
+    assert detector.energy_counter_wh == 3015.0
+
+
+def test_a_config_push_keeps_channel_state_unless_the_channels_change() -> None:
+    """Same parser settings keep the phases; other channels continue the import counter only."""
+    ingestor = Ingestor()
+    ingestor.apply_devices([gen1_3em()], 0.0)
+    ingestor.handle([phase(n, "power", 10.0) for n in range(3)], 1.0)
+    ingestor.handle([phase(n, "total", 500.0) for n in range(3)], 2.0)
+    ingestor.apply_devices([gen1_3em(machine_name="Big lathe")], 3.0)
+    ingestor.handle([phase(0, "power", 20.0)], 4.0)
+    detector = ingestor.detector("lathe")
+    assert detector is not None
+    assert detector.power_w == 40.0
+    ingestor.apply_devices([gen1_3em(parser_options={"channels": [0, 1]})], 5.0)
+    ingestor.handle([phase(0, "total", 600.0), phase(1, "total", 700.0)], 6.0)
+    assert detector.energy_counter_wh == 1500.0  # new baselines: no lifetime counted as use
+    ingestor.handle([phase(1, "total", 750.0)], 7.0)
+    assert detector.energy_counter_wh == 1550.0
