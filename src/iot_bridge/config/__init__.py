@@ -22,6 +22,7 @@ from iot_bridge.config.model import (
     SessionConfigModel,
     parse_config,
 )
+from iot_bridge.config.shard import Shard, parse_shard
 from iot_bridge.config.sources import (
     ACTIVE_CONFIG_NAME,
     LoadedConfig,
@@ -46,11 +47,13 @@ __all__ = [
     "ParserOptions",
     "ParserType",
     "SessionConfigModel",
+    "Shard",
     "effective_mqtt",
     "effective_odoo",
     "load_active_config",
     "load_config_file",
     "parse_config",
+    "parse_shard",
     "persist_config",
     "settings_from_env",
     "summarize",

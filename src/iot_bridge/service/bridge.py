@@ -24,6 +24,7 @@ from iot_bridge.adapters.mqtt import InboundMessage, MqttClient, MqttSettings
 from iot_bridge.adapters.odoo import OdooSender
 from iot_bridge.adapters.store import KEPT_BATCHES, EventStore, StoredEvent
 from iot_bridge.config.model import MASK, BridgeConfig, MqttSection, OdooSection
+from iot_bridge.config.shard import Shard
 from iot_bridge.config.sources import (
     EnvSettings,
     effective_mqtt,
@@ -34,7 +35,7 @@ from iot_bridge.domain.events import Event, iso_utc
 from iot_bridge.errors import ConfigError, ConfigIssue, MqttError, StoreError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.delivery import DeliveryWorker
-from iot_bridge.service.ingest import Ingestor, device_specs
+from iot_bridge.service.ingest import DeviceSpec, Ingestor, device_specs
 from iot_bridge.service.metrics import Metrics
 from iot_bridge.service.redelivery import split_redelivered
 
@@ -50,14 +51,14 @@ DISCONNECTED_WAKE_S = 1.0
 EventListener = Callable[[Sequence[Event]], None]
 
 
-def mqtt_settings(section: MqttSection) -> MqttSettings:
-    """The MQTT client's settings from the config's ``mqtt`` section."""
+def mqtt_settings(section: MqttSection, shard: Shard | None = None) -> MqttSettings:
+    """The MQTT client's settings from the config's ``mqtt`` section (and ``BRIDGE_SHARD``)."""
     return MqttSettings(
         host=section.broker,
         port=section.port,
         username=section.username or None,
         password=section.password or None,
-        client_id=section.client_id,
+        client_id=section.client_id if shard is None else shard.client_id(section.client_id),
         keepalive_s=section.keepalive,
         use_tls=section.use_tls,
         ca_file=section.ca_file,
@@ -65,6 +66,12 @@ def mqtt_settings(section: MqttSection) -> MqttSettings:
         clean_start=False,
         receive_maximum=RECEIVE_MAXIMUM,
     )
+
+
+def taken_devices(config: BridgeConfig, shard: Shard | None) -> list[DeviceSpec]:
+    """The devices of ``config`` this instance runs: its shard's (``BRIDGE_SHARD``), or all."""
+    specs = device_specs(config)
+    return specs if shard is None else shard.select(specs)
 
 
 def odoo_sender(section: OdooSection | None) -> OdooSender | None:
@@ -154,7 +161,7 @@ class Bridge:
         self._listeners: list[EventListener] = []
         self._odoo: OdooSection | None = effective_odoo(config, env)
         self._mqtt_section: MqttSection = effective_mqtt(config, env)
-        self.mqtt = MqttClient(mqtt_settings(self._mqtt_section))
+        self.mqtt = MqttClient(mqtt_settings(self._mqtt_section, env.shard))
         self._mqtt_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._config_lock = asyncio.Lock()
@@ -185,7 +192,7 @@ class Bridge:
         """Apply the loaded config, restore detectors, and start MQTT."""
         now = self.now()
         async with self._lock:
-            events = self.ingestor.apply_devices(device_specs(self.config), now)
+            events = self.ingestor.apply_devices(taken_devices(self.config, self.env.shard), now)
             snapshots = await asyncio.to_thread(self.store.load_snapshots)
             for fingerprints in await asyncio.to_thread(self.store.load_committed_batches):
                 self._committed.append(set(fingerprints))
@@ -198,6 +205,7 @@ class Bridge:
         log.info(
             "bridge_started",
             devices=len(self.ingestor.device_ids),
+            shard=self.shard,
             config_source=self.config_source,
             broker=self.broker_address,
             odoo=self._odoo.base_url if self._odoo else None,
@@ -350,6 +358,11 @@ class Bridge:
         return f"{self._mqtt_section.broker}:{self._mqtt_section.port}"
 
     @property
+    def shard(self) -> str | None:
+        """``"i/N"`` of ``BRIDGE_SHARD``, or None when this instance takes every device."""
+        return None if self.env.shard is None else str(self.env.shard)
+
+    @property
     def odoo_configured(self) -> bool:
         """False in local-only mode."""
         return self._odoo is not None
@@ -377,7 +390,7 @@ class Bridge:
         await asyncio.to_thread(persist_config, self.data_dir, config)
         now = self.now()
         async with self._lock:
-            events = self.ingestor.apply_devices(device_specs(config), now)
+            events = self.ingestor.apply_devices(taken_devices(config, self.env.shard), now)
             await self._commit(events, now)
             self.config = config
             self.config_source = "persisted"
@@ -396,12 +409,14 @@ class Bridge:
         log.info(
             "config_applied",
             devices=len(config.devices),
+            devices_taken=len(self.ingestor.device_ids),
+            shard=self.shard,
             mqtt_reconnected=reconnect,
             broker=self.broker_address,
             removed_sessions=sum(1 for e in events if e.data.get("reason") == "device_removed"),
         )
         return ConfigApplied(
-            devices_configured=len(config.devices),
+            devices_configured=len(self.ingestor.device_ids),
             mqtt_reconnected=reconnect,
             timestamp=self.last_config_update,
         )
@@ -423,7 +438,9 @@ class Bridge:
     async def _switch_broker(self, section: MqttSection) -> None:
         old_client, old_task = self.mqtt, self._mqtt_task
         self._mqtt_section = section
-        self.mqtt = MqttClient(mqtt_settings(section), subscriptions=self.ingestor.subscriptions)
+        self.mqtt = MqttClient(
+            mqtt_settings(section, self.env.shard), subscriptions=self.ingestor.subscriptions
+        )
         self._start_mqtt()
         self._client_switched.set()
         # Closing the old connection can take long (a hung TLS peer): not under the lock.
@@ -459,11 +476,13 @@ class Bridge:
         return {
             "status": "ok" if connected and not failing else "degraded",
             "devices": len(self.ingestor.device_ids),
+            "shard": self.shard,
             "subscriptions": len(self.mqtt.subscriptions),
             "last_config_update": self.last_config_update,
             "mqtt": {
                 "connected": connected,
                 "broker": self.broker_address,
+                "protocol": self.mqtt.protocol,
                 "last_error": None if connected else self.mqtt.last_error,
             },
             "outbox": outbox,
