@@ -119,7 +119,12 @@ async def test_a_3_1_1_connack_refusal_falls_back_at_once_and_reconnects_stay_3_
 async def test_messages_published_while_the_client_was_away_arrive_when_it_returns(
     amqtt_factory: AmqttFactory,
 ) -> None:
-    """Persistent 3.1.1 session (clean session 0): QoS 1 messages queued while away come on return."""
+    """Persistent 3.1.1 session (clean session 0): QoS 1 messages queued while away come on return.
+
+    (amqtt flags such queued messages as retained, against MQTT-3.3.1-9; the
+    client passes the flag on as received. The bridge e2e test of this uses
+    mosquitto behind RefusingProxy for that reason.)
+    """
     broker = amqtt_factory()
     prefix, client_id = unique("away"), unique("bridge")
     async with running(make_client(broker.host, broker.port, client_id, [f"{prefix}/#"])):
