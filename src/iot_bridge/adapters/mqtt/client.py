@@ -93,11 +93,11 @@ class MqttClient:
     Protocol: MQTT 5 first. A broker that refuses it (a 3.1.1 CONNACK with
     return code 1, an MQTT 5 CONNACK with reason 132, or no CONNACK at all: the
     connection closed or ``connect_timeout_s`` passed, while no connect to this
-    broker has ever been accepted) is asked
-    again at once in MQTT 3.1.1, logged once as ``mqtt_protocol_fallback``. Once
-    a 3.1.1 connect is accepted the client keeps 3.1.1 for this broker; the same
-    persistent session (``clean session`` false), QoS 1 subscriptions and manual
-    acknowledgements apply. ``protocol`` says which one is in use.
+    broker has ever been accepted) is asked again at once in MQTT 3.1.1, logged
+    once as ``mqtt_protocol_fallback``. Once a 3.1.1 connect is accepted the
+    client keeps 3.1.1 for this broker; the same persistent session (``clean
+    session`` false), QoS 1 subscriptions and manual acknowledgements apply.
+    ``protocol`` says which one is in use.
     """
 
     def __init__(
