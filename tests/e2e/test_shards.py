@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from iot_bridge.config.shard import shard_of
 from tests.e2e.conftest import config, device, power, write_config
 from tests.support.bridge_process import BridgeProcess, wait_until
 from tests.support.mosquitto import MosquittoBroker, publish_many
 from tests.support.odoo_standin import OdooStandin
-
-from iot_bridge.config.shard import shard_of
 
 DEVICE_IDS = ["mill", "lathe", "press", "drill", "saw", "router", "welder"]
 
@@ -47,7 +46,7 @@ def test_each_device_is_run_by_exactly_one_instance_and_kill_9_loses_nothing(
     """Every device's events come from one instance only; a killed instance resumes its sessions."""
     assert _owned(1) and _owned(2)  # the stable hash splits these ids between both
     broker: MosquittoBroker = mosquitto_factory()
-    document, (first, second) = _start_shards(broker, odoo_standin, bridge_factory, tmp_path)
+    _, (first, second) = _start_shards(broker, odoo_standin, bridge_factory, tmp_path)
     for index, bridge in ((1, first), (2, second)):
         health = bridge.health()
         assert health["shard"] == f"{index}/2"
