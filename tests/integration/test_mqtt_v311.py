@@ -8,6 +8,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import pytest
 from structlog.testing import capture_logs
 
 from iot_bridge.adapters.mqtt import Backoff, InboundMessage, MqttClient, MqttSettings
@@ -15,7 +16,7 @@ from tests.support.amqtt_broker import AmqttBroker, RefusingProxy, publish_v311
 from tests.support.mosquitto import MosquittoBroker, publish_many
 
 AmqttFactory = Callable[[], AmqttBroker]
-ProxyFactory = Callable[[Any], RefusingProxy]
+ProxyFactory = Callable[..., RefusingProxy]
 
 
 def make_client(host: str, port: int, client_id: str, subscriptions: list[str]) -> MqttClient:
@@ -181,6 +182,32 @@ async def test_subscription_changes_while_connected_in_3_1_1(amqtt_factory: Amqt
         await apublish(broker.host, broker.port, (f"{old}/x", "gone"), (f"{new}/x", "here"))
         [message] = await receive(client, 1)
         assert message.payload == b"here"
+
+
+@pytest.mark.parametrize(
+    ("refusal", "reason"),
+    [
+        ("connack_v311", "unsupported protocol version"),
+        ("connack_v5", "unsupported protocol version"),
+        ("close", "connection closed by the broker"),
+    ],
+)
+async def test_every_way_of_refusing_mqtt5_gets_a_3_1_1_session_with_mosquitto_semantics(
+    mosquitto: MosquittoBroker, refusing_proxy_factory: ProxyFactory, refusal: str, reason: str
+) -> None:
+    """A 3.1.1 CONNACK 0x01, an MQTT 5 CONNACK 0x84, or a plain close: one fallback, then 3.1.1 works."""
+    proxy = refusing_proxy_factory(mosquitto, refusal)
+    prefix = unique("way")
+    client = make_client(proxy.host, proxy.port, unique("bridge"), [f"{prefix}/#"])
+    with capture_logs() as logs:
+        async with running(client):
+            assert client.protocol == "3.1.1"
+            await asyncio.to_thread(publish_many, mosquitto, [(f"{prefix}/a", "x")])
+            [message] = await receive(client, 1)
+            assert client.ack([message]) == 1
+    assert proxy.refused == 1
+    [fallback] = fallbacks(logs)
+    assert reason in fallback["reason"]
 
 
 async def test_an_mqtt5_broker_is_still_spoken_to_in_mqtt5(mosquitto: MosquittoBroker) -> None:

@@ -124,18 +124,28 @@ class AmqttBroker:
         return f"AmqttBroker({self.address}, {state})"
 
 
-class RefusingProxy:
-    """A TCP front for a 3.1.1 broker that refuses MQTT 5 the way mosquitto 1.x does.
+# How a broker that does not speak MQTT 5 turns an MQTT 5 CONNECT away.
+REFUSALS = {
+    "connack_v311": b"\x20\x02\x00\x01",  # mosquitto 1.4/1.5: 3.1.1 CONNACK, return code 1
+    "connack_v5": b"\x20\x03\x00\x84\x00",  # MQTT 5 CONNACK, reason 132 (unsupported version)
+    "close": b"",  # RabbitMQ's MQTT plugin before 3.13: just closes the connection
+}
 
-    It reads each connection's CONNECT header: protocol level 5 gets the 3.1.1
-    CONNACK ``20 02 00 01`` and a close; anything else is piped to the broker.
+
+class RefusingProxy:
+    """A TCP front for a broker that makes it refuse MQTT 5 like an old broker.
+
+    It reads each connection's CONNECT header: protocol level 5 gets the
+    ``refusal`` (see ``REFUSALS``; by default the 3.1.1 CONNACK ``20 02 00 01``
+    mosquitto 1.x sends) and a close; anything else is piped to the broker.
     ``refused`` counts the MQTT 5 connects turned away.
     """
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, refusal: str = "connack_v311") -> None:
         self.host = "127.0.0.1"
         self.port = free_port(self.host)
         self.refused = 0
+        self._refusal = REFUSALS[refusal]
         self._target = (target_host, target_port)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -160,7 +170,7 @@ class RefusingProxy:
             variable = await reader.readexactly(7)
             if variable[6] == 5:
                 self.refused += 1
-                writer.write(b"\x20\x02\x00\x01")
+                writer.write(self._refusal)
                 await writer.drain()
                 return
             upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
@@ -284,12 +294,12 @@ class Broker(Protocol):
 
 
 @pytest.fixture
-def refusing_proxy_factory() -> Iterator[Callable[[Broker], RefusingProxy]]:
-    """``factory(broker) -> started RefusingProxy`` in front of ``broker``; stopped at teardown."""
+def refusing_proxy_factory() -> Iterator[Callable[..., RefusingProxy]]:
+    """``factory(broker, refusal=...) -> started RefusingProxy`` in front of ``broker``."""
     proxies: list[RefusingProxy] = []
 
-    def factory(broker: Broker) -> RefusingProxy:
-        proxy = RefusingProxy(broker.host, broker.port).start()
+    def factory(broker: Broker, refusal: str = "connack_v311") -> RefusingProxy:
+        proxy = RefusingProxy(broker.host, broker.port, refusal).start()
         proxies.append(proxy)
         return proxy
 
