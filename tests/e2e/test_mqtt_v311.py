@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.conftest import config, device, power, write_config
+from tests.e2e.conftest import config, device, flicker_kill_restart, power, write_config
 from tests.support.amqtt_broker import AmqttBroker, RefusingProxy, publish_v311
 from tests.support.bridge_process import BridgeProcess, wait_until
 from tests.support.mosquitto import MosquittoBroker, publish
@@ -89,17 +89,5 @@ def test_kill_9_on_a_3_1_1_broker_loses_no_event(
     wait_until(lambda: bridge.health()["mqtt"]["connected"])
     assert bridge.health()["mqtt"]["protocol"] == "3.1.1"
     assert proxy.refused == 1
-    for watts in (100.0, 0.0, 100.0, 0.0, 100.0):
-        publish(broker, TOPIC, power(watts))
-    bridge.kill()
-    bridge.start()
-    wait_until(
-        lambda: (
-            bridge.device("mill")["power_w"] == 100.0
-            and bridge.event_types().count("session_started") == 3
-        )
-    )
-    kinds = bridge.event_types("mill")
-    assert kinds.count("session_started") == 3
-    assert kinds.count("session_stopped") == 2
+    flicker_kill_restart(bridge, lambda topic, payload: publish(broker, topic, payload))
     assert bridge.health()["mqtt"]["protocol"] == "3.1.1"

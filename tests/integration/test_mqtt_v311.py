@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
-from iot_bridge.adapters.mqtt import Backoff, InboundMessage, MqttClient, MqttSettings
+from iot_bridge.adapters.mqtt import Backoff, MqttClient, MqttSettings
+from tests.integration.test_mqtt_client import receive, running
 from tests.support.amqtt_broker import AmqttBroker, RefusingProxy, publish_v311
 from tests.support.mosquitto import MosquittoBroker, publish_many
 
@@ -28,27 +28,6 @@ def make_client(host: str, port: int, client_id: str, subscriptions: list[str]) 
         connect_timeout_s=2.0,
         request_timeout_s=5.0,
     )
-
-
-@contextlib.asynccontextmanager
-async def running(client: MqttClient) -> AsyncIterator[MqttClient]:
-    """Run ``client``, wait until it is connected; close it on exit."""
-    task = asyncio.create_task(client.run())
-    try:
-        assert await client.wait_connected(15), client.last_error
-        yield client
-    finally:
-        await client.close()
-        await asyncio.wait_for(task, 10)
-
-
-async def receive(client: MqttClient, count: int, timeout_s: float = 10.0) -> list[InboundMessage]:
-    """Exactly ``count`` messages, in the order they came."""
-    messages: list[InboundMessage] = []
-    async with asyncio.timeout(timeout_s):
-        while len(messages) < count:
-            messages += await client.receive_batch(count - len(messages))
-    return messages
 
 
 async def apublish(host: str, port: int, *messages: tuple[str, str]) -> None:

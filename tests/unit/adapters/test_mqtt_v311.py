@@ -252,7 +252,19 @@ async def test_an_mqtt5_connection_reads_a_3_1_1_refusal_as_unsupported_protocol
         connection.data_received(data[start:end])
     connack = connection.connack.result()
     assert connack.reason_code == mqtt5.ConnAckReasonCode.UNSUPPORTED_PROTOCOL_VERSION
+    assert connack.reason_str == "answered in MQTT 3.1.1 (CONNACK return code 1)"
     assert not transport.closed  # the client decides what to do with the refusal
+
+
+@pytest.mark.parametrize("code", [0, 4, 5])
+async def test_any_3_1_1_connack_to_mqtt5_means_no_mqtt5(code: int) -> None:
+    """Even "accepted" or "bad password" in 3.1.1 framing says the broker speaks 3.1.1, not 5."""
+    queue = InboundQueue(100)
+    connection, _ = connect(queue, "5")
+    connection.data_received(bytes([0x20, 0x02, 0x00, code]))
+    connack = connection.connack.result()
+    assert connack.reason_code == mqtt5.ConnAckReasonCode.UNSUPPORTED_PROTOCOL_VERSION
+    assert f"return code {code}" in (connack.reason_str or "")
 
 
 async def test_a_3_1_1_connack_after_the_connack_is_still_malformed() -> None:

@@ -254,12 +254,16 @@ class MqttConnection(asyncio.Protocol):
     def _refused_in_v311(self, data: memoryview) -> bool:
         # A 3.1.1-only broker answers our MQTT 5 CONNECT with a 3.1.1 CONNACK
         # (return code 1, unacceptable protocol version), which the MQTT 5 codec
-        # cannot read. Hand it to the client as the CONNACK it is.
+        # cannot read. Whatever its code, a broker answering in 3.1.1 does not
+        # speak MQTT 5: the client hears "unsupported protocol version".
         if self.protocol != MQTT_5 or self.connack.done() or not _v311.is_connack(data):
             return False
-        connack, _ = _v311.read(data)
-        assert isinstance(connack, mqtt5.ConnAckPacket)
-        self.connack.set_result(connack)
+        self.connack.set_result(
+            mqtt5.ConnAckPacket(
+                reason_code=mqtt5.ConnAckReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
+                reason_str=f"answered in MQTT 3.1.1 (CONNACK return code {data[3]})",
+            )
+        )
         return True
 
     def _exactly_once(self, packet: mqtt5.PublishPacket) -> _InboundMessageBuilder:

@@ -304,7 +304,10 @@ class MqttClient:
             return None
         code = reason_value(connack.reason_code)
         if code == _CONNACK_UNSUPPORTED_PROTOCOL and self._protocol == MQTT_5:
-            self._fall_back(connection, "the broker refused MQTT 5 (unsupported protocol version)")
+            detail = f": {connack.reason_str}" if connack.reason_str else ""
+            self._fall_back(
+                connection, f"the broker refused MQTT 5 (unsupported protocol version{detail})"
+            )
             return None
         if code != 0:
             detail = f" ({connack.reason_str})" if connack.reason_str else ""
