@@ -273,7 +273,12 @@ class NullSender:
 class Rig:
     """A ``Bridge`` on fakes, plus the fakes, for one test."""
 
-    def __init__(self, bridge_config: BridgeConfig, outbox: FakeOutbox | None = None) -> None:
+    def __init__(
+        self,
+        bridge_config: BridgeConfig,
+        outbox: FakeOutbox | None = None,
+        env: EnvSettings | None = None,
+    ) -> None:
         self.journal: list[Any] = []
         self.outbox = outbox or FakeOutbox(journal=self.journal)
         self.outbox.journal = self.journal
@@ -282,7 +287,7 @@ class Rig:
         self.sources: list[FakeSource] = []
         self.senders: list[OdooSection | None] = []
         self.bridge = Bridge(
-            env=EnvSettings(),
+            env=env or EnvSettings(),
             loaded=LoadedConfig(config=bridge_config, source="file"),
             outbox=self.outbox,
             config_repository=self.repository,
