@@ -6,6 +6,7 @@ import pytest
 
 pytest_plugins = [
     "tests.support.mosquitto",
+    "tests.support.amqtt_broker",
     "tests.support.odoo_standin",
     "tests.support.bridge_process",
 ]

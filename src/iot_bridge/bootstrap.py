@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import signal
 import socket
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from iot_bridge.adapters.mqtt import MqttClient, MqttSettings
 from iot_bridge.adapters.odoo import OdooSender
 from iot_bridge.adapters.store import EventStore
 from iot_bridge.config.model import MqttSection, OdooSection
+from iot_bridge.config.shard import Shard
 from iot_bridge.config.sources import DataDirConfigRepository, EnvSettings, load_active_config
 from iot_bridge.entrypoints.http_api import create_app
 from iot_bridge.errors import BridgeError
@@ -58,14 +60,18 @@ class ServiceOptions:
     port: int
 
 
-def mqtt_settings(section: MqttSection) -> MqttSettings:
-    """The MQTT client's settings from the config's ``mqtt`` section."""
+def mqtt_settings(section: MqttSection, shard: Shard | None = None) -> MqttSettings:
+    """The MQTT client's settings from the config's ``mqtt`` section (and ``BRIDGE_SHARD``).
+
+    With a shard the client id is ``<client_id>-shard<i>``: every instance is
+    pushed the same config, and each needs a persistent session of its own.
+    """
     return MqttSettings(
         host=section.broker,
         port=section.port,
         username=section.username or None,
         password=section.password or None,
-        client_id=section.client_id,
+        client_id=section.client_id if shard is None else shard.client_id(section.client_id),
         keepalive_s=section.keepalive,
         use_tls=section.use_tls,
         ca_file=section.ca_file,
@@ -75,9 +81,11 @@ def mqtt_settings(section: MqttSection) -> MqttSettings:
     )
 
 
-def mqtt_source(section: MqttSection, subscriptions: frozenset[str]) -> MqttClient:
+def mqtt_source(
+    section: MqttSection, subscriptions: frozenset[str], shard: Shard | None = None
+) -> MqttClient:
     """The message source factory: an MQTT client for ``section`` (not yet running)."""
-    return MqttClient(mqtt_settings(section), subscriptions=subscriptions)
+    return MqttClient(mqtt_settings(section, shard), subscriptions=subscriptions)
 
 
 def odoo_sender(section: OdooSection | None) -> OdooSender | None:
@@ -100,7 +108,7 @@ def build_bridge(options: ServiceOptions, store: EventStore) -> Bridge:
         loaded=loaded,
         outbox=store,
         config_repository=DataDirConfigRepository(options.data_dir),
-        source_factory=mqtt_source,
+        source_factory=functools.partial(mqtt_source, shard=options.env.shard),
         sender_factory=odoo_sender,
         clock=SystemClock(),
     )

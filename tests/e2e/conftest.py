@@ -47,6 +47,29 @@ def power(watts: float, energy_wh: float | None = None) -> str:
     return json.dumps(body)
 
 
+def flicker_kill_restart(bridge: Any, publish_reading: Any) -> None:
+    """100/0/100/0/100 W on "mill" (no debounce), kill -9 at once, restart: 3 starts, 2 stops, once each.
+
+    Whatever was not committed before the kill comes again from the broker's
+    persistent session; whatever was committed is not processed twice.
+    """
+    from tests.support.bridge_process import wait_until
+
+    for watts in (100.0, 0.0, 100.0, 0.0, 100.0):
+        publish_reading("mill/status/pm1:0", power(watts))
+    bridge.kill()
+    bridge.start()
+    wait_until(
+        lambda: (
+            bridge.device("mill")["power_w"] == 100.0
+            and bridge.event_types().count("session_started") == 3
+        )
+    )
+    kinds = bridge.event_types("mill")
+    assert kinds.count("session_started") == 3
+    assert kinds.count("session_stopped") == 2
+
+
 def pytest_collection_modifyitems(items: list[Any]) -> None:
     """Every e2e test runs the bridge as a process: mark them ``slow`` (``-m "not slow"`` skips)."""
     import pytest

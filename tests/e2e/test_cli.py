@@ -156,3 +156,16 @@ def test_unwritable_log_file_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "LOG_FILE" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_invalid_bridge_shard_stops_the_start_with_exit_2(tmp_path: Path) -> None:
+    """BRIDGE_SHARD=0/3, 4/3, x or 1/0: one sentence naming BRIDGE_SHARD on stderr, exit 2."""
+    import os
+
+    for value in ("0/3", "4/3", "x", "1/0"):
+        env = {**os.environ, "BRIDGE_SHARD": value}
+        result = cli("run", "--data-dir", str(tmp_path / "data"), "--port", "0", env=env)
+        assert result.returncode == 2, (value, result.stderr)
+        assert "BRIDGE_SHARD" in result.stderr and value in result.stderr
+        assert "Traceback" not in result.stderr
+        assert not (tmp_path / "data").exists()  # nothing was started or written

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.e2e.conftest import config, device, power, write_config
+from tests.e2e.conftest import config, device, flicker_kill_restart, power, write_config
 from tests.support.bridge_process import BridgeProcess, wait_until
 from tests.support.mosquitto import MosquittoBroker, publish
 from tests.support.odoo_standin import OdooStandin
@@ -249,20 +247,7 @@ def test_kill_9_right_after_a_message_loses_no_event(
     )
     bridge = bridge_factory(config_file=cfg).start()
     wait_until(lambda: bridge.health()["mqtt"]["connected"])
-    for watts in (100.0, 0.0, 100.0, 0.0, 100.0):
-        publish(broker, "mill/status/pm1:0", power(watts))
-    os.kill(bridge.process.pid, signal.SIGKILL)  # type: ignore[union-attr]
-    bridge.process.wait()  # type: ignore[union-attr]
-    bridge.start()
-    wait_until(
-        lambda: (
-            bridge.device("mill")["power_w"] == 100.0
-            and bridge.event_types().count("session_started") == 3
-        )
-    )
-    kinds = bridge.event_types("mill")
-    assert kinds.count("session_started") == 3
-    assert kinds.count("session_stopped") == 2
+    flicker_kill_restart(bridge, lambda topic, payload: publish(broker, topic, payload))
 
 
 def test_config_file_given_on_the_command_line_is_validated(bridge_factory, tmp_path: Path) -> None:

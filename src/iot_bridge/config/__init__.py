@@ -20,6 +20,7 @@ from iot_bridge.config.model import (
     SessionConfigModel,
 )
 from iot_bridge.config.parse import parse_config
+from iot_bridge.config.shard import Shard, parse_shard
 from iot_bridge.config.sources import (
     ACTIVE_CONFIG_NAME,
     LoadedConfig,
@@ -45,11 +46,13 @@ __all__ = [
     "ParserOptions",
     "ParserType",
     "SessionConfigModel",
+    "Shard",
     "effective_mqtt",
     "effective_odoo",
     "load_active_config",
     "load_config_file",
     "parse_config",
+    "parse_shard",
     "persist_config",
     "settings_from_env",
     "summarize",

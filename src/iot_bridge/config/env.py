@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from iot_bridge.config._issues import issues_from_validation
 from iot_bridge.config.model import MqttSection, OdooSection
+from iot_bridge.config.shard import Shard, parse_shard
 from iot_bridge.errors import ConfigError, ConfigIssue
 
 SOURCE: Final = "environment"
@@ -46,7 +47,8 @@ class EnvSettings:
     """Everything the process takes from its environment.
 
     ``mqtt`` and ``odoo`` are the fallbacks when the config document has no
-    such section; ``odoo`` is ``None`` without ``ODOO_BASE_URL``.
+    such section; ``odoo`` is ``None`` without ``ODOO_BASE_URL``. ``shard``
+    (``BRIDGE_SHARD``) is this instance's share of the devices; ``None``: all.
     """
 
     mqtt: MqttSection = field(default_factory=MqttSection)
@@ -58,6 +60,7 @@ class EnvSettings:
     log_level: str = "INFO"
     log_format: str = "json"
     log_file: str | None = None
+    shard: Shard | None = None
 
     def __repr__(self) -> str:
         token = "***" if self.api_token else None
@@ -65,7 +68,7 @@ class EnvSettings:
             f"EnvSettings(mqtt={self.mqtt!r}, odoo={self.odoo!r}, bridge_host={self.bridge_host!r},"
             f" bridge_port={self.bridge_port!r}, api_token={token!r},"
             f" data_dir={self.data_dir!r}, log_level={self.log_level!r},"
-            f" log_format={self.log_format!r}, log_file={self.log_file!r})"
+            f" log_format={self.log_format!r}, log_file={self.log_file!r}, shard={self.shard!r})"
         )
 
 
@@ -123,6 +126,16 @@ class _Reader:
             return None
         return value
 
+    def shard(self, name: str) -> Shard | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        try:
+            return parse_shard(value)
+        except ValueError as err:
+            self.bad(name, str(err))
+            return None
+
     def section(
         self,
         model: type[MqttSection] | type[OdooSection],
@@ -168,6 +181,7 @@ def settings_from_env(env: Mapping[str, str]) -> EnvSettings:
     bridge_port = read.integer("BRIDGE_PORT", 1, 65_535)
     log_level = read.choice("LOG_LEVEL", LOG_LEVELS, upper=True)
     log_format = read.choice("LOG_FORMAT", LOG_FORMATS, upper=False)
+    shard = read.shard("BRIDGE_SHARD")
     if read.issues:
         raise ConfigError(read.issues, SOURCE)
     return EnvSettings(
@@ -180,4 +194,5 @@ def settings_from_env(env: Mapping[str, str]) -> EnvSettings:
         log_level=log_level or "INFO",
         log_format=log_format or "json",
         log_file=read.text("LOG_FILE"),
+        shard=shard,
     )

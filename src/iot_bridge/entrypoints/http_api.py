@@ -32,6 +32,10 @@ MAX_CONFIG_BODY_BYTES = 1024 * 1024
 class MqttStatus(BaseModel):
     connected: bool
     broker: str
+    protocol: str | None = Field(
+        default=None,
+        description='"5", or "3.1.1" for a broker that refused MQTT 5; null until connected',
+    )
     last_error: str | None = None
 
 
@@ -48,7 +52,10 @@ class OdooStatus(BaseModel):
 
 class HealthResponse(BaseModel):
     status: str = Field(description='"ok", or "degraded" when MQTT is down or events are failing')
-    devices: int
+    devices: int = Field(description="devices this instance runs (its shard's, with BRIDGE_SHARD)")
+    shard: str | None = Field(
+        default=None, description='BRIDGE_SHARD ("2/3"), or null: all devices'
+    )
     subscriptions: int
     last_config_update: str | None
     mqtt: MqttStatus

@@ -117,11 +117,12 @@ class Bridge:
 
     async def start(self) -> None:
         """Apply the loaded config, restore detectors, subscribe."""
-        await self.pipeline.restore(device_specs(self.configs.config))
+        await self.pipeline.restore(device_specs(self.configs.config, self.configs.env.shard))
         await self.link.source.set_subscriptions(self.ingestor.subscriptions)
         log.info(
             "bridge_started",
             devices=len(self.ingestor.device_ids),
+            shard=self.configs.shard,
             config_source=self.configs.config_source,
             broker=self.link.broker_address,
             odoo=self.configs.odoo.base_url if self.configs.odoo else None,

@@ -103,6 +103,11 @@ class ConfigUseCase:
         self._lock = asyncio.Lock()
 
     @property
+    def shard(self) -> str | None:
+        """``"i/N"`` of ``BRIDGE_SHARD``, or None when this instance takes every device."""
+        return None if self.env.shard is None else str(self.env.shard)
+
+    @property
     def odoo_configured(self) -> bool:
         """False in local-only mode."""
         return self.odoo is not None
@@ -125,7 +130,7 @@ class ConfigUseCase:
         pipeline = self._pipeline
         now = pipeline.now()
         async with pipeline.lock:
-            events = pipeline.ingestor.apply_devices(device_specs(config), now)
+            events = pipeline.ingestor.apply_devices(device_specs(config, self.env.shard), now)
             await pipeline.commit(events, now)
             self.config = config
             self.config_source = "persisted"
@@ -144,12 +149,14 @@ class ConfigUseCase:
         log.info(
             "config_applied",
             devices=len(config.devices),
+            devices_taken=len(pipeline.ingestor.device_ids),
+            shard=self.shard,
             mqtt_reconnected=reconnect,
             broker=self._link.broker_address,
             removed_sessions=sum(1 for e in events if e.data.get("reason") == "device_removed"),
         )
         return ConfigApplied(
-            devices_configured=len(config.devices),
+            devices_configured=len(pipeline.ingestor.device_ids),
             mqtt_reconnected=reconnect,
             timestamp=self.last_config_update,
         )

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from iot_bridge.config.shard import Shard
 from iot_bridge.domain.events import Event
 from iot_bridge.domain.session import SessionDetector
 from iot_bridge.domain.session_config import SessionConfig
@@ -423,9 +424,13 @@ def _log_transition(device: _Device, before: Any) -> None:
     )
 
 
-def device_specs(config: Any) -> list[DeviceSpec]:
-    """The ingestor's view of a validated ``BridgeConfig``'s devices."""
-    return [
+def device_specs(config: Any, shard: Shard | None = None) -> list[DeviceSpec]:
+    """The ingestor's view of a validated ``BridgeConfig``'s devices.
+
+    With a ``shard`` (``BRIDGE_SHARD``), only the devices of that shard: the
+    ones this instance runs; the config itself stays whole.
+    """
+    specs = [
         DeviceSpec(
             device_id=device.device_id,
             machine_name=device.machine_name,
@@ -436,3 +441,4 @@ def device_specs(config: Any) -> list[DeviceSpec]:
         )
         for device in config.devices
     ]
+    return specs if shard is None else shard.select(specs)

@@ -77,6 +77,11 @@ class MessageSource(Protocol):
         ...
 
     @property
+    def protocol(self) -> str | None:
+        """The protocol version the broker accepted (``"5"``, ``"3.1.1"``), for /health."""
+        ...
+
+    @property
     def subscriptions(self) -> frozenset[str]:
         """The wanted topic filters."""
         ...

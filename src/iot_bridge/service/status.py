@@ -58,11 +58,13 @@ class StatusQueries:
         return {
             "status": "ok" if connected and not failing else "degraded",
             "devices": len(self._pipeline.ingestor.device_ids),
+            "shard": self._configs.shard,
             "subscriptions": len(source.subscriptions),
             "last_config_update": self._configs.last_config_update,
             "mqtt": {
                 "connected": connected,
                 "broker": self._link.broker_address,
+                "protocol": source.protocol,
                 "last_error": None if connected else source.last_error,
             },
             "outbox": outbox,

@@ -8,6 +8,7 @@ import pytest
 
 from iot_bridge.config.env import EnvSettings, settings_from_env
 from iot_bridge.config.model import MqttSection, OdooSection
+from iot_bridge.config.shard import Shard
 from iot_bridge.errors import ConfigError
 
 
@@ -165,3 +166,19 @@ def test_secrets_stay_out_of_errors_and_repr() -> None:
     for secret in ("hunter2", "k-123", "tok-456"):
         assert secret not in text
     assert "api_token='***'" in text
+
+
+def test_bridge_shard_is_read_and_unset_means_all_devices() -> None:
+    """BRIDGE_SHARD=2/3 gives Shard(2, 3); unset or empty gives None (every device)."""
+    assert settings_from_env({"BRIDGE_SHARD": "2/3"}).shard == Shard(2, 3)
+    assert settings_from_env({}).shard is None
+    assert settings_from_env({"BRIDGE_SHARD": " "}).shard is None
+    assert "shard=Shard(index=2, count=3)" in repr(settings_from_env({"BRIDGE_SHARD": "2/3"}))
+
+
+@pytest.mark.parametrize("value", ["0/3", "4/3", "x", "1/0", "3"])
+def test_invalid_bridge_shard_is_an_error_naming_the_variable(value: str) -> None:
+    """An invalid BRIDGE_SHARD is reported by name with the value, among the other errors."""
+    errors = errors_of({"BRIDGE_SHARD": value, "MQTT_PORT": "abc"})
+    assert set(errors) == {"BRIDGE_SHARD", "MQTT_PORT"}
+    assert f"(got {value!r})" in errors["BRIDGE_SHARD"]

@@ -109,6 +109,7 @@ class FakeSource:
         self.connected = True
         self.closed = False
         self.last_error: str | None = None
+        self.protocol: str | None = "5"
         self.acked: list[int] = []
         self._batches: asyncio.Queue[list[FakeMessage]] = asyncio.Queue()
         self._stop = asyncio.Event()
@@ -272,7 +273,12 @@ class NullSender:
 class Rig:
     """A ``Bridge`` on fakes, plus the fakes, for one test."""
 
-    def __init__(self, bridge_config: BridgeConfig, outbox: FakeOutbox | None = None) -> None:
+    def __init__(
+        self,
+        bridge_config: BridgeConfig,
+        outbox: FakeOutbox | None = None,
+        env: EnvSettings | None = None,
+    ) -> None:
         self.journal: list[Any] = []
         self.outbox = outbox or FakeOutbox(journal=self.journal)
         self.outbox.journal = self.journal
@@ -281,7 +287,7 @@ class Rig:
         self.sources: list[FakeSource] = []
         self.senders: list[OdooSection | None] = []
         self.bridge = Bridge(
-            env=EnvSettings(),
+            env=env or EnvSettings(),
             loaded=LoadedConfig(config=bridge_config, source="file"),
             outbox=self.outbox,
             config_repository=self.repository,

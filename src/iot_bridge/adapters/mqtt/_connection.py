@@ -6,18 +6,28 @@ complete packet in them, turns PUBLISHes into ``InboundMessage``s appended to th
 shared ``InboundQueue``, and keeps an incomplete tail until the rest arrives.
 Nothing here acknowledges a QoS 1 message on its own: ``send_pubacks`` does,
 when the client is told to.
+
+A connection speaks MQTT 5 or, for brokers that refuse it, MQTT 3.1.1
+(``_v311``): the same packet objects either way, so only ``read`` and
+``encode`` differ.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Final, Literal
 
 import mqtt5
 
+from iot_bridge.adapters.mqtt import _v311
 from iot_bridge.adapters.mqtt.messages import InboundMessage, _InboundMessageBuilder
 from iot_bridge.errors import MqttError
+
+ProtocolVersion = Literal["5", "3.1.1"]
+MQTT_5: Final = "5"
+MQTT_3_1_1: Final = "3.1.1"
 
 _PUBACK_BASE = 0x4002_0000  # PUBACK fixed header (0x40, remaining length 2) + packet id
 _PINGREQ = mqtt5.PingReqPacket().write()
@@ -121,9 +131,18 @@ class MqttConnection(asyncio.Protocol):
     """The protocol object of one TCP/TLS connection (one ``generation``)."""
 
     def __init__(
-        self, queue: InboundQueue, generation: int, *, read_coalesce_s: float = READ_COALESCE_S
+        self,
+        queue: InboundQueue,
+        generation: int,
+        *,
+        read_coalesce_s: float = READ_COALESCE_S,
+        protocol: ProtocolVersion = MQTT_5,
     ) -> None:
         self.generation = generation
+        self.protocol: ProtocolVersion = protocol
+        self._read: Callable[[memoryview], tuple[mqtt5.Packet, int]] = (
+            mqtt5.read if protocol == MQTT_5 else _v311.read
+        )
         self.read_coalesce_s = read_coalesce_s
         self.transport: asyncio.Transport | None = None
         self.unacked: set[int] = set()
@@ -175,7 +194,7 @@ class MqttConnection(asyncio.Protocol):
         items = self._queue.items
         count_before = len(items)
         append = items.append
-        read = mqtt5.read
+        read = self._read
         publish_type = mqtt5.PublishPacket
         builder = _InboundMessageBuilder
         message_type = InboundMessage
@@ -216,7 +235,8 @@ class MqttConnection(asyncio.Protocol):
                 else:
                     self._on_control_packet(packet)
         except Exception as err:  # any decode failure ends this connection
-            self.fail(f"malformed packet from the broker: {err}")
+            if not self._refused_in_v311(view[offset:]):
+                self.fail(f"malformed packet from the broker: {err}")
             return
         if offset < end:
             self._partial = bytearray(view[offset:])
@@ -231,11 +251,26 @@ class MqttConnection(asyncio.Protocol):
 
     # --- control packets ----------------------------------------------------
 
+    def _refused_in_v311(self, data: memoryview) -> bool:
+        # A 3.1.1-only broker answers our MQTT 5 CONNECT with a 3.1.1 CONNACK
+        # (return code 1, unacceptable protocol version), which the MQTT 5 codec
+        # cannot read. Whatever its code, a broker answering in 3.1.1 does not
+        # speak MQTT 5: the client hears "unsupported protocol version".
+        if self.protocol != MQTT_5 or self.connack.done() or not _v311.is_connack(data):
+            return False
+        self.connack.set_result(
+            mqtt5.ConnAckPacket(
+                reason_code=mqtt5.ConnAckReasonCode.UNSUPPORTED_PROTOCOL_VERSION,
+                reason_str=f"answered in MQTT 3.1.1 (CONNACK return code {data[3]})",
+            )
+        )
+        return True
+
     def _exactly_once(self, packet: mqtt5.PublishPacket) -> _InboundMessageBuilder:
         # Subscriptions ask for QoS 1 at most, so QoS 2 only comes from a broker
         # that ignores that; complete its handshake at once and deliver it like QoS 0.
         packet_id = packet.packet_id if packet.packet_id is not None else 0
-        self.write(mqtt5.PubRecPacket(packet_id).write())
+        self.send(mqtt5.PubRecPacket(packet_id))
         return _InboundMessageBuilder(packet.topic, packet.payload, 2, packet.retain, False, None)
 
     def _on_control_packet(self, packet: mqtt5.Packet) -> None:
@@ -249,7 +284,7 @@ class MqttConnection(asyncio.Protocol):
             if request is not None and not request.done():
                 request.set_result(packet)
         elif isinstance(packet, mqtt5.PubRelPacket):
-            self.write(mqtt5.PubCompPacket(packet.packet_id).write())
+            self.send(mqtt5.PubCompPacket(packet.packet_id))
         elif isinstance(packet, mqtt5.DisconnectPacket):
             detail = f" ({packet.reason_str})" if packet.reason_str else ""
             self.close(
@@ -269,6 +304,14 @@ class MqttConnection(asyncio.Protocol):
         """Send raw packet bytes (dropped silently once the connection is closing)."""
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
+
+    def encode(self, packet: mqtt5.Packet) -> bytes:
+        """``packet`` as bytes in this connection's protocol version."""
+        return packet.write() if self.protocol == MQTT_5 else _v311.encode(packet)
+
+    def send(self, packet: mqtt5.Packet) -> None:
+        """Write one packet object in this connection's protocol version."""
+        self.write(self.encode(packet))
 
     def send_pubacks(self, packet_ids: Iterable[int]) -> int:
         """Acknowledge outstanding QoS 1 messages in one write; returns how many were sent.

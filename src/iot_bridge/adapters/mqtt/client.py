@@ -1,4 +1,7 @@
-"""The bridge's MQTT 5 client: persistent session, manual QoS 1 acks, reconnect forever."""
+"""The bridge's MQTT 5 client: persistent session, manual QoS 1 acks, reconnect forever.
+
+Brokers that do not speak MQTT 5 get MQTT 3.1.1 instead (see ``MqttClient``).
+"""
 
 from __future__ import annotations
 
@@ -13,9 +16,12 @@ from collections.abc import Iterable
 import mqtt5
 
 from iot_bridge.adapters.mqtt._connection import (
+    MQTT_3_1_1,
+    MQTT_5,
     READ_COALESCE_S,
     InboundQueue,
     MqttConnection,
+    ProtocolVersion,
     describe_reason,
     reason_value,
 )
@@ -31,6 +37,7 @@ log = get_logger(__name__)
 
 _CONNACK_BAD_CREDENTIALS = 134
 _CONNACK_NOT_AUTHORIZED = 135
+_CONNACK_UNSUPPORTED_PROTOCOL = 132  # also what a 3.1.1 CONNACK's return code 1 becomes
 _FAILURE = 0x80  # reason codes from 0x80 on are failures (MQTT 5 section 2.4)
 
 
@@ -83,6 +90,15 @@ class MqttClient:
     TCP, TLS and CONNACK; ``request_timeout_s`` a SUBACK, UNSUBACK or PUBACK.
     ``read_coalesce_s`` is the short pause after a small socket read (see
     ``_connection.py``); 0 turns it off.
+
+    Protocol: MQTT 5 first. A broker that refuses it (a 3.1.1 CONNACK with
+    return code 1, an MQTT 5 CONNACK with reason 132, or no CONNACK at all: the
+    connection closed or ``connect_timeout_s`` passed, while no connect to this
+    broker has ever been accepted) is asked again at once in MQTT 3.1.1, logged
+    once as ``mqtt_protocol_fallback``. Once a 3.1.1 connect is accepted the
+    client keeps 3.1.1 for this broker; the same persistent session (``clean
+    session`` false), QoS 1 subscriptions and manual acknowledgements apply.
+    ``protocol`` says which one is in use.
     """
 
     def __init__(
@@ -120,6 +136,10 @@ class MqttClient:
         self._attempt: asyncio.Task[None] | None = None
         self._run_started = False
         self._closing = False
+        self._protocol: ProtocolVersion = MQTT_5  # what the next connect tries
+        self._protocol_accepted: ProtocolVersion | None = None  # a CONNACK said success
+        self._retry_now = False  # the next attempt is a protocol fallback: no backoff
+        self._fallbacks = 0
 
     # --- read-only state ----------------------------------------------------
 
@@ -142,6 +162,11 @@ class MqttClient:
     def closed(self) -> bool:
         """True once ``close()`` was called."""
         return self._closing
+
+    @property
+    def protocol(self) -> ProtocolVersion | None:
+        """``"5"`` or ``"3.1.1"``: the protocol the broker accepted; None before that."""
+        return self._protocol_accepted
 
     @property
     def last_error(self) -> str | None:
@@ -179,6 +204,9 @@ class MqttClient:
                     break
                 if self._closing:
                     break
+                if self._retry_now:
+                    self._retry_now = False
+                    continue
                 connected_at, self._connected_at = self._connected_at, None
                 if connected_at is not None and time.monotonic() - connected_at >= STABLE_S:
                     self._backoff.reset()
@@ -236,7 +264,10 @@ class MqttClient:
             async with asyncio.timeout(self._connect_timeout_s):
                 _, connection = await loop.create_connection(
                     lambda: MqttConnection(
-                        queue, generation, read_coalesce_s=self._read_coalesce_s
+                        queue,
+                        generation,
+                        read_coalesce_s=self._read_coalesce_s,
+                        protocol=self._protocol,
                     ),
                     settings.host,
                     settings.port,
@@ -244,10 +275,15 @@ class MqttClient:
                     server_hostname=settings.host if ssl_context is not None else None,
                 )
                 self._connection = connection
-                connection.write(self._connect_packet())
+                connection.send(self._connect_packet())
                 connack = await connection.connack
         except TimeoutError:
-            self._connect_failed(connection, f"no answer within {self._connect_timeout_s:g} s")
+            reason = f"no answer within {self._connect_timeout_s:g} s"
+            # Connected but no CONNACK: some 3.1.1-only brokers misread an MQTT 5
+            # CONNECT as an unfinished packet and wait for bytes that never come.
+            if connection is not None and self._try_other_protocol(connection, reason):
+                return None
+            self._connect_failed(connection, reason)
             return None
         except ssl.SSLError as err:
             self._connect_failed(connection, f"TLS failed: {_ssl_reason(err)}")
@@ -262,12 +298,18 @@ class MqttClient:
             self._connect_failed(connection, _os_reason(err))
             return None
         except MqttError as err:
-            self._connect_failed(
-                connection,
-                f"{err} before accepting the connection (wrong port, or TLS on one side only?)",
-            )
+            reason = f"{err} before accepting the connection"
+            if self._try_other_protocol(connection, reason):
+                return None
+            self._connect_failed(connection, f"{reason} (wrong port, or TLS on one side only?)")
             return None
         code = reason_value(connack.reason_code)
+        if code == _CONNACK_UNSUPPORTED_PROTOCOL and self._protocol == MQTT_5:
+            detail = f": {connack.reason_str}" if connack.reason_str else ""
+            self._fall_back(
+                connection, f"the broker refused MQTT 5 (unsupported protocol version{detail})"
+            )
+            return None
         if code != 0:
             detail = f" ({connack.reason_str})" if connack.reason_str else ""
             if code == _CONNACK_BAD_CREDENTIALS:
@@ -282,10 +324,44 @@ class MqttClient:
             return None
         return await self._on_connected(connection, connack)
 
+    def _try_other_protocol(self, connection: MqttConnection | None, reason: str) -> bool:
+        """No CONNACK (closed, or none in time): maybe the broker does not speak this protocol.
+
+        Only while no connect was ever accepted: MQTT 5 falls back to 3.1.1, and a
+        3.1.1 attempt that fares no better goes back to MQTT 5 for the next try
+        (a broker that closes every connection is not a 3.1.1 broker).
+        """
+        if self._protocol_accepted is not None:
+            return False
+        if self._protocol == MQTT_5:
+            self._fall_back(connection, f"MQTT 5 CONNECT unanswered: {reason}")
+            return True
+        self._protocol = MQTT_5
+        log.debug("mqtt_protocol_retry", broker=self.broker, protocol=MQTT_5, reason=reason)
+        return False
+
+    def _fall_back(self, connection: MqttConnection | None, reason: str) -> None:
+        if connection is not None:
+            connection.fail(reason)
+        self._protocol = MQTT_3_1_1
+        self._retry_now = True
+        self._last_error = f"cannot connect to the MQTT broker at {self.broker}: {reason}"
+        # Warned once; a broker that keeps closing unanswered connects repeats at debug.
+        level = log.debug if self._fallbacks else log.warning
+        self._fallbacks += 1
+        level(
+            "mqtt_protocol_fallback",
+            broker=self.broker,
+            from_protocol=MQTT_5,
+            to_protocol=MQTT_3_1_1,
+            reason=reason,
+        )
+
     async def _on_connected(
         self, connection: MqttConnection, connack: mqtt5.ConnAckPacket
     ) -> MqttConnection | None:
         self._connected_at = time.monotonic()
+        self._protocol_accepted = connection.protocol
         if connack.session_present:
             dropped = self._queue.drop_stale_qos1(connection.generation)
             if dropped:
@@ -313,6 +389,7 @@ class MqttClient:
         log.info(
             "mqtt_connected",
             broker=self.broker,
+            protocol=connection.protocol,
             client_id=self._settings.client_id,
             session_present=connack.session_present,
             subscriptions=len(self._wanted),
@@ -337,7 +414,7 @@ class MqttClient:
             context.verify_mode = ssl.CERT_NONE
         return context
 
-    def _connect_packet(self) -> bytes:
+    def _connect_packet(self) -> mqtt5.ConnectPacket:
         settings = self._settings
         will = None
         if settings.will is not None:
@@ -358,7 +435,7 @@ class MqttClient:
             keep_alive=settings.keepalive_s,
             session_expiry_interval=settings.session_expiry_s,
             receive_max=settings.receive_maximum,
-        ).write()
+        )
 
     async def _keepalive(self, connection: MqttConnection) -> None:
         keepalive_s = self._settings.keepalive_s
@@ -412,10 +489,8 @@ class MqttClient:
     ) -> None:
         if subscribe:
             packet_id, reply = connection.new_request()
-            connection.write(
-                mqtt5.SubscribePacket(
-                    packet_id, [_subscription_filter(f) for f in subscribe]
-                ).write()
+            connection.send(
+                mqtt5.SubscribePacket(packet_id, [_subscription_filter(f) for f in subscribe])
             )
             suback = await self._await_reply(connection, packet_id, reply, "SUBACK")
             assert isinstance(suback, mqtt5.SubAckPacket)
@@ -431,7 +506,7 @@ class MqttClient:
                     self._session_filters.add(pattern)
         if unsubscribe:
             packet_id, reply = connection.new_request()
-            connection.write(mqtt5.UnsubscribePacket(packet_id, unsubscribe).write())
+            connection.send(mqtt5.UnsubscribePacket(packet_id, unsubscribe))
             await self._await_reply(connection, packet_id, reply, "UNSUBACK")
             self._session_filters.difference_update(unsubscribe)
 
@@ -502,18 +577,18 @@ class MqttClient:
         if connection is None or not connection.is_open:
             raise MqttError(f"cannot publish: not connected to the MQTT broker at {self.broker}")
         if qos == 0:
-            connection.write(mqtt5.PublishPacket(topic, bytes(payload), retain=retain).write())
+            connection.send(mqtt5.PublishPacket(topic, bytes(payload), retain=retain))
             return
         async with connection.send_quota:
             packet_id, reply = connection.new_request()
-            connection.write(
+            connection.send(
                 mqtt5.PublishPacket(
                     topic,
                     bytes(payload),
                     qos=mqtt5.QoS.AT_LEAST_ONCE,
                     retain=retain,
                     packet_id=packet_id,
-                ).write()
+                )
             )
             puback = await self._await_reply(connection, packet_id, reply, "PUBACK")
         assert isinstance(puback, mqtt5.PubAckPacket)
