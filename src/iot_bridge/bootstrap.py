@@ -17,7 +17,10 @@ from iot_bridge.config.sources import EnvSettings, load_active_config
 from iot_bridge.entrypoints.http_api import create_app
 from iot_bridge.errors import BridgeError
 from iot_bridge.logs import get_logger
+from iot_bridge.service.board import Board, BoardService, stored_session_events
 from iot_bridge.service.bridge import Bridge
+from iot_bridge.service.machines import IngestorDirectory
+from iot_bridge.service.state_out import StateOut
 
 log = get_logger(__name__)
 
@@ -90,7 +93,16 @@ async def serve(
         )
     host, port = sock.getsockname()[:2]
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    app = create_app(bridge, api_token=options.env.api_token)
+    directory = IngestorDirectory(bridge.ingestor)
+    board = BoardService(Board(directory), bridge.feed, clock=bridge.now)
+    state_out = StateOut(
+        feed=bridge.feed,
+        directory=directory,
+        config=lambda: bridge.config,
+        client=lambda: bridge.mqtt,
+        clock=bridge.now,
+    )
+    app = create_app(bridge, api_token=options.env.api_token, board=board)
     server = _Server(
         uvicorn.Config(
             app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
@@ -103,12 +115,16 @@ async def serve(
     server_task: asyncio.Task[None] | None = None
     try:
         await bridge.start()
+        board.start(stored_session_events(await asyncio.to_thread(store.recent_events, 1000)))
+        state_out.start()
         server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
         log.info("http_listening", url=url, docs=f"{url}/docs")
         if on_ready is not None:
             on_ready(bridge, url)
         await bridge.run()
     finally:
+        await board.close()  # ends the open streams, so the HTTP server can stop at once
+        await state_out.close()
         if server_task is not None:
             server.should_exit = True
             try:

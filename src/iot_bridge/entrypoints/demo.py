@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
+from urllib.parse import quote
 
 from rich.console import Console, Group
 from rich.live import Live
@@ -139,6 +140,11 @@ def _simulator(machine: DemoMachine, broker: EmbeddedBroker, speed: float) -> Si
     )
 
 
+def board_url(url: str, token: str | None) -> str:
+    """The board's address; with a token, in the fragment (never sent to the server)."""
+    return f"{url}/#token={quote(token, safe='')}" if token else f"{url}/"
+
+
 def _usage_problem(args: argparse.Namespace) -> str | None:
     speed = args.speed
     if not math.isfinite(speed) or not MIN_SPEED <= speed <= MAX_SPEED:
@@ -210,7 +216,10 @@ class _DemoRun:
 
     def _service_options(self, broker: EmbeddedBroker) -> ServiceOptions:
         return ServiceOptions(
-            env=EnvSettings(mqtt=MqttSection(broker=broker.host, port=broker.port)),
+            env=EnvSettings(
+                mqtt=MqttSection(broker=broker.host, port=broker.port),
+                api_token=os.environ.get("BRIDGE_API_TOKEN") or None,
+            ),
             config_file=None,
             data_dir=self.data_dir,
             host="127.0.0.1",
@@ -224,6 +233,7 @@ class _DemoRun:
         def on_ready(bridge: Bridge, url: str) -> None:
             bridge.add_listener(self.view.on_events)
             self.view.started(
+                board_url=board_url(url, os.environ.get("BRIDGE_API_TOKEN") or None),
                 url=url,
                 broker=f"{broker.kind} on {broker.host}:{broker.port}",
                 data_dir=self.data_dir,
@@ -333,6 +343,7 @@ class DemoView(Protocol):
     def started(
         self,
         *,
+        board_url: str,
         url: str,
         broker: str,
         data_dir: Path,
@@ -413,6 +424,7 @@ class PlainView:
     def started(
         self,
         *,
+        board_url: str,
         url: str,
         broker: str,
         data_dir: Path,
@@ -420,8 +432,9 @@ class PlainView:
         speed: float,
         machines: list[tuple[str, str, str]],
     ) -> None:
-        """Print the banner and the URL line ``HTTP API: <url>``."""
+        """Print the board's URL first, then the banner and the line ``HTTP API: <url>``."""
         self._speed = speed
+        self._say(f"Board: {board_url}")
         names = ", ".join(f"{device_id} ({scenario})" for device_id, _, scenario in machines)
         self._say(f"iot-bridge demo: MQTT broker {broker}, machines {names}, speed {speed:g}x")
         self._say(f"data dir: {data_dir} (log: {log_file})")
@@ -466,6 +479,7 @@ class LiveView:
     def started(
         self,
         *,
+        board_url: str,
         url: str,
         broker: str,
         data_dir: Path,
@@ -476,6 +490,9 @@ class LiveView:
         """Start the live screen with the URL and the broker."""
         self._speed = speed
         self._header = Text.assemble(
+            ("Board     ", "bold"),
+            (board_url, "bold underline green"),
+            "   (open it in a browser: the machines live)\n",
             ("HTTP API  ", "bold"),
             (url, "bold underline cyan"),
             f"   (try {url}/devices, {url}/events, {url}/metrics)\n",

@@ -12,8 +12,10 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from iot_bridge.config.model import BridgeConfig, parse_config
+from iot_bridge.entrypoints.board_routes import board_router
 from iot_bridge.errors import ConfigError, StoreError
 from iot_bridge.logs import get_logger
+from iot_bridge.service.board import BoardService
 from iot_bridge.service.bridge import Bridge
 
 log = get_logger(__name__)
@@ -120,8 +122,10 @@ def _error(
     )
 
 
-def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
-    """The FastAPI application serving ``bridge``."""
+def create_app(
+    bridge: Bridge, *, api_token: str | None, board: BoardService | None = None
+) -> FastAPI:
+    """The FastAPI application serving ``bridge`` (and the live board, when given)."""
     app = FastAPI(
         title="iot-bridge",
         version="0.1.0",
@@ -220,6 +224,12 @@ def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
         body = await asyncio.to_thread(bridge.metrics.exposition)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    if board is not None:
+        app.include_router(
+            board_router(
+                board, api_token=api_token, health=bridge.health, recent_events=bridge.recent_events
+            )
+        )
     _document_config_models(app, config_defs)
     return app
 

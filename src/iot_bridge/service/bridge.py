@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from iot_bridge.adapters.mqtt import InboundMessage, MqttClient, MqttSettings
+from iot_bridge.adapters.mqtt import InboundMessage, MqttClient, MqttSettings, WillMessage
 from iot_bridge.adapters.odoo import OdooSender
 from iot_bridge.adapters.store import KEPT_BATCHES, EventStore, StoredEvent
 from iot_bridge.config.model import MASK, BridgeConfig, MqttSection, OdooSection
@@ -34,9 +34,12 @@ from iot_bridge.domain.events import Event, iso_utc
 from iot_bridge.errors import ConfigError, ConfigIssue, MqttError, StoreError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.delivery import DeliveryWorker
+from iot_bridge.service.feed import Feed
+from iot_bridge.service.feed_probe import FeedProbe
 from iot_bridge.service.ingest import Ingestor, device_specs
 from iot_bridge.service.metrics import Metrics
 from iot_bridge.service.redelivery import split_redelivered
+from iot_bridge.service.state_out import state_out_will
 
 log = get_logger(__name__)
 
@@ -50,8 +53,8 @@ DISCONNECTED_WAKE_S = 1.0
 EventListener = Callable[[Sequence[Event]], None]
 
 
-def mqtt_settings(section: MqttSection) -> MqttSettings:
-    """The MQTT client's settings from the config's ``mqtt`` section."""
+def mqtt_settings(section: MqttSection, will: WillMessage | None = None) -> MqttSettings:
+    """The MQTT client's settings from the config's ``mqtt`` section (and state out's will)."""
     return MqttSettings(
         host=section.broker,
         port=section.port,
@@ -64,6 +67,7 @@ def mqtt_settings(section: MqttSection) -> MqttSettings:
         tls_insecure=section.tls_insecure,
         clean_start=False,
         receive_maximum=RECEIVE_MAXIMUM,
+        will=will,
     )
 
 
@@ -152,9 +156,13 @@ class Bridge:
         # Fingerprints of the last committed batches (see ``_unseen``).
         self._committed: deque[set[int]] = deque(maxlen=KEPT_BATCHES)
         self._listeners: list[EventListener] = []
+        # What each commit did, for the board and the MQTT state out (never waits).
+        self.feed = Feed()
+        self._feed_probe = FeedProbe()
         self._odoo: OdooSection | None = effective_odoo(config, env)
         self._mqtt_section: MqttSection = effective_mqtt(config, env)
-        self.mqtt = MqttClient(mqtt_settings(self._mqtt_section))
+        self._will = state_out_will(config)
+        self.mqtt = MqttClient(mqtt_settings(self._mqtt_section, self._will))
         self._mqtt_task: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._config_lock = asyncio.Lock()
@@ -315,6 +323,9 @@ class Bridge:
             raise
         if fingerprints:
             self._committed.append(set(fingerprints))
+        feed_batch = self._feed_probe.batch(changes, events, now)
+        if self.feed.has_subscribers:
+            self.feed.publish(feed_batch)
         if events:
             self.delivery.wake()
             for event in events:
@@ -383,8 +394,11 @@ class Bridge:
             self.config_source = "persisted"
             self.last_config_update = datetime.now(UTC).isoformat()
             new_section = effective_mqtt(config, self.env)
-            reconnect = new_section != self._mqtt_section
+            new_will = state_out_will(config)
+            # The will is part of the connection: a new one needs a new connection.
+            reconnect = new_section != self._mqtt_section or new_will != self._will
             if reconnect:
+                self._will = new_will
                 await self._switch_broker(new_section)
             if new_odoo != self._odoo:
                 self._odoo = new_odoo
@@ -423,7 +437,9 @@ class Bridge:
     async def _switch_broker(self, section: MqttSection) -> None:
         old_client, old_task = self.mqtt, self._mqtt_task
         self._mqtt_section = section
-        self.mqtt = MqttClient(mqtt_settings(section), subscriptions=self.ingestor.subscriptions)
+        self.mqtt = MqttClient(
+            mqtt_settings(section, self._will), subscriptions=self.ingestor.subscriptions
+        )
         self._start_mqtt()
         self._client_switched.set()
         # Closing the old connection can take long (a hung TLS peer): not under the lock.

@@ -109,6 +109,7 @@ class MqttClient:
         self._connection: MqttConnection | None = None
         self._generation = 0
         self._connected = False
+        self._connections = 0
         self._last_error: str | None = None
         self._session_filters: set[str] = set()  # what we believe the broker session holds
         # asyncio primitives bind to a loop only when first awaited, so they can be built here.
@@ -141,6 +142,11 @@ class MqttClient:
     def closed(self) -> bool:
         """True once ``close()`` was called."""
         return self._closing
+
+    @property
+    def connection_count(self) -> int:
+        """How many times this client connected and subscribed (each reconnect adds one)."""
+        return self._connections
 
     @property
     def last_error(self) -> str | None:
@@ -307,6 +313,7 @@ class MqttClient:
             self._connect_failed(None, "the connection dropped while subscribing")
             return None
         self._last_error = None
+        self._connections += 1
         self._connected = True
         self._connected_event.set()
         log.info(
