@@ -214,11 +214,7 @@ class StateOut:
             while batch is not None:
                 self.apply(batch)
                 batch = self._subscription.get_nowait()
-            try:
-                await self.step()
-            except MqttError as err:  # the connection dropped mid-way: all again on reconnect
-                log.warning("state_out_publish_failed", error=str(err))
-                self._synced = None
+            await self.step()
 
     async def _next_batch(self, timeout_s: float) -> FeedBatch | None:
         ready = self._subscription.get_nowait()
@@ -257,7 +253,18 @@ class StateOut:
             self._power_dirty.add(reading.device_id)
 
     async def step(self) -> None:
-        """Publish what is due now: everything after a (re)connect or a config change."""
+        """Publish what is due now: everything after a (re)connect or a config change.
+
+        A failed publish (the connection dropped mid-way) is logged; everything
+        is sent again at the next step.
+        """
+        try:
+            await self._step()
+        except MqttError as err:
+            log.warning("state_out_publish_failed", error=str(err))
+            self._synced = None
+
+    async def _step(self) -> None:
         client = self._client()
         config = self._config()
         if config is not self._seen_config:
