@@ -18,7 +18,9 @@ PROTECTED = ("/board", "/stream", "/board/devices/mill/tuning")
 
 
 @pytest.fixture
-def board_bridge(mosquitto_factory, bridge_factory, tmp_path: Path) -> tuple[MosquittoBroker, BridgeProcess]:
+def board_bridge(
+    mosquitto_factory, bridge_factory, tmp_path: Path
+) -> tuple[MosquittoBroker, BridgeProcess]:
     """A bridge with a token and one device "mill" (thresholds 5/50 W), connected."""
     broker: MosquittoBroker = mosquitto_factory()
     cfg = write_config(tmp_path / "c.yaml", config(broker, device("mill")))
@@ -55,7 +57,10 @@ def test_the_board_data_needs_the_token(board_bridge) -> None:
     assert httpx.get(f"{bridge.url}/board?token={TOKEN}", timeout=5).status_code == 401
     board = bridge.get("/board").json()
     assert [m["device_id"] for m in board["machines"]] == ["mill"]
-    assert board["machines"][0]["thresholds"] == {"standby_threshold_w": 5.0, "working_threshold_w": 50.0}
+    assert board["machines"][0]["thresholds"] == {
+        "standby_threshold_w": 5.0,
+        "working_threshold_w": 50.0,
+    }
 
 
 def test_the_stream_starts_with_a_snapshot_then_sends_state_changes(board_bridge) -> None:
@@ -64,7 +69,9 @@ def test_the_stream_starts_with_a_snapshot_then_sends_state_changes(board_bridge
     got = collect(
         f"{bridge.url}/stream?token={TOKEN}",
         on_open=lambda: publish(broker, "mill/status/pm1:0", power(200.0, 1.0)),
-        until=lambda evs: any(e.name == "event" and e.data["event_type"] == "session_started" for e in evs),
+        until=lambda evs: any(
+            e.name == "event" and e.data["event_type"] == "session_started" for e in evs
+        ),
     )
     assert got[0].name == "snapshot"
     assert [m["device_id"] for m in got[0].data["machines"]] == ["mill"]
@@ -79,13 +86,17 @@ def test_the_stream_sends_at_most_a_few_readings_a_second_per_machine(board_brid
     start = time.monotonic()
 
     def flood() -> None:
-        publish_many(broker, [("mill/status/pm1:0", power(100.0 + i % 50)) for i in range(3000)], qos=0)
+        publish_many(
+            broker, [("mill/status/pm1:0", power(100.0 + i % 50)) for i in range(3000)], qos=0
+        )
 
     got = collect(
         f"{bridge.url}/stream",
         headers={"Authorization": f"Bearer {TOKEN}"},
         on_open=flood,
-        until=lambda evs: sum(e.name == "reading" for e in evs) >= 3 and time.monotonic() - start > 2,
+        until=lambda evs: (
+            sum(e.name == "reading" for e in evs) >= 3 and time.monotonic() - start > 2
+        ),
     )
     readings = [e for e in got if e.name == "reading"]
     span_s = readings[-1].at - readings[0].at
