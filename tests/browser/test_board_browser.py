@@ -70,31 +70,10 @@ class Rig:
         wait_until(lambda: self.bridge.health()["mqtt"]["connected"])
         for device_id, scenario in (("cnc-mill", "full_session"), ("laser", "working")):
             log = (self.log_dir / f"sim-{device_id}.log").open("ab")
-            self.simulators.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "iot_bridge",
-                        "simulate",
-                        "--broker",
-                        self.broker.host,
-                        "--port",
-                        str(self.broker.port),
-                        "--no-tls",
-                        "--scenario",
-                        scenario,
-                        "--duration",
-                        "3600",
-                        "--device-id",
-                        device_id,
-                        "--speed",
-                        "10",
-                    ],  # fmt: skip
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+            args = [sys.executable, "-m", "iot_bridge", "simulate", "--no-tls", "--speed", "10"]
+            args += ["--broker", self.broker.host, "--port", str(self.broker.port)]
+            args += ["--scenario", scenario, "--duration", "3600", "--device-id", device_id]
+            self.simulators.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
             log.close()
         return self
 
@@ -242,7 +221,7 @@ def test_the_tuning_panel_shows_another_session_count_for_a_threshold_that_split
     form.locator("[name=start_debounce_s]").fill("0")
     form.locator("[name=stop_debounce_s]").fill("0")
     form.locator("button[type=submit]").click()
-    expect(page.locator("#tuning-proposed-count")).not_to_have_text("–")
+    expect(page.locator("#tuning-proposed-count")).not_to_have_text("\N{EN DASH}")
     current = int(page.locator("#tuning-current-count").inner_text())
     proposed = int(page.locator("#tuning-proposed-count").inner_text())
     assert proposed == current + 1

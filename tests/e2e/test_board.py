@@ -128,7 +128,7 @@ def test_tuning_replays_without_changing_anything_and_refuses_bad_input(board_br
 
 def test_the_stream_token_never_reaches_the_logs(board_bridge) -> None:
     """After streams with ?token=, right and wrong, the log holds neither token nor query string."""
-    broker, bridge = board_bridge
+    _, bridge = board_bridge
     collect(f"{bridge.url}/stream?token={TOKEN}", until=lambda evs: evs[0].name == "snapshot")
     httpx.get(f"{bridge.url}/stream?token=wr0ng-guess", timeout=5)
     bridge.get("/board/devices/mill/tuning", params={"standby_threshold_w": 9})

@@ -104,10 +104,16 @@
       ctx.lineWidth = 1.5;
       ctx.beginPath(); ctx.moveTo(left, yy); ctx.lineTo(left + plotW, yy); ctx.stroke();
       ctx.restore();
+      // The label sits on a dark patch so that neither the power line nor the grid hides it.
+      const labelW = ctx.measureText(label).width;
+      const labelX = alignRight ? left + plotW - 4 - labelW : left + 4;
+      const labelY = Math.max(top + 12, yy - 2);
+      ctx.fillStyle = "rgba(18, 25, 34, 0.85)";
+      ctx.fillRect(labelX - 2, labelY - 12, labelW + 4, 12);
       ctx.fillStyle = colour;
-      ctx.textAlign = alignRight ? "right" : "left";
+      ctx.textAlign = "left";
       ctx.textBaseline = "bottom";
-      ctx.fillText(label, alignRight ? left + plotW - 4 : left + 4, yy - 1);
+      ctx.fillText(label, labelX, labelY);
       lines.push({ label, value, y: yy });
     }
     threshold(thresholds.standby, THRESHOLD_COLOURS.standby, [6, 4], "standby " + thresholds.standby + " W");
