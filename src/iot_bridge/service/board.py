@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from array import array
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,7 +38,11 @@ from iot_bridge.service.feed import Feed, FeedBatch, ReadingAccepted, StateChang
 log = get_logger(__name__)
 
 WINDOW_S: Final = 3600.0
-MAX_POINTS_PER_DEVICE: Final = 7200  # two a second for an hour; a faster device is thinned
+MAX_POINTS_PER_DEVICE: Final = 7200  # two a second for an hour; a faster one keeps its latest
+# All devices together keep at most about this many readings (16 bytes each), so a
+# bridge with thousands of devices keeps less per device; never under the minimum.
+TOTAL_POINTS: Final = 2_000_000
+MIN_POINTS_PER_DEVICE: Final = 360
 RECENT_SESSIONS: Final = 20
 STREAM_INTERVAL_S: Final = 0.25  # at most 4 updates a second per machine
 _ENDED: Final = frozenset({EventType.SESSION_STOPPED, EventType.SESSION_TIMEOUT})
@@ -81,13 +87,58 @@ def local_day(ts: float) -> date:
     return datetime.fromtimestamp(ts).date()
 
 
+def points_per_device(devices: int) -> int:
+    """How many readings each device keeps when ``devices`` are configured."""
+    return max(MIN_POINTS_PER_DEVICE, min(MAX_POINTS_PER_DEVICE, TOTAL_POINTS // max(1, devices)))
+
+
+class _Series:
+    """A device's readings: two packed float arrays (16 bytes a reading), oldest first.
+
+    Old readings are dropped by moving ``start``; the arrays are compacted when
+    the dropped part is as long as the kept one (amortised O(1) per reading).
+    """
+
+    __slots__ = ("limit", "power", "start", "ts")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.ts = array("d")
+        self.power = array("d")
+        self.start = 0
+
+    def __len__(self) -> int:
+        return len(self.ts) - self.start
+
+    def append(self, ts: float, power_w: float) -> None:
+        if len(self) and ts < self.ts[-1]:
+            ts = self.ts[-1]
+        self.ts.append(ts)
+        self.power.append(power_w)
+        if len(self) > self.limit:
+            self.start = len(self.ts) - self.limit
+        self._compact()
+
+    def drop_before(self, since: float) -> None:
+        self.start = max(self.start, bisect_left(self.ts, since, lo=self.start))
+        self._compact()
+
+    def items(self) -> list[tuple[float, float]]:
+        start = self.start
+        return list(zip(self.ts[start:], self.power[start:], strict=True))
+
+    def _compact(self) -> None:
+        if self.start and self.start >= len(self):
+            del self.ts[: self.start]
+            del self.power[: self.start]
+            self.start = 0
+
+
 @dataclass(slots=True)
 class _Track:
     """One device's kept hour and its running session's live time."""
 
-    readings: deque[tuple[float, float]] = field(
-        default_factory=lambda: deque(maxlen=MAX_POINTS_PER_DEVICE)
-    )
+    readings: _Series = field(default_factory=lambda: _Series(MAX_POINTS_PER_DEVICE))
     bands: deque[tuple[float, str]] = field(default_factory=deque)  # (since, state)
     segment_class: str | None = None
     segment_since: float = 0.0
@@ -98,10 +149,7 @@ class _Track:
     done_standby_s: float = 0.0
 
     def add_reading(self, ts: float, power_w: float) -> None:
-        readings = self.readings
-        if readings and ts < readings[-1][0]:
-            ts = readings[-1][0]
-        readings.append((ts, power_w))
+        self.readings.append(ts, power_w)
 
     def change_state(self, ts: float, state: str) -> None:
         self._close_segment(ts)
@@ -144,9 +192,7 @@ class _Track:
         return working, standby
 
     def prune(self, since: float) -> None:
-        readings = self.readings
-        while readings and readings[0][0] < since:
-            readings.popleft()
+        self.readings.drop_before(since)
         bands = self.bands
         # Keep the band that was current at ``since``: it colours the chart's left edge.
         while len(bands) > 1 and bands[1][0] <= since:
@@ -213,6 +259,7 @@ class Board:
         self._window_s = window_s
         self._day_of = day_of
         self._tracks: dict[str, _Track] = {}
+        self._points = MAX_POINTS_PER_DEVICE
         self._sessions: deque[dict[str, Any]] = deque(maxlen=RECENT_SESSIONS)
 
     @property
@@ -230,7 +277,9 @@ class Board:
 
         ``recent_events`` (oldest first) seeds the session list and today's totals.
         """
-        for device_id in self._directory.device_ids():
+        device_ids = self._directory.device_ids()
+        self._points = points_per_device(len(device_ids))
+        for device_id in device_ids:
             status = self._directory.status(device_id)
             if status is not None:
                 self._track(device_id, now, status.state)
@@ -252,7 +301,7 @@ class Board:
         if track is None:
             return []
         track.prune(now - self._window_s)
-        return list(track.readings)
+        return track.readings.items()
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """Everything the page draws, as JSON-ready data (``GET /board``)."""
@@ -272,12 +321,17 @@ class Board:
                 {
                     **machine_view(status),
                     "today": {"working_s": working_s, "standby_s": standby_s},
-                    "readings": [[ts, power] for ts, power in track.readings],
+                    "readings": track.readings.items(),
                     "bands": [[max(ts, since), state] for ts, state in track.bands],
                 }
             )
         for device_id in [d for d in self._tracks if d not in known]:
             del self._tracks[device_id]  # removed from the config
+        points = points_per_device(len(known))
+        if points != self._points:  # the device count changed: share the budget anew
+            self._points = points
+            for track in self._tracks.values():
+                track.readings.limit = points
         return {
             "now": now,
             "window_s": self._window_s,
@@ -288,7 +342,7 @@ class Board:
     def _track(self, device_id: str, now: float, state: str | None = None) -> _Track:
         track = self._tracks.get(device_id)
         if track is None:
-            track = self._tracks[device_id] = _Track()
+            track = self._tracks[device_id] = _Track(readings=_Series(self._points))
             track.change_state(now, state or "idle")
         return track
 

@@ -323,8 +323,8 @@ class Bridge:
             raise
         if fingerprints:
             self._committed.append(set(fingerprints))
-        feed_batch = self._feed_probe.batch(changes, events, now)
-        if self.feed.has_subscribers:
+        feed_batch = self._feed_probe.batch(changes, events, now, build=self.feed.has_subscribers)
+        if feed_batch is not None:
             self.feed.publish(feed_batch)
         if events:
             self.delivery.wake()

@@ -27,8 +27,14 @@ class FeedProbe:
         changes: Mapping[str, Mapping[str, Any] | None],
         events: Sequence[Event],
         now: float,
-    ) -> FeedBatch:
-        """The ``FeedBatch`` of one commit (``changes``: device id -> snapshot, None = removed)."""
+        *,
+        build: bool = True,
+    ) -> FeedBatch | None:
+        """The ``FeedBatch`` of one commit (``changes``: device id -> snapshot, None = removed).
+
+        With ``build`` false (nobody listens) only the known states are kept up
+        to date, and None is returned: the pipeline pays for batches only when read.
+        """
         readings: list[ReadingAccepted] = []
         state_changes: list[StateChanged] = []
         states = self._states
@@ -38,13 +44,17 @@ class FeedProbe:
                 continue
             detector = stored["detector"]
             state = detector["state"]
-            power = detector["power_w"]
-            if detector["last_seen"] == now and power is not None:
-                readings.append(ReadingAccepted(device_id, now, float(power)))
+            if build:
+                power = detector["power_w"]
+                if power is not None and detector["last_seen"] == now:
+                    readings.append(ReadingAccepted(device_id, now, power))
             previous = states.get(device_id, "idle")
             if state != previous:
-                session = detector["session"]
-                session_id = session["session_id"] if session else None
-                state_changes.append(StateChanged(device_id, now, previous, state, session_id))
-            states[device_id] = state
+                states[device_id] = state
+                if build:
+                    session = detector["session"]
+                    session_id = session["session_id"] if session else None
+                    state_changes.append(StateChanged(device_id, now, previous, state, session_id))
+        if not build:
+            return None
         return FeedBatch(ts=now, readings=readings, changes=state_changes, events=tuple(events))

@@ -11,9 +11,12 @@ from iot_bridge.domain.events import Event, EventType, iso_utc
 from iot_bridge.domain.session_config import SessionConfig
 from iot_bridge.service.board import (
     MAX_POINTS_PER_DEVICE,
+    MIN_POINTS_PER_DEVICE,
+    TOTAL_POINTS,
     Board,
     MachineStatus,
     StreamThrottle,
+    points_per_device,
     stored_session_events,
 )
 from iot_bridge.service.feed import FeedBatch, ReadingAccepted, StateChanged
@@ -96,6 +99,20 @@ def test_readings_are_bounded_in_count_however_fast_a_device_reports() -> None:
         ts = i / 100
         board.apply(FeedBatch(ts=ts, readings=(ReadingAccepted("cnc", ts, 1.0),)))
     assert len(board.readings("cnc", 100.0)) == MAX_POINTS_PER_DEVICE
+
+
+def test_many_devices_share_a_total_budget_of_readings() -> None:
+    """With thousands of devices each keeps fewer readings, never under the minimum."""
+    assert points_per_device(1) == MAX_POINTS_PER_DEVICE
+    assert points_per_device(1000) == TOTAL_POINTS // 1000
+    assert points_per_device(10_000) == MIN_POINTS_PER_DEVICE
+    board = Board(FakeDirectory(*(f"d{i}" for i in range(1000))), day_of=_day)
+    board.start(0.0)
+    for i in range(3000):
+        board.apply(FeedBatch(ts=float(i), readings=(ReadingAccepted("d0", float(i), 1.0),)))
+    kept = board.readings("d0", 3000.0)
+    assert len(kept) == TOTAL_POINTS // 1000
+    assert kept[-1] == (2999.0, 1.0)
 
 
 def test_bands_follow_state_changes_and_keep_the_one_current_at_the_window_start() -> None:
