@@ -36,7 +36,7 @@ from iot_bridge.config.model import SessionConfigModel
 from iot_bridge.logs import get_logger
 from iot_bridge.service.board import BoardService, StreamThrottle, machine_view
 from iot_bridge.service.feed import FeedBatch, Subscription
-from iot_bridge.service.tuning import compare
+from iot_bridge.service.tuning import compare, tunable_settings
 
 log = get_logger(__name__)
 
@@ -63,13 +63,6 @@ _NO_STORE: Final = {"Cache-Control": "no-store"}
 _AUTH: Final[dict[int | str, dict[str, Any]]] = {
     401: {"description": "Missing or wrong bearer token"}
 }
-_TUNABLE: Final = (
-    "standby_threshold_w",
-    "working_threshold_w",
-    "start_debounce_s",
-    "stop_debounce_s",
-    "message_timeout_s",
-)
 
 Health = Callable[[], Awaitable[dict[str, Any]]]
 RecentEvents = Callable[[int], Awaitable[list[dict[str, Any]]]]
@@ -181,7 +174,7 @@ class _BoardApi:
                 status_code=404,
             )
         current = status.session_config
-        merged = {name: getattr(current, name) for name in _TUNABLE}
+        merged: dict[str, float] = tunable_settings(current)
         merged.update(query.model_dump(exclude_none=True))
         merged["heartbeat_interval_s"] = current.heartbeat_interval_s
         try:

@@ -34,6 +34,7 @@ from iot_bridge.domain.events import Event, EventType, iso_utc
 from iot_bridge.domain.session_config import SessionConfig
 from iot_bridge.logs import get_logger
 from iot_bridge.service.feed import Feed, FeedBatch, ReadingAccepted, StateChanged, Subscription
+from iot_bridge.service.tuning import tunable_settings
 
 log = get_logger(__name__)
 
@@ -375,13 +376,7 @@ def machine_view(status: MachineStatus) -> dict[str, Any]:
             "standby_threshold_w": config.standby_threshold_w,
             "working_threshold_w": config.working_threshold_w,
         },
-        "session_config": {
-            "standby_threshold_w": config.standby_threshold_w,
-            "working_threshold_w": config.working_threshold_w,
-            "start_debounce_s": config.start_debounce_s,
-            "stop_debounce_s": config.stop_debounce_s,
-            "message_timeout_s": config.message_timeout_s,
-        },
+        "session_config": tunable_settings(config),
     }
 
 

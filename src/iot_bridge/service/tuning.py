@@ -14,7 +14,7 @@ not compared and the first reading starts from a device that was idle.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from iot_bridge.domain.events import Event, EventType
@@ -23,6 +23,18 @@ from iot_bridge.domain.session import SessionDetector
 from iot_bridge.domain.session_config import SessionConfig
 
 _ENDED = (EventType.SESSION_STOPPED, EventType.SESSION_TIMEOUT)
+TUNABLE = (
+    "standby_threshold_w",
+    "working_threshold_w",
+    "start_debounce_s",
+    "stop_debounce_s",
+    "message_timeout_s",
+)
+
+
+def tunable_settings(config: SessionConfig) -> dict[str, float]:
+    """The settings a user can try, by name (the heartbeat does not change sessions)."""
+    return {name: getattr(config, name) for name in TUNABLE}
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,13 +123,7 @@ def compare(
     for name, config in (("current", current), ("proposed", proposed)):
         sessions = replay_sessions(readings, config, now=now)
         sides[name] = {
-            "session_config": {
-                "standby_threshold_w": config.standby_threshold_w,
-                "working_threshold_w": config.working_threshold_w,
-                "start_debounce_s": config.start_debounce_s,
-                "stop_debounce_s": config.stop_debounce_s,
-                "message_timeout_s": config.message_timeout_s,
-            },
+            "session_config": tunable_settings(config),
             "count": len(sessions),
             "sessions": [session.to_dict() for session in sessions],
         }
@@ -127,8 +133,3 @@ def compare(
         "to": readings[-1][0] if readings else None,
         **sides,
     }
-
-
-def proposed_config(current: SessionConfig, changes: dict[str, float]) -> SessionConfig:
-    """``current`` with the given fields replaced (validated by the caller)."""
-    return replace(current, **changes)
