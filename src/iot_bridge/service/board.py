@@ -466,7 +466,10 @@ class BoardService:
 
     async def _run(self) -> None:
         async for batch in self._subscription:
-            self.board.apply(batch)
+            try:
+                self.board.apply(batch)
+            except Exception:  # a view must never stop: log, skip the batch, go on
+                log.exception("board_apply_failed")
 
     def subscribe_stream(self, name: str, max_batches: int) -> Subscription:
         """A feed subscription for one stream client; ``close`` ends it."""

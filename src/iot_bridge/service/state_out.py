@@ -210,11 +210,18 @@ class StateOut:
 
     async def _run(self) -> None:
         while True:
-            batch = await self._next_batch(self._wait_s())
-            while batch is not None:
-                self.apply(batch)
-                batch = self._subscription.get_nowait()
-            await self.step()
+            try:
+                batch = await self._next_batch(self._wait_s())
+                while batch is not None:
+                    self.apply(batch)
+                    batch = self._subscription.get_nowait()
+                await self.step()
+            except EOFError:
+                return  # closed
+            except Exception:  # a bug here must not end state out for good, nor the bridge
+                log.exception("state_out_failed")
+                self._synced = None
+                await asyncio.sleep(self._poll_s)
 
     async def _next_batch(self, timeout_s: float) -> FeedBatch | None:
         ready = self._subscription.get_nowait()
