@@ -2,8 +2,6 @@
 
 Measures, on one core, with nothing but Python:
 
-- ``FeedProbe.batch``: the pipeline's extra work per commit (one entry per
-  device touched), for batches of 1, 100 and 1,000 devices;
 - ``Board.apply``: the board task's cost per reading;
 - ``StreamThrottle``: one stream client's cost per reading;
 - memory of the kept readings (16 bytes a reading in packed arrays);
@@ -27,7 +25,6 @@ from iot_bridge.service.board import (
     StreamThrottle,
 )
 from iot_bridge.service.feed import FeedBatch, ReadingAccepted
-from iot_bridge.service.feed_probe import FeedProbe
 from iot_bridge.service.tuning import compare
 
 
@@ -54,27 +51,6 @@ def per_call_us(fn: Callable[[], object], repeat: int) -> float:
 def main() -> None:
     print("| what | cost |")
     print("| --- | ---: |")
-    for devices in (1, 100, 1000):
-        snapshot = {
-            f"d{i}": {
-                "detector": {
-                    "state": "working",
-                    "last_seen": 5.0,
-                    "power_w": 100.0,
-                    "session": {"session_id": "s"},
-                }
-            }
-            for i in range(devices)
-        }
-        probe = FeedProbe()
-        us = per_call_us(
-            lambda p=probe, s=snapshot: p.batch(s, [], 5.0), max(20, 20_000 // devices)
-        )
-        print(
-            f"| FeedProbe.batch, {devices} devices touched "
-            f"| {us:.1f} µs ({us / devices:.2f} µs/device) |"
-        )
-
     board = Board(Directory(100), day_of=lambda ts: date(2026, 1, 1))
     board.start(0.0)
     batches = [

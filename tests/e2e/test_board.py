@@ -135,7 +135,7 @@ def test_the_stream_token_never_reaches_the_logs(board_bridge) -> None:
     collect(f"{bridge.url}/stream?token={TOKEN}", until=lambda evs: evs[0].name == "snapshot")
     httpx.get(f"{bridge.url}/stream?token=wr0ng-guess", timeout=5)
     bridge.get("/board/devices/mill/tuning", params={"standby_threshold_w": 9})
-    wait_until(lambda: bridge.log_events("board_stream_refused"))
+    wait_until(lambda: bridge.log_events("request_rejected"))
     log = bridge.log()
     assert TOKEN not in log
     assert "wr0ng-guess" not in log

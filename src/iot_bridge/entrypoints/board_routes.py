@@ -23,19 +23,22 @@ import hmac
 import itertools
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Annotated, Any, Final
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from iot_bridge.config.model import SessionConfigModel
+from iot_bridge.entrypoints.http_api import Unauthorized, get_bridge, require_token
 from iot_bridge.logs import get_logger
 from iot_bridge.service.board import BoardService, StreamThrottle, machine_view
+from iot_bridge.service.bridge import Bridge
 from iot_bridge.service.feed import FeedBatch, Subscription
+from iot_bridge.service.status import StatusQueries
 from iot_bridge.service.tuning import compare, tunable_settings
 
 log = get_logger(__name__)
@@ -64,20 +67,9 @@ _AUTH: Final[dict[int | str, dict[str, Any]]] = {
     401: {"description": "Missing or wrong bearer token"}
 }
 
-Health = Callable[[], Awaitable[dict[str, Any]]]
-RecentEvents = Callable[[int], Awaitable[list[dict[str, Any]]]]
-
 
 def _static_file(name: str) -> bytes:
     return (resources.files("iot_bridge.entrypoints") / "static" / name).read_bytes()
-
-
-def _unauthorized() -> JSONResponse:
-    return JSONResponse(
-        {"status": "error", "message": "missing or wrong bearer token", "errors": []},
-        status_code=401,
-        headers={"WWW-Authenticate": "Bearer", **_NO_STORE},
-    )
 
 
 def delivery_view(health: dict[str, Any], recent: list[dict[str, Any]]) -> dict[str, Any]:
@@ -129,40 +121,33 @@ class TuningQuery(BaseModel):
     message_timeout_s: float | None = None
 
 
-class _BoardApi:
-    """What the routes share: the board, the token, the bridge's status queries."""
+def require_stream_token(request: Request) -> None:
+    """``require_token``, or for ``EventSource`` (no headers) the token as ``?token=``."""
+    expected: bytes | None = request.app.state.api_token
+    if expected is None or "authorization" in request.headers:
+        require_token(request)
+        return
+    given = request.query_params.get("token", "").encode("utf-8", "replace")
+    if not hmac.compare_digest(given, expected):
+        raise Unauthorized
 
-    def __init__(
-        self, service: BoardService, api_token: str | None, health: Health, recent: RecentEvents
-    ) -> None:
+
+class _BoardApi:
+    """What the routes share: the board service and the bridge's status queries."""
+
+    def __init__(self, service: BoardService) -> None:
         self.service = service
-        self.expected = api_token.encode("utf-8") if api_token else None
-        self.health = health
-        self.recent = recent
         self.boot = f"{time.time_ns():x}"
         self.streams = itertools.count(1)
 
-    def authorized(self, request: Request, *, allow_query: bool = False) -> bool:
-        """The bearer token (or, for EventSource, ``?token=``) matches, in constant time."""
-        if self.expected is None:
-            return True
-        scheme, _, header_token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer":
-            given = header_token.strip().encode("latin-1", "replace")
-        elif allow_query:
-            given = request.query_params.get("token", "").encode("utf-8", "replace")
-        else:
-            return False
-        return hmac.compare_digest(given, self.expected)
-
-    async def delivery(self) -> dict[str, Any]:
+    async def delivery(self, status: StatusQueries) -> dict[str, Any]:
         """Delivery health for the page."""
-        return delivery_view(await self.health(), await self.recent(20))
+        return delivery_view(await status.health(), await status.recent_events(20))
 
-    async def snapshot(self) -> dict[str, Any]:
+    async def snapshot(self, status: StatusQueries) -> dict[str, Any]:
         """The board's JSON."""
         board = self.service.board.snapshot(self.service.now())
-        board["delivery"] = await self.delivery()
+        board["delivery"] = await self.delivery(status)
         return board
 
     def tuning(self, device_id: str, query: TuningQuery) -> Response:
@@ -194,7 +179,9 @@ class _BoardApi:
         result["machine"] = machine_view(status)
         return Response(orjson.dumps(result), media_type="application/json", headers=_NO_STORE)
 
-    async def events(self, subscription: Subscription, stream_id: str) -> AsyncIterator[bytes]:
+    async def events(
+        self, subscription: Subscription, stream_id: str, status: StatusQueries
+    ) -> AsyncIterator[bytes]:
         """One client's stream: a snapshot, then throttled updates, health, keep-alives."""
         loop = asyncio.get_running_loop()
         throttle = StreamThrottle()
@@ -202,7 +189,7 @@ class _BoardApi:
         log.info("board_stream_opened", stream=stream_id)
         try:
             yield f"retry: {RETRY_MS}\n\n".encode()
-            yield _sse("snapshot", await self.snapshot(), f"{stream_id}-{next(sequence)}")
+            yield _sse("snapshot", await self.snapshot(status), f"{stream_id}-{next(sequence)}")
             dropped = subscription.dropped
             next_health = loop.time() + HEALTH_EVERY_S
             next_keepalive = loop.time() + KEEPALIVE_S
@@ -218,16 +205,15 @@ class _BoardApi:
                     # This client fell behind: a whole new picture, not a patched one.
                     dropped = subscription.dropped
                     throttle.flush(now)
-                    out.append(
-                        _sse("snapshot", await self.snapshot(), f"{stream_id}-{next(sequence)}")
-                    )
+                    snapshot = await self.snapshot(status)
+                    out.append(_sse("snapshot", snapshot, f"{stream_id}-{next(sequence)}"))
                 elif throttle.due(now):
                     out.extend(
                         _sse(name, data, f"{stream_id}-{next(sequence)}")
                         for name, data in throttle.flush(now)
                     )
                 if now >= next_health:
-                    out.append(_sse("health", await self.delivery()))
+                    out.append(_sse("health", await self.delivery(status)))
                     next_health = now + HEALTH_EVERY_S
                 if not out and now >= next_keepalive:
                     out.append(b": keep-alive\n\n")
@@ -239,16 +225,11 @@ class _BoardApi:
             log.info("board_stream_closed", stream=stream_id)
 
 
-def board_router(
-    service: BoardService,
-    *,
-    api_token: str | None,
-    health: Health,
-    recent_events: RecentEvents,
-) -> APIRouter:
+def board_router(service: BoardService) -> APIRouter:
     """The board's routes; ``create_app`` includes them."""
     router = APIRouter()
-    api = _BoardApi(service, api_token, health, recent_events)
+    api = _BoardApi(service)
+    protected = APIRouter(dependencies=[Depends(require_token)], responses=_AUTH)
 
     @router.get("/", include_in_schema=False)
     async def page() -> Response:
@@ -266,54 +247,49 @@ def board_router(
         return Response(_static_file(name), media_type=media_type, headers=_PAGE_HEADERS)
 
     @router.get("/board/auth", include_in_schema=False)
-    async def auth() -> dict[str, bool]:
+    async def auth(request: Request) -> dict[str, bool]:
         """Whether the board's data needs a token (so the page asks before trying)."""
-        return {"token_required": api.expected is not None}
+        return {"token_required": request.app.state.api_token is not None}
 
-    @router.get("/board", responses=_AUTH)
-    async def board(request: Request) -> Response:
+    @protected.get("/board")
+    async def board(bridge: Annotated[Bridge, Depends(get_bridge)]) -> Response:
         """Everything the board draws: machines with their last hour, sessions, delivery."""
-        if not api.authorized(request):
-            return _unauthorized()
-        body = orjson.dumps(await api.snapshot())
+        body = orjson.dumps(await api.snapshot(bridge.status))
         return Response(body, media_type="application/json", headers=_NO_STORE)
 
-    @router.get(
+    @protected.get(
         "/board/devices/{device_id}/tuning",
         responses={
-            **_AUTH,
             404: {"description": "No such device"},
             422: {"description": "A proposed setting is out of range"},
         },
     )
-    async def tuning(
-        request: Request, device_id: str, query: Annotated[TuningQuery, Query()]
-    ) -> Response:
+    async def tuning(device_id: str, query: Annotated[TuningQuery, Query()]) -> Response:
         """The sessions the kept readings give with the current and the proposed settings.
 
         Settings not given keep their current value. Nothing on the bridge changes.
         """
-        if not api.authorized(request):
-            return _unauthorized()
         return api.tuning(device_id, query)
 
-    @router.get("/stream", responses={200: {"content": {"text/event-stream": {}}}, **_AUTH})
-    async def stream(request: Request) -> Response:
+    @router.get(
+        "/stream",
+        dependencies=[Depends(require_stream_token)],
+        responses={200: {"content": {"text/event-stream": {}}}, **_AUTH},
+    )
+    async def stream(bridge: Annotated[Bridge, Depends(get_bridge)]) -> Response:
         """Server-sent events: ``snapshot``, then ``state``, ``event``, ``reading``, ``health``.
 
         Pass the token as ``Authorization: Bearer`` or ``?token=`` (EventSource).
         """
-        if not api.authorized(request, allow_query=True):
-            log.warning("board_stream_refused", reason="unauthorized")
-            return _unauthorized()
         number = next(api.streams)
         subscription = service.subscribe_stream(f"stream-{number}", STREAM_QUEUE_BATCHES)
         return StreamingResponse(
-            api.events(subscription, f"{api.boot}-{number}"),
+            api.events(subscription, f"{api.boot}-{number}", bridge.status),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
+    router.include_router(protected)
     return router
 
 

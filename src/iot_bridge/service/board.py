@@ -20,8 +20,6 @@ Decisions:
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from array import array
 from bisect import bisect_left
 from collections import deque
@@ -449,22 +447,21 @@ class StreamThrottle:
 
 
 class BoardService:
-    """Runs the board off the feed in its own task; one per bridge."""
+    """The board off the feed: ``run()`` is its task, streams subscribe here; one per bridge."""
 
     def __init__(self, board: Board, feed: Feed, *, clock: Callable[[], float]) -> None:
         self.board = board
         self.feed = feed
         self._clock = clock
         self._subscription = feed.subscribe("board", max_batches=4096)
-        self._task: asyncio.Task[None] | None = None
         self._streams: set[Subscription] = set()
 
-    def start(self, recent_events: Iterable[Event] = ()) -> None:
-        """Seed the board and start following the feed (call on the running loop)."""
+    def seed(self, recent_events: Iterable[Event] = ()) -> None:
+        """Start from every device's current state and the stored sessions (after restore)."""
         self.board.start(self._clock(), recent_events)
-        self._task = asyncio.create_task(self._run(), name="board")
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """Follow the feed until cancelled or closed."""
         async for batch in self._subscription:
             try:
                 self.board.apply(batch)
@@ -479,15 +476,11 @@ class BoardService:
         return subscription
 
     async def close(self) -> None:
-        """Stop following the feed; open streams end."""
+        """Stop following the feed; open streams end (so the HTTP server can stop at once)."""
         for subscription in self._streams:
             subscription.close()
         self._streams.clear()
         self._subscription.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     def now(self) -> float:
         """The service's clock."""

@@ -32,13 +32,13 @@ from typing import Any, Final, Protocol
 
 import orjson
 
-from iot_bridge.adapters.mqtt import WillMessage
 from iot_bridge.config.model import BridgeConfig, StateOutSection
 from iot_bridge.domain.events import EventType, iso_utc
 from iot_bridge.errors import MqttError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.board import MachineDirectory, MachineStatus
 from iot_bridge.service.feed import Feed, FeedBatch
+from iot_bridge.service.ports import LastWill
 
 log = get_logger(__name__)
 
@@ -82,12 +82,12 @@ def state_topic(section: StateOutSection, device_id: str) -> str:
     return f"{section.topic_prefix}/{device_id}/state"
 
 
-def state_out_will(config: BridgeConfig) -> WillMessage | None:
-    """The MQTT will the bridge connects with: ``offline`` retained, when state out is on."""
+def state_out_will(config: BridgeConfig) -> LastWill | None:
+    """The MQTT will the bridge connects with (``offline``, retained), when state out is on."""
     section = config.state_out
     if section is None or not section.enabled:
         return None
-    return WillMessage(availability_topic(section), OFFLINE, qos=1, retain=True)
+    return LastWill(availability_topic(section), OFFLINE)
 
 
 def state_payload(status: MachineStatus, now: float) -> bytes:
@@ -185,30 +185,12 @@ class StateOut:
         self._power_dirty: set[str] = set()
         self._last_power_publish: dict[str, float] = {}
         self._dropped = 0
-        self._task: asyncio.Task[None] | None = None
         self.published = 0
 
     # -- lifecycle -------------------------------------------------------
 
-    def start(self) -> None:
-        """Start the publishing task (on the running loop)."""
-        self._task = asyncio.create_task(self._run(), name="state-out")
-
-    async def close(self) -> None:
-        """Say ``offline`` (a clean DISCONNECT drops the will) and stop."""
-        self._subscription.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        section = self._section
-        client = self._client()
-        if section is not None and client.connected:
-            with contextlib.suppress(MqttError, TimeoutError):
-                async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                    await client.publish(availability_topic(section), OFFLINE, qos=1, retain=True)
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """Follow the feed and publish until cancelled (the bridge's task ``state-out``)."""
         while True:
             try:
                 batch = await self._next_batch(self._wait_s())
@@ -222,6 +204,16 @@ class StateOut:
                 log.exception("state_out_failed")
                 self._synced = None
                 await asyncio.sleep(self._poll_s)
+
+    async def close(self) -> None:
+        """Say ``offline`` (a clean DISCONNECT drops the will); before the link closes."""
+        self._subscription.close()
+        section = self._section
+        client = self._client()
+        if section is not None and client.connected:
+            with contextlib.suppress(MqttError, TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await client.publish(availability_topic(section), OFFLINE, qos=1, retain=True)
 
     async def _next_batch(self, timeout_s: float) -> FeedBatch | None:
         ready = self._subscription.get_nowait()
