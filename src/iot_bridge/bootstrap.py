@@ -24,7 +24,7 @@ from pathlib import Path
 import uvicorn
 
 from iot_bridge.adapters.clock import SystemClock
-from iot_bridge.adapters.mqtt import MqttClient, MqttSettings
+from iot_bridge.adapters.mqtt import MqttClient, MqttSettings, WillMessage
 from iot_bridge.adapters.odoo import OdooSender
 from iot_bridge.adapters.store import EventStore
 from iot_bridge.config.model import MqttSection, OdooSection
@@ -33,8 +33,12 @@ from iot_bridge.config.sources import DataDirConfigRepository, EnvSettings, load
 from iot_bridge.entrypoints.http_api import create_app
 from iot_bridge.errors import BridgeError
 from iot_bridge.logs import get_logger
+from iot_bridge.service.board import Board, BoardService, stored_session_events
 from iot_bridge.service.bridge import Bridge
+from iot_bridge.service.machines import IngestorDirectory
 from iot_bridge.service.pipeline import RECEIVE_MAXIMUM
+from iot_bridge.service.ports import LastWill
+from iot_bridge.service.state_out import StateOut
 
 log = get_logger(__name__)
 
@@ -60,8 +64,11 @@ class ServiceOptions:
     port: int
 
 
-def mqtt_settings(section: MqttSection, shard: Shard | None = None) -> MqttSettings:
-    """The MQTT client's settings from the config's ``mqtt`` section (and ``BRIDGE_SHARD``).
+def mqtt_settings(
+    section: MqttSection, will: LastWill | None = None, *, shard: Shard | None = None
+) -> MqttSettings:
+    """The MQTT client's settings from the config's ``mqtt`` section, state out's will and
+    ``BRIDGE_SHARD``.
 
     With a shard the client id is ``<client_id>-shard<i>``: every instance is
     pushed the same config, and each needs a persistent session of its own.
@@ -78,14 +85,19 @@ def mqtt_settings(section: MqttSection, shard: Shard | None = None) -> MqttSetti
         tls_insecure=section.tls_insecure,
         clean_start=False,
         receive_maximum=RECEIVE_MAXIMUM,
+        will=None if will is None else WillMessage(will.topic, will.payload, qos=1, retain=True),
     )
 
 
 def mqtt_source(
-    section: MqttSection, subscriptions: frozenset[str], shard: Shard | None = None
+    section: MqttSection,
+    subscriptions: frozenset[str],
+    will: LastWill | None = None,
+    *,
+    shard: Shard | None = None,
 ) -> MqttClient:
     """The message source factory: an MQTT client for ``section`` (not yet running)."""
-    return MqttClient(mqtt_settings(section, shard), subscriptions=subscriptions)
+    return MqttClient(mqtt_settings(section, will, shard=shard), subscriptions=subscriptions)
 
 
 def odoo_sender(section: OdooSection | None) -> OdooSender | None:
@@ -112,6 +124,24 @@ def build_bridge(options: ServiceOptions, store: EventStore) -> Bridge:
         sender_factory=odoo_sender,
         clock=SystemClock(),
     )
+
+
+def add_views(bridge: Bridge) -> BoardService:
+    """The board and the MQTT state out, as tasks of the bridge off its feed."""
+    directory = IngestorDirectory(bridge.ingestor)
+    board = BoardService(Board(directory), bridge.feed, clock=bridge.pipeline.now)
+    state_out = StateOut(
+        feed=bridge.feed,
+        directory=directory,
+        config=lambda: bridge.configs.config,
+        client=lambda: bridge.link.source,
+        clock=bridge.pipeline.now,
+    )
+    bridge.add_task("board", board.run)
+    bridge.add_task("state-out", state_out.run)
+    bridge.add_closer(board.close)  # ends the open streams: the HTTP server stops at once
+    bridge.add_closer(state_out.close)  # "offline" before the clean DISCONNECT
+    return board
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -151,7 +181,8 @@ async def serve(
         )
     host, port = sock.getsockname()[:2]
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
-    app = create_app(bridge, api_token=options.env.api_token)
+    board = add_views(bridge)
+    app = create_app(bridge, api_token=options.env.api_token, board=board)
     server = _Server(
         uvicorn.Config(
             app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
@@ -164,6 +195,7 @@ async def serve(
     server_task: asyncio.Task[None] | None = None
     try:
         await bridge.start()
+        board.seed(stored_session_events(await asyncio.to_thread(store.recent_events, 1000)))
         server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
         log.info("http_listening", url=url, docs=f"{url}/docs", data_dir=str(options.data_dir))
         if on_ready is not None:

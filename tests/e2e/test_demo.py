@@ -279,3 +279,25 @@ def test_demo_config_is_valid_at_every_allowed_speed(speed: float) -> None:
     assert timings.stop_debounce_s == pytest.approx(20.0 / speed, rel=1e-3)
     # Reports come every 10 simulated seconds: the timeout must leave room for them.
     assert timings.message_timeout_s * speed >= 30.0
+
+
+def test_demo_prints_the_board_first_with_the_token_in_the_fragment(
+    demos: list[DemoProcess],
+) -> None:
+    """The first line is the board's URL (#token=... when set); the page and its data answer."""
+    demo = DemoProcess("--duration", "20", "--speed", "20", env={"BRIDGE_API_TOKEN": "d3mo tok"})
+    demos.append(demo)
+    first = demo.wait_for_line(r".", 30)
+    board = re.match(r"^Board: (http://127\.0\.0\.1:\d+)/#token=d3mo%20tok$", first)
+    assert board is not None, first
+    base = board.group(1)
+    assert httpx.get(f"{base}/", timeout=5).status_code == 200
+    assert httpx.get(f"{base}/board", timeout=5).status_code == 401
+    machines = httpx.get(f"{base}/board", headers={"Authorization": "Bearer d3mo tok"}, timeout=5)
+    assert {m["device_id"] for m in machines.json()["machines"]} == {
+        "cnc-mill",
+        "laser-cutter",
+        "3d-printer",
+    }
+    demo.process.send_signal(signal.SIGTERM)
+    assert demo.wait(30) == 0, demo.stderr()

@@ -175,6 +175,38 @@ class OdooSection(BaseModel):
     api_key: Annotated[Text, Field(max_length=4096, repr=False), _checked(_header_token)] = ""
 
 
+def _topic_prefix(value: str) -> str | None:
+    # Published under, so a topic name's rules plus: no wildcards, no empty level
+    # (a leading or trailing '/'), no '$' (broker topics).
+    if any(char in value for char in "+#"):
+        return "must not contain the MQTT wildcards '+' or '#'"
+    if value.startswith("$"):
+        return "must not start with '$' (reserved for the broker)"
+    if "" in value.split("/"):
+        return "must be levels separated by single '/' (no leading, trailing or double '/')"
+    if value != value.strip():
+        return "must not start or end with whitespace"
+    return None
+
+
+TopicPrefix = Annotated[
+    str,
+    Field(min_length=1, max_length=200),
+    _checked(topics.unicode_problem, topics.control_character_problem, _topic_prefix),
+]
+
+
+class StateOutSection(BaseModel):
+    """Machine state published back on MQTT (CONTRACT section 8); off unless ``enabled``."""
+
+    model_config = _CONFIG
+
+    enabled: bool = False
+    topic_prefix: TopicPrefix = "iot-bridge"
+    homeassistant_discovery: bool = True
+    discovery_prefix: TopicPrefix = "homeassistant"
+
+
 _defaults = SessionConfig()
 
 
@@ -260,6 +292,7 @@ class BridgeConfig(BaseModel):
 
     mqtt: MqttSection | None = None
     odoo: OdooSection | None = None
+    state_out: StateOutSection | None = None
     devices: list[DeviceConfig] = Field(default_factory=list, max_length=MAX_DEVICES)
     timestamp: Label = None
     version: Label = None

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote
 
 from iot_bridge.adapters.mqtt import MqttSettings, WillMessage
 from iot_bridge.bootstrap import ServiceOptions, serve
@@ -152,6 +153,11 @@ def _simulator(machine: DemoMachine, broker: EmbeddedBroker, speed: float) -> Si
     )
 
 
+def board_url(url: str, token: str | None) -> str:
+    """The board's address; with a token, in the fragment (never sent to the server)."""
+    return f"{url}/#token={quote(token, safe='')}" if token else f"{url}/"
+
+
 def _usage_problem(args: argparse.Namespace) -> str | None:
     speed = args.speed
     if not math.isfinite(speed) or not MIN_SPEED <= speed <= MAX_SPEED:
@@ -223,7 +229,10 @@ class _DemoRun:
 
     def _service_options(self, broker: EmbeddedBroker) -> ServiceOptions:
         return ServiceOptions(
-            env=EnvSettings(mqtt=MqttSection(broker=broker.host, port=broker.port)),
+            env=EnvSettings(
+                mqtt=MqttSection(broker=broker.host, port=broker.port),
+                api_token=os.environ.get("BRIDGE_API_TOKEN") or None,
+            ),
             config_file=None,
             data_dir=self.data_dir,
             host="127.0.0.1",
@@ -238,6 +247,7 @@ class _DemoRun:
             events = bridge.feed.subscribe("demo")
             bridge.add_task("demo-events", lambda: _show_events(events, self.view))
             self.view.started(
+                board_url=board_url(url, os.environ.get("BRIDGE_API_TOKEN") or None),
                 url=url,
                 broker=f"{broker.kind} on {broker.host}:{broker.port}",
                 data_dir=self.data_dir,

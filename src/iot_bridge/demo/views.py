@@ -33,6 +33,7 @@ class DemoView(Protocol):
     def started(
         self,
         *,
+        board_url: str,
         url: str,
         broker: str,
         data_dir: Path,
@@ -113,6 +114,7 @@ class PlainView:
     def started(
         self,
         *,
+        board_url: str,
         url: str,
         broker: str,
         data_dir: Path,
@@ -120,8 +122,9 @@ class PlainView:
         speed: float,
         machines: list[tuple[str, str, str]],
     ) -> None:
-        """Print the banner and the URL line ``HTTP API: <url>``."""
+        """Print the board's URL first, then the banner and the line ``HTTP API: <url>``."""
         self._speed = speed
+        self._say(f"Board: {board_url}")
         names = ", ".join(f"{device_id} ({scenario})" for device_id, _, scenario in machines)
         self._say(f"iot-bridge demo: MQTT broker {broker}, machines {names}, speed {speed:g}x")
         self._say(f"data dir: {data_dir} (log: {log_file})")
@@ -166,6 +169,7 @@ class LiveView:
     def started(
         self,
         *,
+        board_url: str,
         url: str,
         broker: str,
         data_dir: Path,
@@ -176,6 +180,9 @@ class LiveView:
         """Start the live screen with the URL and the broker."""
         self._speed = speed
         self._header = Text.assemble(
+            ("Board     ", "bold"),
+            (board_url, "bold underline green"),
+            "   (open it in a browser: the machines live)\n",
             ("HTTP API  ", "bold"),
             (url, "bold underline cyan"),
             f"   (try {url}/devices, {url}/events, {url}/metrics)\n",

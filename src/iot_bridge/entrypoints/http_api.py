@@ -22,6 +22,7 @@ from iot_bridge.config.model import BridgeConfig
 from iot_bridge.config.parse import parse_config
 from iot_bridge.errors import ConfigError, StoreError
 from iot_bridge.logs import get_logger
+from iot_bridge.service.board import BoardService
 from iot_bridge.service.bridge import Bridge
 
 log = get_logger(__name__)
@@ -172,8 +173,10 @@ async def _unauthorized(request: Request, _: Exception) -> JSONResponse:
     return _error(401, "missing or wrong bearer token")
 
 
-def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
-    """The FastAPI application serving ``bridge``."""
+def create_app(
+    bridge: Bridge, *, api_token: str | None, board: BoardService | None = None
+) -> FastAPI:
+    """The FastAPI application serving ``bridge`` (and the live board, when given)."""
     app = FastAPI(
         title="iot-bridge",
         version="0.1.0",
@@ -258,6 +261,11 @@ def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     app.include_router(protected)
+    if board is not None:
+        # The board's routes build on this module's dependencies: imported here.
+        from iot_bridge.entrypoints.board_routes import board_router  # noqa: PLC0415
+
+        app.include_router(board_router(board))
     _document_config_models(app, config_defs)
     return app
 

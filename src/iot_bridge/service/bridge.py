@@ -39,6 +39,7 @@ from iot_bridge.service.ports import (
     MessageSourceFactory,
     Outbox,
 )
+from iot_bridge.service.state_out import state_out_will
 from iot_bridge.service.status import StatusQueries
 
 log = get_logger(__name__)
@@ -71,8 +72,12 @@ class Bridge:
         self._stopping = asyncio.Event()
         self._fatal: BaseException | None = None
         self._tasks: list[tuple[str, TaskFactory]] = []
+        self._closers: list[TaskFactory] = []
         self.link = BrokerLink(
-            factory=source_factory, section=effective_mqtt(config, env), on_fatal=self._fail
+            factory=source_factory,
+            section=effective_mqtt(config, env),
+            on_fatal=self._fail,
+            will=state_out_will(config),
         )
         self.delivery = DeliveryWorker(
             store=outbox,
@@ -115,6 +120,14 @@ class Bridge:
         """
         self._tasks.append((name, factory))
 
+    def add_closer(self, closer: TaskFactory) -> None:
+        """Await ``closer()`` at the stop, after the tasks and before the MQTT link closes.
+
+        For views that must say goodbye on the connection (the state out's
+        ``offline``) or end what waits on them (the board's open streams).
+        """
+        self._closers.append(closer)
+
     async def start(self) -> None:
         """Apply the loaded config, restore detectors, subscribe."""
         await self.pipeline.restore(device_specs(self.configs.config, self.configs.env.shard))
@@ -144,6 +157,7 @@ class Bridge:
                 async with self.pipeline.lock:
                     for task in workers:
                         task.cancel()
+                await self._run_closers()
                 await self.delivery.close()
                 await self.link.close()
         except BaseExceptionGroup as failed:
@@ -171,6 +185,13 @@ class Bridge:
         self.delivery.wake()
         log.info("dead_events_retried", events=count)
         return count
+
+    async def _run_closers(self) -> None:
+        for closer in self._closers:
+            try:
+                await closer()
+            except Exception:  # a view's goodbye must not block the shutdown
+                log.exception("closer_failed")
 
     def _fail(self, error: BaseException) -> None:
         if self._fatal is None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from iot_bridge.config.model import MqttSection
 from iot_bridge.errors import MqttError
 from iot_bridge.logs import get_logger
-from iot_bridge.service.ports import MessageSource, MessageSourceFactory
+from iot_bridge.service.ports import LastWill, MessageSource, MessageSourceFactory
 
 log = get_logger(__name__)
 
@@ -32,12 +32,14 @@ class BrokerLink:
         factory: MessageSourceFactory,
         section: MqttSection,
         on_fatal: Callable[[BaseException], None],
+        will: LastWill | None = None,
     ) -> None:
         """``on_fatal`` is called when the current source stops by itself (a bug)."""
         self._factory = factory
         self._on_fatal = on_fatal
         self.section = section
-        self.source: MessageSource = factory(section, frozenset())
+        self.will = will
+        self.source: MessageSource = factory(section, frozenset(), will)
         # Set when ``source`` was replaced: the pipeline stops waiting on the old one.
         self.switched = asyncio.Event()
         self._group: asyncio.TaskGroup | None = None
@@ -55,11 +57,14 @@ class BrokerLink:
         self._group = group
         self._run(self.source)
 
-    async def switch(self, section: MqttSection, subscriptions: frozenset[str]) -> None:
-        """Replace the source by one for ``section``; the old one closes in the background."""
+    async def switch(
+        self, section: MqttSection, subscriptions: frozenset[str], will: LastWill | None = None
+    ) -> None:
+        """Replace the source by one for ``section`` (and ``will``); the old one closes apart."""
         old = self.source
         self.section = section
-        self.source = self._factory(section, subscriptions)
+        self.will = will
+        self.source = self._factory(section, subscriptions, will)
         self.switched.set()
         if self._group is None:  # not running yet: nothing to hand over
             await self._retire(old)

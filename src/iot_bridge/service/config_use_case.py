@@ -23,6 +23,7 @@ from iot_bridge.service.delivery import DeliveryWorker
 from iot_bridge.service.ingest import device_specs
 from iot_bridge.service.pipeline import Pipeline
 from iot_bridge.service.ports import ConfigRepository, EventSender, EventSenderFactory
+from iot_bridge.service.state_out import state_out_will
 
 log = get_logger(__name__)
 
@@ -136,9 +137,11 @@ class ConfigUseCase:
             self.config_source = "persisted"
             self.last_config_update = datetime.now(UTC).isoformat()
             new_section = effective_mqtt(config, self.env)
-            reconnect = new_section != self._link.section
+            new_will = state_out_will(config)
+            # The will is part of the connection: a new one (state out on or off) reconnects.
+            reconnect = new_section != self._link.section or new_will != self._link.will
             if reconnect:
-                await self._link.switch(new_section, pipeline.ingestor.subscriptions)
+                await self._link.switch(new_section, pipeline.ingestor.subscriptions, new_will)
             if new_odoo != self.odoo:
                 self.odoo = new_odoo
                 self._delivery.set_sender(new_sender)

@@ -106,9 +106,31 @@ class MessageSource(Protocol):
         """Disconnect (the persistent session stays) and end ``run()``."""
         ...
 
+    # -- out, on the same connection (the MQTT state out) --
 
-# Builds a source for an ``mqtt`` section, subscribed to the given filters.
-MessageSourceFactory = Callable[[MqttSection, frozenset[str]], MessageSource]
+    @property
+    def connection_count(self) -> int:
+        """How many times the source connected (a change: publish retained state again)."""
+        ...
+
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False
+    ) -> None:
+        """Publish one message (QoS 1 waits for the broker's PUBACK); ``MqttError`` on failure."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class LastWill:
+    """What the broker publishes (retained, QoS 1) for us if our connection dies."""
+
+    topic: str
+    payload: bytes
+
+
+# Builds a source for an ``mqtt`` section, subscribed to the given filters, with the
+# connection's will (None: no will).
+MessageSourceFactory = Callable[[MqttSection, frozenset[str], LastWill | None], MessageSource]
 
 
 # -- the outbox (the durable store) --------------------------------------------------

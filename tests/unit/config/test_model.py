@@ -638,7 +638,7 @@ def test_masked_hides_set_secrets() -> None:
     assert masked["odoo"]["api_key"] == MASK
     assert "hunter2" not in repr(masked)
     assert "k-123" not in repr(masked)
-    assert set(masked) == set(DOCUMENT)
+    assert set(masked) == set(DOCUMENT) | {"state_out"}
     assert masked["devices"] == config.model_dump(mode="json")["devices"]
     assert config.mqtt is not None
     assert config.mqtt.password == "hunter2"
@@ -650,6 +650,7 @@ def test_masked_keeps_empty_secrets_empty_and_absent_sections_null() -> None:
     assert parse_config({}).masked() == {
         "mqtt": None,
         "odoo": None,
+        "state_out": None,
         "devices": [],
         "timestamp": None,
         "version": None,

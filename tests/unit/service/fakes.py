@@ -21,6 +21,7 @@ from iot_bridge.service.bridge import Bridge
 from iot_bridge.service.ports import (
     STATUS_PENDING,
     EventSender,
+    LastWill,
     MessageSource,
     OutboxStats,
     SourceMessage,
@@ -111,6 +112,7 @@ class FakeSource:
         self.last_error: str | None = None
         self.protocol: str | None = "5"
         self.acked: list[int] = []
+        self.will: LastWill | None = None
         self._batches: asyncio.Queue[list[FakeMessage]] = asyncio.Queue()
         self._stop = asyncio.Event()
 
@@ -297,8 +299,11 @@ class Rig:
         )
         self.task: asyncio.Task[None] | None = None
 
-    def _source(self, section: MqttSection, subscriptions: frozenset[str]) -> MessageSource:
+    def _source(
+        self, section: MqttSection, subscriptions: frozenset[str], will: LastWill | None = None
+    ) -> MessageSource:
         source = FakeSource(section, subscriptions, self.journal)
+        source.will = will
         self.sources.append(source)
         return source
 

@@ -162,3 +162,23 @@ async def test_no_subscriber_means_no_readings_are_collected() -> None:
     await _committed(rig, 1)
     assert rig.bridge.ingestor.take_observations() == ([], [])
     await rig.stop()
+
+
+async def test_turning_state_out_on_reconnects_with_the_will_and_off_without() -> None:
+    """The will is part of the connection: a push that changes it builds a new source."""
+    from iot_bridge.config.model import StateOutSection
+
+    rig = await Rig(config("mill")).start()
+    assert rig.source.will is None
+    section = StateOutSection(enabled=True, topic_prefix="plant")
+    on = config("mill").model_copy(update={"state_out": section})
+    applied = await rig.bridge.configs.apply(on)
+    assert applied.mqtt_reconnected
+    will = rig.source.will
+    assert will is not None
+    assert (will.topic, will.payload) == ("plant/bridge/availability", b"offline")
+    again = await rig.bridge.configs.apply(on)
+    assert not again.mqtt_reconnected  # the same will: the same connection
+    off = await rig.bridge.configs.apply(config("mill"))
+    assert off.mqtt_reconnected and rig.source.will is None
+    await rig.stop()

@@ -126,6 +126,7 @@ class MqttClient:
         self._connection: MqttConnection | None = None
         self._generation = 0
         self._connected = False
+        self._connections = 0
         self._last_error: str | None = None
         self._session_filters: set[str] = set()  # what we believe the broker session holds
         # asyncio primitives bind to a loop only when first awaited, so they can be built here.
@@ -167,6 +168,11 @@ class MqttClient:
     def protocol(self) -> ProtocolVersion | None:
         """``"5"`` or ``"3.1.1"``: the protocol the broker accepted; None before that."""
         return self._protocol_accepted
+
+    @property
+    def connection_count(self) -> int:
+        """How many times this client connected and subscribed (each reconnect adds one)."""
+        return self._connections
 
     @property
     def last_error(self) -> str | None:
@@ -384,6 +390,7 @@ class MqttClient:
             self._connect_failed(None, "the connection dropped while subscribing")
             return None
         self._last_error = None
+        self._connections += 1
         self._connected = True
         self._connected_event.set()
         log.info(

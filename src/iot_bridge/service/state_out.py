@@ -1,0 +1,404 @@
+"""Machine state back out on MQTT (CONTRACT section 8), off unless ``state_out.enabled``.
+
+``StateOut`` follows the in-process feed in its own task and publishes through
+the bridge's MQTT connection, so it never holds up ingestion or
+acknowledgements: the pipeline only offers batches to a bounded queue.
+
+- ``<topic_prefix>/<device_id>/state``: retained, QoS 1, JSON, on every state
+  change or online change at once, and at most every ``power_interval_s`` while
+  only the power changes.
+- ``<topic_prefix>/bridge/availability``: ``online`` after every connect;
+  ``offline`` is the connection's MQTT will, and is published on a clean stop.
+- With ``homeassistant_discovery``: retained discovery configs for a state
+  sensor, a power sensor and a running binary sensor per machine, available
+  while the bridge is.
+- A device removed from the config, or the whole section switched off or
+  moved to another prefix, has its retained topics cleared (empty retained
+  messages).
+- After every (re)connect everything is published again: the broker may have
+  lost retained messages, and a will may have said ``offline``.
+
+What has been retained is remembered per process: a device removed while the
+bridge was down keeps its retained topics until cleared by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Protocol
+
+import orjson
+
+from iot_bridge.config.model import BridgeConfig, StateOutSection
+from iot_bridge.domain.events import EventType, iso_utc
+from iot_bridge.errors import MqttError
+from iot_bridge.logs import get_logger
+from iot_bridge.service.board import MachineDirectory, MachineStatus
+from iot_bridge.service.feed import Feed, FeedBatch
+from iot_bridge.service.ports import LastWill
+
+log = get_logger(__name__)
+
+POWER_INTERVAL_S: Final = 5.0
+POLL_S: Final = 1.0
+PUBLISH_CONCURRENCY: Final = 64
+CLOSE_TIMEOUT_S: Final = 2.0
+ONLINE: Final = b"online"
+OFFLINE: Final = b"offline"
+_ONLINE_EVENTS: Final = frozenset({EventType.DEVICE_ONLINE, EventType.DEVICE_OFFLINE})
+_NODE_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_-]")
+
+
+class Publisher(Protocol):
+    """What state out needs of the MQTT client."""
+
+    @property
+    def connected(self) -> bool:
+        """True while publishing can work."""
+        ...
+
+    @property
+    def connection_count(self) -> int:
+        """How many times the client connected (a change means: publish everything again)."""
+        ...
+
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False
+    ) -> None:
+        """Publish one message (QoS 1 waits for the PUBACK); ``MqttError`` on failure."""
+        ...
+
+
+def availability_topic(section: StateOutSection) -> str:
+    """The bridge's own availability topic."""
+    return f"{section.topic_prefix}/bridge/availability"
+
+
+def state_topic(section: StateOutSection, device_id: str) -> str:
+    """Where a device's state is retained."""
+    return f"{section.topic_prefix}/{device_id}/state"
+
+
+def state_out_will(config: BridgeConfig) -> LastWill | None:
+    """The MQTT will the bridge connects with (``offline``, retained), when state out is on."""
+    section = config.state_out
+    if section is None or not section.enabled:
+        return None
+    return LastWill(availability_topic(section), OFFLINE)
+
+
+def state_payload(status: MachineStatus, now: float) -> bytes:
+    """The retained state message of one device (CONTRACT section 8)."""
+    started = status.session_started_at
+    return orjson.dumps(
+        {
+            "device_id": status.device_id,
+            "machine_name": status.machine_name,
+            "state": status.state,
+            "online": bool(status.online),
+            "power_w": status.power_w,
+            "session_id": status.session_id,
+            "session_started_at": None if started is None else iso_utc(started),
+            "updated_at": iso_utc(now),
+        }
+    )
+
+
+def discovery_messages(
+    section: StateOutSection, device_id: str, machine_name: str, model: str
+) -> dict[str, bytes]:
+    """Home Assistant MQTT discovery configs of one machine: topic -> retained payload."""
+    node = "iot_bridge_" + _NODE_UNSAFE.sub("_", device_id)
+    prefix = section.discovery_prefix
+    common: dict[str, Any] = {
+        "state_topic": state_topic(section, device_id),
+        "availability_topic": availability_topic(section),
+        "payload_available": "online",
+        "payload_not_available": "offline",
+        "device": {
+            "identifiers": [node],
+            "name": machine_name,
+            "manufacturer": "iot-bridge",
+            "model": model or "power meter",
+        },
+    }
+    configs: dict[str, dict[str, Any]] = {
+        f"{prefix}/sensor/{node}/state/config": {
+            "name": "State",
+            "unique_id": f"{node}_state",
+            "value_template": "{{ value_json.state }}",
+            "json_attributes_topic": state_topic(section, device_id),
+            "icon": "mdi:state-machine",
+        },
+        f"{prefix}/sensor/{node}/power/config": {
+            "name": "Power",
+            "unique_id": f"{node}_power",
+            "device_class": "power",
+            "state_class": "measurement",
+            "unit_of_measurement": "W",
+            "value_template": "{{ value_json.power_w }}",
+        },
+        f"{prefix}/binary_sensor/{node}/running/config": {
+            "name": "Running",
+            "unique_id": f"{node}_running",
+            "device_class": "running",
+            "payload_on": "ON",
+            "payload_off": "OFF",
+            "value_template": "{{ 'ON' if value_json.session_id else 'OFF' }}",
+        },
+    }
+    return {topic: orjson.dumps({**config, **common}) for topic, config in configs.items()}
+
+
+class StateOut:
+    """Publishes machine state from the feed; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        feed: Feed,
+        directory: MachineDirectory,
+        config: Callable[[], BridgeConfig],
+        client: Callable[[], Publisher],
+        clock: Callable[[], float],
+        power_interval_s: float = POWER_INTERVAL_S,
+        poll_s: float = POLL_S,
+    ) -> None:
+        self._feed = feed
+        self._directory = directory
+        self._config = config
+        self._client = client
+        self._clock = clock
+        self._power_interval_s = power_interval_s
+        self._poll_s = poll_s
+        self._subscription = feed.subscribe("state-out", max_batches=4096)
+        self._seen_config: BridgeConfig | None = None
+        self._section: StateOutSection | None = None
+        self._synced: tuple[int, int] | None = None  # (id(client), connection_count)
+        self._retained: dict[str, bytes] = {}  # what the broker holds from us, as we know it
+        self._to_clear: set[str] = set()  # retained topics still to empty
+        self._device_topics: dict[str, set[str]] = {}
+        self._urgent: set[str] = set()
+        self._power_dirty: set[str] = set()
+        self._last_power_publish: dict[str, float] = {}
+        self._dropped = 0
+        self.published = 0
+
+    # -- lifecycle -------------------------------------------------------
+
+    async def run(self) -> None:
+        """Follow the feed and publish until cancelled (the bridge's task ``state-out``)."""
+        while True:
+            try:
+                batch = await self._next_batch(self._wait_s())
+                while batch is not None:
+                    self.apply(batch)
+                    batch = self._subscription.get_nowait()
+                await self.step()
+            except EOFError:
+                return  # closed
+            except Exception:  # a bug here must not end state out for good, nor the bridge
+                log.exception("state_out_failed")
+                self._synced = None
+                await asyncio.sleep(self._poll_s)
+
+    async def close(self) -> None:
+        """Say ``offline`` (a clean DISCONNECT drops the will); before the link closes."""
+        self._subscription.close()
+        section = self._section
+        client = self._client()
+        if section is not None and client.connected:
+            with contextlib.suppress(MqttError, TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await client.publish(availability_topic(section), OFFLINE, qos=1, retain=True)
+
+    async def _next_batch(self, timeout_s: float) -> FeedBatch | None:
+        ready = self._subscription.get_nowait()
+        if ready is not None:
+            return ready
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await self._subscription.get()
+        except TimeoutError:
+            return None
+
+    def _wait_s(self) -> float:
+        if not self._power_dirty:
+            return self._poll_s
+        now = self._clock()
+        due = min(
+            self._last_power_publish.get(d, -float("inf")) + self._power_interval_s
+            for d in self._power_dirty
+        )
+        return max(0.0, min(self._poll_s, due - now))
+
+    # -- what to publish -------------------------------------------------
+
+    def apply(self, batch: FeedBatch) -> None:
+        """Note which devices need publishing after ``batch``."""
+        if self._subscription.dropped != self._dropped:
+            # Batches were missed: the picture is unknown, publish every state again.
+            self._dropped = self._subscription.dropped
+            self._urgent.update(self._device_topics)
+        for change in batch.changes:
+            self._urgent.add(change.device_id)
+        for event in batch.events:
+            if event.event_type in _ONLINE_EVENTS:
+                self._urgent.add(event.device_id)
+        for reading in batch.readings:
+            self._power_dirty.add(reading.device_id)
+
+    async def step(self) -> None:
+        """Publish what is due now: everything after a (re)connect or a config change.
+
+        A failed publish (the connection dropped mid-way) is logged; everything
+        is sent again at the next step.
+        """
+        try:
+            await self._step()
+        except MqttError as err:
+            log.warning("state_out_publish_failed", error=str(err))
+            self._synced = None
+
+    async def _step(self) -> None:
+        client = self._client()
+        config = self._config()
+        if config is not self._seen_config:
+            await self._config_changed(client, config)
+        if not client.connected:
+            return
+        await self._send_clears(client)
+        section = self._section
+        if section is None:
+            return
+        synced = (id(client), client.connection_count)
+        if synced != self._synced:
+            await self._publish_all(client, section)
+            self._synced = synced
+            return
+        now = self._clock()
+        due = set(self._urgent)
+        for device_id in self._power_dirty:
+            last = self._last_power_publish.get(device_id, -float("inf"))
+            if now - last >= self._power_interval_s:
+                due.add(device_id)
+        self._urgent.clear()
+        self._power_dirty.difference_update(due)
+        await self._publish_states(client, section, due, now)
+
+    async def _config_changed(self, client: Publisher, config: BridgeConfig) -> None:
+        self._seen_config = config
+        section = config.state_out if config.state_out and config.state_out.enabled else None
+        old = self._section
+        if old is not None and (section is None or _moved(old, section)):
+            # Switched off or moved: nothing of ours may stay behind under the old topics.
+            self._clear(list(self._retained))
+            self._device_topics.clear()
+            self._synced = None
+        self._section = section
+        if section is None:
+            return
+        wanted = {device.device_id for device in config.devices}
+        removed = [d for d in self._device_topics if d not in wanted]
+        for device_id in removed:
+            self._clear(sorted(self._device_topics.pop(device_id)))
+            self._last_power_publish.pop(device_id, None)
+            self._urgent.discard(device_id)
+            self._power_dirty.discard(device_id)
+        if removed:
+            log.info("state_out_devices_cleared", devices=len(removed))
+        if client.connected and self._synced is not None:
+            # Names or models may have changed: discovery again (unchanged ones are skipped).
+            await self._publish_discovery(client, section, config)
+            self._urgent.update(wanted - set(self._device_topics))
+
+    async def _publish_all(self, client: Publisher, section: StateOutSection) -> None:
+        config = self._seen_config
+        assert config is not None
+        self._retained.clear()  # the broker may have lost them: send everything
+        await self._send(client, [(availability_topic(section), ONLINE)])
+        await self._publish_discovery(client, section, config)
+        self._urgent.clear()
+        self._power_dirty.clear()
+        await self._publish_states(
+            client, section, [device.device_id for device in config.devices], self._clock()
+        )
+        log.info("state_out_synced", devices=len(config.devices), prefix=section.topic_prefix)
+
+    async def _publish_discovery(
+        self, client: Publisher, section: StateOutSection, config: BridgeConfig
+    ) -> None:
+        if not section.homeassistant_discovery:
+            return
+        messages: list[tuple[str, bytes]] = []
+        for device in config.devices:
+            found = discovery_messages(
+                section, device.device_id, device.machine_name, device.parser_type
+            )
+            self._device_topics.setdefault(device.device_id, set()).update(found)
+            messages.extend(
+                (topic, payload)
+                for topic, payload in found.items()
+                if self._retained.get(topic) != payload
+            )
+        await self._send(client, messages)
+
+    async def _publish_states(
+        self,
+        client: Publisher,
+        section: StateOutSection,
+        device_ids: Sequence[str] | set[str],
+        now: float,
+    ) -> None:
+        messages: list[tuple[str, bytes]] = []
+        for device_id in device_ids:
+            status = self._directory.status(device_id)
+            if status is None:
+                continue
+            topic = state_topic(section, device_id)
+            self._device_topics.setdefault(device_id, set()).add(topic)
+            self._last_power_publish[device_id] = now
+            messages.append((topic, state_payload(status, now)))
+        await self._send(client, messages)
+
+    def _clear(self, topics: Sequence[str]) -> None:
+        """Empty these retained topics (now if connected, else after the next connect)."""
+        for topic in topics:
+            self._retained.pop(topic, None)
+            self._to_clear.add(topic)
+
+    async def _send_clears(self, client: Publisher) -> None:
+        if not self._to_clear:
+            return
+        topics = sorted(self._to_clear)
+        await self._send(client, [(topic, b"") for topic in topics], remember=False)
+        self._to_clear.difference_update(topics)
+
+    async def _send(
+        self, client: Publisher, messages: Sequence[tuple[str, bytes]], *, remember: bool = True
+    ) -> None:
+        """Publish retained QoS 1, up to ``PUBLISH_CONCURRENCY`` waiting for PUBACKs at once."""
+        for start in range(0, len(messages), PUBLISH_CONCURRENCY):
+            chunk = messages[start : start + PUBLISH_CONCURRENCY]
+            await asyncio.gather(
+                *(client.publish(topic, payload, qos=1, retain=True) for topic, payload in chunk)
+            )
+            self.published += len(chunk)
+            if remember:
+                self._retained.update(chunk)
+
+    @property
+    def retained(self) -> Mapping[str, bytes]:
+        """What the broker holds from us, as far as we know (for tests)."""
+        return self._retained
+
+
+def _moved(old: StateOutSection, new: StateOutSection) -> bool:
+    return (old.topic_prefix, old.discovery_prefix, old.homeassistant_discovery) != (
+        new.topic_prefix,
+        new.discovery_prefix,
+        new.homeassistant_discovery,
+    )

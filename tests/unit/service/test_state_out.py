@@ -1,0 +1,349 @@
+"""MQTT state out on a fake publisher: what is published when, retained and QoS 1."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from iot_bridge.config.model import BridgeConfig
+from iot_bridge.config.parse import parse_config
+from iot_bridge.domain.events import Event, EventType
+from iot_bridge.domain.session_config import SessionConfig
+from iot_bridge.errors import MqttError
+from iot_bridge.service.board import MachineStatus
+from iot_bridge.service.feed import Feed, FeedBatch, ReadingAccepted, StateChanged
+from iot_bridge.service.state_out import POWER_INTERVAL_S, StateOut, state_out_will
+
+STATE_KEYS = {
+    "device_id",
+    "machine_name",
+    "state",
+    "online",
+    "power_w",
+    "session_id",
+    "session_started_at",
+    "updated_at",
+}
+
+
+class FakePublisher:
+    """Records publishes; ``connected``/``connection_count`` are set by the test."""
+
+    def __init__(self) -> None:
+        self.connected = True
+        self.connection_count = 1
+        self.messages: list[tuple[str, bytes, int, bool]] = []
+        self.fail = False
+
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int = 0, retain: bool = False
+    ) -> None:
+        if self.fail:
+            raise MqttError("connection lost")
+        self.messages.append((topic, payload, qos, retain))
+
+    def topics(self) -> list[str]:
+        return [m[0] for m in self.messages]
+
+    def take(self) -> list[tuple[str, bytes, int, bool]]:
+        taken, self.messages = self.messages, []
+        return taken
+
+
+class FakeDirectory:
+    def __init__(self, *device_ids: str) -> None:
+        self.statuses = {
+            d: MachineStatus(
+                device_id=d,
+                machine_name=f"Machine {d}",
+                state="idle",
+                online=True,
+                last_seen=1.0,
+                power_w=0.0,
+                session_id=None,
+                session_started_at=None,
+                session_config=SessionConfig(),
+                parser_type="shelly_pm",
+            )
+            for d in device_ids
+        }
+
+    def device_ids(self) -> Sequence[str]:
+        return list(self.statuses)
+
+    def status(self, device_id: str) -> MachineStatus | None:
+        return self.statuses.get(device_id)
+
+
+def _config(*device_ids: str, **state_out: Any) -> BridgeConfig:
+    section = {"enabled": True, **state_out}
+    return parse_config(
+        {
+            "state_out": section,
+            "devices": [
+                {
+                    "device_id": d,
+                    "machine_name": f"Machine {d}",
+                    "mqtt_topic": f"{d}/status/pm1:0",
+                    "parser_type": "shelly_pm",
+                }
+                for d in device_ids
+            ],
+        }
+    )
+
+
+class Rig:
+    """A StateOut on fakes; ``clock`` is a plain number the test moves."""
+
+    def __init__(self, config: BridgeConfig, *device_ids: str) -> None:
+        self.feed = Feed()
+        self.publisher = FakePublisher()
+        self.directory = FakeDirectory(*device_ids)
+        self.config = config
+        self.clock = 100.0
+        self.state_out = StateOut(
+            feed=self.feed,
+            directory=self.directory,
+            config=lambda: self.config,
+            client=lambda: self.publisher,
+            clock=lambda: self.clock,
+        )
+
+    async def step(self, *batches: FeedBatch) -> list[tuple[str, bytes, int, bool]]:
+        for batch in batches:
+            self.state_out.apply(batch)
+        await self.state_out.step()
+        return self.publisher.take()
+
+
+async def test_nothing_is_published_when_state_out_is_off() -> None:
+    """No section, or enabled: false, publishes nothing and sets no will."""
+    for config in (parse_config({}), _config("cnc", enabled=False)):
+        rig = Rig(config, "cnc")
+        assert (
+            await rig.step(
+                FeedBatch(ts=1.0, changes=(StateChanged("cnc", 1, "idle", "working", "s"),))
+            )
+            == []
+        )
+        assert state_out_will(config) is None
+
+
+async def test_the_first_connect_publishes_availability_discovery_and_states_retained() -> None:
+    """Online, three discovery configs per machine and each state: all retained, QoS 1."""
+    rig = Rig(_config("cnc", "laser"), "cnc", "laser")
+    published = await rig.step()
+    assert all(qos == 1 and retain for _, _, qos, retain in published)
+    topics = [topic for topic, *_ in published]
+    assert topics[0] == "iot-bridge/bridge/availability"
+    assert published[0][1] == b"online"
+    assert sorted(t for t in topics if t.startswith("homeassistant/")) == sorted(
+        f"homeassistant/{kind}/iot_bridge_{d}/{name}/config"
+        for d in ("cnc", "laser")
+        for kind, name in (("sensor", "state"), ("sensor", "power"), ("binary_sensor", "running"))
+    )
+    state = json.loads({t: p for t, p, *_ in published}["iot-bridge/cnc/state"])
+    assert set(state) == STATE_KEYS
+    assert (state["state"], state["online"], state["machine_name"]) == ("idle", True, "Machine cnc")
+
+
+async def test_discovery_configs_point_at_the_state_and_the_bridge_availability() -> None:
+    """Each entity reads the machine's state topic and is available while the bridge is."""
+    rig = Rig(_config("cnc"), "cnc")
+    published = {
+        t: json.loads(p) for t, p, *_ in await rig.step() if t.startswith("homeassistant/")
+    }
+    running = published["homeassistant/binary_sensor/iot_bridge_cnc/running/config"]
+    power = published["homeassistant/sensor/iot_bridge_cnc/power/config"]
+    for entity in (running, power):
+        assert entity["state_topic"] == "iot-bridge/cnc/state"
+        assert entity["availability_topic"] == "iot-bridge/bridge/availability"
+        assert entity["device"]["identifiers"] == ["iot_bridge_cnc"]
+    assert (power["unit_of_measurement"], power["device_class"]) == ("W", "power")
+    assert running["unique_id"] == "iot_bridge_cnc_running"
+
+
+async def test_a_state_change_is_published_at_once() -> None:
+    """A StateChanged publishes that device's state in the next step, whatever the power timer."""
+    rig = Rig(_config("cnc", "laser"), "cnc", "laser")
+    await rig.step()
+    rig.directory.statuses["cnc"] = replace(
+        rig.directory.statuses["cnc"], state="working", session_id="sid", session_started_at=50.0
+    )
+    published = await rig.step(
+        FeedBatch(ts=100.0, changes=(StateChanged("cnc", 100.0, "idle", "working", "sid"),))
+    )
+    assert [t for t, *_ in published] == ["iot-bridge/cnc/state"]
+    state = json.loads(published[0][1])
+    assert (state["state"], state["session_id"]) == ("working", "sid")
+    assert state["session_started_at"].startswith("1970-01-01T00:00:50")
+
+
+async def test_power_changes_are_published_at_most_every_few_seconds() -> None:
+    """Readings publish the state once per POWER_INTERVAL_S, and the latest power when due."""
+    rig = Rig(_config("cnc"), "cnc")
+    await rig.step()  # the sync at t=100
+    sent = 0
+    for tenth in range(1, 121):  # 12 s of readings, ten a second
+        rig.clock = 100.0 + tenth / 10
+        rig.directory.statuses["cnc"] = replace(rig.directory.statuses["cnc"], power_w=float(tenth))
+        published = await rig.step(
+            FeedBatch(ts=rig.clock, readings=(ReadingAccepted("cnc", rig.clock, 1.0),))
+        )
+        sent += len(published)
+        if published:
+            assert json.loads(published[0][1])["power_w"] == float(tenth)
+    assert sent == int(12 / POWER_INTERVAL_S)
+
+
+async def test_device_online_and_offline_publish_at_once() -> None:
+    """An availability change is a state change for the retained message."""
+    rig = Rig(_config("cnc"), "cnc")
+    await rig.step()
+    rig.directory.statuses["cnc"] = replace(rig.directory.statuses["cnc"], online=False)
+    offline = Event("u", EventType.DEVICE_OFFLINE, "cnc", "M", None, 100.0, {"last_seen": None})
+    published = await rig.step(FeedBatch(ts=100.0, events=(offline,)))
+    assert json.loads(published[0][1])["online"] is False
+
+
+async def test_a_reconnect_publishes_everything_again() -> None:
+    """After the client connected again (a will may have said offline), all is sent again."""
+    rig = Rig(_config("cnc"), "cnc")
+    first = await rig.step()
+    assert await rig.step() == []
+    rig.publisher.connection_count += 1
+    again = await rig.step()
+    assert [t for t, *_ in again] == [t for t, *_ in first]
+
+
+async def test_nothing_is_published_while_disconnected_and_all_after() -> None:
+    """Disconnected: publishes wait; the next connect sends the whole picture."""
+    rig = Rig(_config("cnc"), "cnc")
+    rig.publisher.connected = False
+    assert (
+        await rig.step(FeedBatch(ts=1.0, changes=(StateChanged("cnc", 1, "idle", "working", "s"),)))
+        == []
+    )
+    rig.publisher.connected = True
+    assert "iot-bridge/cnc/state" in [t for t, *_ in await rig.step()]
+
+
+async def test_a_removed_device_has_its_state_and_discovery_cleared() -> None:
+    """Empty retained messages on the removed device's four topics; the other is untouched."""
+    rig = Rig(_config("cnc", "laser"), "cnc", "laser")
+    await rig.step()
+    rig.config = _config("cnc")
+    del rig.directory.statuses["laser"]
+    published = await rig.step()
+    assert sorted((t, p) for t, p, *_ in published) == sorted(
+        (topic, b"")
+        for topic in (
+            "iot-bridge/laser/state",
+            "homeassistant/sensor/iot_bridge_laser/state/config",
+            "homeassistant/sensor/iot_bridge_laser/power/config",
+            "homeassistant/binary_sensor/iot_bridge_laser/running/config",
+        )
+    )
+
+
+async def test_a_removal_while_disconnected_is_cleared_after_the_reconnect() -> None:
+    """The clear is not lost when the broker is away at the time of the push."""
+    rig = Rig(_config("cnc", "laser"), "cnc", "laser")
+    await rig.step()
+    rig.publisher.connected = False
+    rig.config = _config("cnc")
+    del rig.directory.statuses["laser"]
+    assert await rig.step() == []
+    rig.publisher.connected = True
+    rig.publisher.connection_count += 1
+    published = await rig.step()
+    cleared = {t for t, p, *_ in published if p == b""}
+    assert "iot-bridge/laser/state" in cleared
+    assert "iot-bridge/laser/state" not in {t for t, p, *_ in published if p}
+
+
+async def test_switching_state_out_off_clears_everything_it_retained() -> None:
+    """enabled: false by a push empties availability, discovery and states."""
+    rig = Rig(_config("cnc"), "cnc")
+    first = {t for t, *_ in await rig.step()}
+    rig.config = _config("cnc", enabled=False)
+    published = await rig.step()
+    assert {t for t, p, *_ in published if p == b""} == first
+    assert await rig.step() == []
+
+
+async def test_without_discovery_only_availability_and_states_are_published() -> None:
+    """homeassistant_discovery: false publishes nothing under the discovery prefix."""
+    rig = Rig(_config("cnc", homeassistant_discovery=False, topic_prefix="plant/a"), "cnc")
+    topics = [t for t, *_ in await rig.step()]
+    assert topics == ["plant/a/bridge/availability", "plant/a/cnc/state"]
+
+
+async def test_a_failed_publish_makes_the_next_connect_send_everything() -> None:
+    """An MqttError mid-way (connection lost) is not fatal; all is sent again later."""
+    rig = Rig(_config("cnc"), "cnc")
+    await rig.step()
+    rig.publisher.fail = True
+    await rig.step(FeedBatch(ts=1.0, changes=(StateChanged("cnc", 1, "idle", "working", "s"),)))
+    rig.publisher.fail = False
+    again = [t for t, *_ in await rig.step()]
+    assert again[0] == "iot-bridge/bridge/availability"
+    assert "iot-bridge/cnc/state" in again
+
+
+async def test_close_says_offline_retained() -> None:
+    """A clean stop publishes offline: the broker drops the will on a normal DISCONNECT."""
+    rig = Rig(_config("cnc"), "cnc")
+    await rig.step()
+    await rig.state_out.close()
+    assert rig.publisher.take() == [("iot-bridge/bridge/availability", b"offline", 1, True)]
+
+
+def test_the_will_is_offline_retained_on_the_availability_topic() -> None:
+    """The bridge connects with this will (retained, QoS 1) when state out is on."""
+    will = state_out_will(_config("cnc", topic_prefix="plant"))
+    assert will is not None
+    assert (will.topic, will.payload) == ("plant/bridge/availability", b"offline")
+
+
+@pytest.mark.parametrize(
+    ("section", "path"),
+    [
+        ({"enabled": True, "topic_prefix": "a/+/b"}, "state_out.topic_prefix"),
+        ({"enabled": True, "topic_prefix": "/a"}, "state_out.topic_prefix"),
+        ({"enabled": True, "discovery_prefix": "$SYS"}, "state_out.discovery_prefix"),
+        ({"enabled": "yes"}, "state_out.enabled"),
+        ({"enabled": True, "retain": True}, "state_out.retain"),
+    ],
+)
+def test_a_bad_state_out_section_is_refused_with_its_path(
+    section: dict[str, Any], path: str
+) -> None:
+    """Wildcards, empty levels, '$', non-booleans and unknown keys are config errors."""
+    from iot_bridge.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        parse_config({"state_out": section})
+    assert path in [issue.path for issue in caught.value.issues]
+
+
+def test_state_out_is_off_by_default() -> None:
+    """A section without enabled publishes nothing; the defaults are the contract's."""
+    section = parse_config({"state_out": {}}).state_out
+    assert section is not None
+    assert (
+        section.enabled,
+        section.topic_prefix,
+        section.homeassistant_discovery,
+        section.discovery_prefix,
+    ) == (
+        False,
+        "iot-bridge",
+        True,
+        "homeassistant",
+    )
