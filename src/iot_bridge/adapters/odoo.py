@@ -79,7 +79,10 @@ class OdooSender:
         self._api_key = api_key
         # URL and headers are built once: per-request merging is a good part of
         # httpx's cost at a thousand events a second.
-        self._target = httpx.URL(self.url, params={"db": database} if database else None)
+        try:
+            self._target = httpx.URL(self.url, params={"db": database} if database else None)
+        except httpx.InvalidURL as err:
+            raise ValueError(f"invalid Odoo URL {self.url!r}: {err}") from err
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
