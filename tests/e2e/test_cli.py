@@ -116,6 +116,15 @@ def test_config_check(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_version_prints_the_package_version() -> None:
+    """--version prints ``iot-bridge <version>`` of the installed package and exits 0."""
+    from importlib.metadata import version
+
+    result = cli("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["iot-bridge", version("iot-bridge")]
+
+
 def test_usage_errors_exit_2() -> None:
     """Unknown commands and flags are usage errors (exit 2)."""
     assert cli("frobnicate").returncode == 2

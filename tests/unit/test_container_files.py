@@ -54,6 +54,7 @@ BRIDGE_VARIABLES = frozenset(
 )
 # Variables only the compose file itself reads (host ports).
 COMPOSE_ONLY_VARIABLES = frozenset({"BRIDGE_PUBLISHED_PORT", "MQTT_PUBLISHED_PORT"})
+VENV = "/opt/iot-bridge"  # the runtime's virtualenv; the systemd unit uses the same path
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 
 
@@ -122,17 +123,33 @@ def test_dockerfile_parser_rejects_a_dangling_continuation() -> None:
         dockerfile_instructions("FROM python:3.11-slim\nRUN echo \\\n")
 
 
+def builder_stage(instructions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The instructions of the first stage, up to the second FROM."""
+    return instructions[: [kw for kw, _ in instructions].index("FROM", 1)]
+
+
 def test_multi_stage_build_on_python_311_slim(instructions: list[tuple[str, str]]) -> None:
     """A builder stage makes the wheels with pip; the runtime stage is python:3.11-slim."""
     froms = [args for keyword, args in instructions if keyword == "FROM"]
     assert len(froms) >= 2
     assert re.fullmatch(r"\S+ AS builder", froms[0], flags=re.IGNORECASE)
-    assert froms[-1].split()[0] == "python:3.11-slim"
-    builder = instructions[: [kw for kw, _ in instructions].index("FROM", 1)]
-    assert any(kw == "RUN" and "pip wheel" in args for kw, args in builder)
-    runs = " ".join(args for kw, args in final_stage(instructions) if kw == "RUN")
-    assert "from=builder" in runs
-    assert "--no-index" in runs
+    assert froms[0].split()[0] == froms[-1].split()[0] == "python:3.11-slim"
+    runs = " ".join(args for kw, args in builder_stage(instructions) if kw == "RUN")
+    assert "pip wheel" in runs
+    # The venv is filled from those wheels only, offline.
+    assert re.search(r"pip install [^&]*--no-index", runs)
+
+
+def test_runtime_copies_a_venv_without_pip(instructions: list[tuple[str, str]]) -> None:
+    """The runtime stage copies the builder's venv, runs no pip, and the venv lost pip/setuptools."""
+    runtime = final_stage(instructions)
+    copies = [args.split() for kw, args in runtime if kw == "COPY"]
+    assert copies == [["--from=builder", VENV, VENV]]
+    assert not any("pip" in args for kw, args in runtime if kw == "RUN")
+    assert env_values(runtime)["PATH"].startswith(f"{VENV}/bin:")
+    builder_runs = " ".join(args for kw, args in builder_stage(instructions) if kw == "RUN")
+    assert re.search(r"pip uninstall --yes pip setuptools\b", builder_runs)
+    assert f"python -m venv {VENV}" in builder_runs
 
 
 def test_runtime_runs_as_a_non_root_user(runtime: list[tuple[str, str]]) -> None:
@@ -156,6 +173,7 @@ def test_data_volume_and_environment(runtime: list[tuple[str, str]]) -> None:
     assert env["BRIDGE_PORT"] == "8080"
     assert only(runtime, "EXPOSE").split() == [env["BRIDGE_PORT"]]
     assert set(env) - BRIDGE_VARIABLES <= {
+        "PATH",
         "PIP_DISABLE_PIP_VERSION_CHECK",
         "PIP_NO_CACHE_DIR",
         "PYTHONDONTWRITEBYTECODE",

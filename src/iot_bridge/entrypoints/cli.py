@@ -15,6 +15,7 @@ from pathlib import Path
 
 import orjson
 
+from iot_bridge import __version__
 from iot_bridge.entrypoints.exit_codes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from iot_bridge.errors import BridgeError, ConfigError
 
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="iot-bridge",
         description="Smart-plug power readings in, machine-usage sessions out to Odoo.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
