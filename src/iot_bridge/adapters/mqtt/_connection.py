@@ -22,7 +22,7 @@ from typing import Final, Literal
 import mqtt5
 
 from iot_bridge.adapters.mqtt import _v311
-from iot_bridge.adapters.mqtt.messages import InboundMessage, _InboundMessageBuilder
+from iot_bridge.adapters.mqtt.messages import InboundMessage
 from iot_bridge.errors import MqttError
 
 ProtocolVersion = Literal["5", "3.1.1"]
@@ -196,8 +196,7 @@ class MqttConnection(asyncio.Protocol):
         append = items.append
         read = self._read
         publish_type = mqtt5.PublishPacket
-        builder = _InboundMessageBuilder
-        message_type = InboundMessage
+        builder = InboundMessage
         qos1 = mqtt5.QoS.AT_LEAST_ONCE
         unacked_add = self.unacked.add
         generation = self.generation
@@ -213,7 +212,7 @@ class MqttConnection(asyncio.Protocol):
                 offset += size
                 if type(packet) is publish_type:
                     packet_id = packet.packet_id
-                    message: _InboundMessageBuilder
+                    message: InboundMessage
                     if packet_id is None:
                         message = builder(
                             packet.topic, packet.payload, 0, packet.retain, False, None
@@ -230,8 +229,7 @@ class MqttConnection(asyncio.Protocol):
                         )
                     else:
                         message = self._exactly_once(packet)
-                    message.__class__ = message_type  # type: ignore[assignment]  # see messages.py
-                    append(message)  # type: ignore[arg-type]
+                    append(message)
                 else:
                     self._on_control_packet(packet)
         except Exception as err:  # any decode failure ends this connection
@@ -266,12 +264,12 @@ class MqttConnection(asyncio.Protocol):
         )
         return True
 
-    def _exactly_once(self, packet: mqtt5.PublishPacket) -> _InboundMessageBuilder:
+    def _exactly_once(self, packet: mqtt5.PublishPacket) -> InboundMessage:
         # Subscriptions ask for QoS 1 at most, so QoS 2 only comes from a broker
         # that ignores that; complete its handshake at once and deliver it like QoS 0.
         packet_id = packet.packet_id if packet.packet_id is not None else 0
         self.send(mqtt5.PubRecPacket(packet_id))
-        return _InboundMessageBuilder(packet.topic, packet.payload, 2, packet.retain, False, None)
+        return InboundMessage(packet.topic, packet.payload, 2, packet.retain, False, None)
 
     def _on_control_packet(self, packet: mqtt5.Packet) -> None:
         if isinstance(packet, mqtt5.ConnAckPacket):
