@@ -110,6 +110,7 @@ class Bridge:
             configs=self.configs,
             outbox=outbox,
             metrics=self.metrics,
+            feed=self.feed,
         )
 
     def add_task(self, name: str, factory: TaskFactory) -> None:

@@ -73,6 +73,11 @@ class Metrics:
             "1 when the MQTT connection is up.",
             registry=self.registry,
         )
+        self.feed_dropped = Gauge(
+            "iot_bridge_feed_dropped_batches",
+            "Feed batches a slow view (board, state out) missed since start (never the pipeline).",
+            registry=self.registry,
+        )
         for result in ("ok", "transient", "permanent"):
             self.deliveries.labels(result=result)
         self._refreshers: list[Callable[[], None]] = []

@@ -15,6 +15,7 @@ from iot_bridge.errors import StoreError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.broker_link import BrokerLink
 from iot_bridge.service.config_use_case import ConfigUseCase
+from iot_bridge.service.feed import Feed
 from iot_bridge.service.metrics import Metrics
 from iot_bridge.service.pipeline import Pipeline
 from iot_bridge.service.ports import Outbox, StoredEvent
@@ -33,8 +34,10 @@ class StatusQueries:
         configs: ConfigUseCase,
         outbox: Outbox,
         metrics: Metrics,
+        feed: Feed,
     ) -> None:
         self._pipeline = pipeline
+        self._feed = feed
         self._link = link
         self._configs = configs
         self._outbox = outbox
@@ -119,6 +122,7 @@ class StatusQueries:
     def _refresh_gauges(self) -> None:
         metrics = self._metrics
         metrics.mqtt_connected.set(1 if self._link.source.connected else 0)
+        metrics.feed_dropped.set(self._feed.dropped)
         try:
             stats = self._outbox.outbox_stats(self._pipeline.now())
         except StoreError as err:  # /metrics keeps answering; the gauges keep their last values

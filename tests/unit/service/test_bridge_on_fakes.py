@@ -118,6 +118,7 @@ async def test_a_slow_feed_subscriber_does_not_slow_the_pipeline() -> None:
         await _committed(rig, packet)
     assert rig.source.acked == list(range(1, 21))
     assert slow.dropped == 19 and rig.bridge.feed.dropped == 19
+    assert b"iot_bridge_feed_dropped_batches 19.0" in rig.bridge.metrics.exposition()
     await rig.stop()
 
 
