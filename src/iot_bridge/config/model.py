@@ -26,7 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from iot_bridge.config import topics
+from iot_bridge import topics
 from iot_bridge.domain.session_config import SessionConfig
 from iot_bridge.parsers import ParserType
 
@@ -121,7 +121,7 @@ SingleLine = Annotated[
     str, _checked(topics.unicode_problem, topics.control_character_problem, _not_blank)
 ]
 Identifier = Annotated[str, _checked(topics.identifier_problem)]
-TopicFilter = Annotated[str, _checked(topics.topic_filter_problem)]
+TopicFilter = Annotated[str, _checked(topics.config_topic_filter_problem)]
 Label = Annotated[Annotated[Text, Field(max_length=100)] | None, BeforeValidator(_number_as_text)]
 DottedPath = Annotated[
     str,

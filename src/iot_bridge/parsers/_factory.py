@@ -16,12 +16,12 @@ from iot_bridge.parsers._base import (
     ZIGBEE2MQTT,
     DeviceParser,
 )
-from iot_bridge.parsers._topics import filter_levels
 from iot_bridge.parsers.generic_json import build_generic_json
 from iot_bridge.parsers.shelly import build_shelly_pm, build_shelly_rpc
 from iot_bridge.parsers.shelly_gen1 import build_shelly_gen1
 from iot_bridge.parsers.tasmota import build_tasmota
 from iot_bridge.parsers.zigbee2mqtt import build_zigbee2mqtt
+from iot_bridge.topics import config_filter_levels
 
 _Builder = Callable[[str, list[str], Mapping[str, Any], list[ConfigIssue]], DeviceParser | None]
 
@@ -80,7 +80,7 @@ def make_parser(
                 )
             )
     known = {key: value for key, value in options.items() if key in allowed}
-    levels = filter_levels(mqtt_topic, issues)
+    levels = config_filter_levels(mqtt_topic, issues)
     parser = None if levels is None else build(mqtt_topic, levels, known, issues)
     if issues or parser is None:
         raise ConfigError(issues or [ConfigIssue("mqtt_topic", "cannot be used")], source="device")

@@ -32,7 +32,6 @@ from iot_bridge.parsers._base import (
 )
 from iot_bridge.parsers._channels import ChannelState
 from iot_bridge.parsers._options import channel_list, no_channels
-from iot_bridge.parsers._topics import topic_issue
 from iot_bridge.parsers._values import (
     MAX_ENERGY,
     MAX_POWER_W,
@@ -43,6 +42,7 @@ from iot_bridge.parsers._values import (
     power_value,
     reading,
 )
+from iot_bridge.topics import topic_issue
 
 COMPONENT_PATTERN: Final = re.compile(r"(pm1|switch|em1|em):(\d{1,3})")
 # kind -> (power key, energy component kind, its counter key); None: energy in aenergy.total

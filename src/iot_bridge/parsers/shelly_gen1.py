@@ -20,8 +20,8 @@ from iot_bridge.errors import ConfigIssue, PayloadError
 from iot_bridge.parsers._base import INVALID_ENERGY, INVALID_POWER, SHELLY_GEN1, UNKNOWN_TOPIC
 from iot_bridge.parsers._channels import ChannelState
 from iot_bridge.parsers._options import channel_list
-from iot_bridge.parsers._topics import topic_issue
 from iot_bridge.parsers._values import MAX_ENERGY, MAX_POWER_W, ParserFields, plain_number
+from iot_bridge.topics import topic_issue
 
 # kind -> (energy topic's last level, divisor to Wh)
 _ENERGY_TOPIC: Final = {"relay": ("energy", 60.0), "emeter": ("total", 1.0)}

@@ -28,7 +28,6 @@ from iot_bridge.parsers._base import (
 )
 from iot_bridge.parsers._channels import ChannelState
 from iot_bridge.parsers._options import CHANNELS_PATH, channel_list
-from iot_bridge.parsers._topics import topic_issue
 from iot_bridge.parsers._values import (
     MAX_POWER_W,
     ParserFields,
@@ -38,6 +37,7 @@ from iot_bridge.parsers._values import (
     power_value,
     reading,
 )
+from iot_bridge.topics import topic_issue
 
 CHANNEL_PATH: Final = "parser_options.channel"
 MAX_CHANNEL: Final = 31

@@ -17,7 +17,6 @@ from typing import Any, Final
 from iot_bridge.domain.readings import Reading
 from iot_bridge.errors import ConfigIssue
 from iot_bridge.parsers._base import ZIGBEE2MQTT
-from iot_bridge.parsers._topics import topic_issue
 from iot_bridge.parsers._values import (
     ParserFields,
     energy_value,
@@ -26,6 +25,7 @@ from iot_bridge.parsers._values import (
     reading,
 )
 from iot_bridge.parsers.generic_json import JsonPath, PathSum, PathSumParser, compile_paths
+from iot_bridge.topics import topic_issue
 
 # Last levels zigbee2mqtt uses for other purposes than a device's state.
 _NOT_STATE: Final = frozenset({"availability", "set", "get", "#"})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from iot_bridge.config.topics import identifier_problem, topic_filter_problem
+from iot_bridge.topics import config_topic_filter_problem as topic_filter_problem
+from iot_bridge.topics import identifier_problem
 
 
 @pytest.mark.parametrize(
