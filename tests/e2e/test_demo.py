@@ -298,6 +298,7 @@ def test_demo_prints_the_board_first_with_the_token_in_the_fragment(
         "cnc-mill",
         "laser-cutter",
         "3d-printer",
+        "lathe",
     }
     demo.process.send_signal(signal.SIGTERM)
     assert demo.wait(30) == 0, demo.stderr()
