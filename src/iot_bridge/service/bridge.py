@@ -18,8 +18,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from iot_bridge.adapters.mqtt import InboundMessage, MqttClient, MqttSettings
 from iot_bridge.adapters.odoo import OdooSender
 from iot_bridge.adapters.store import KEPT_BATCHES, EventStore, StoredEvent
@@ -71,7 +69,12 @@ def odoo_sender(section: OdooSection | None) -> OdooSender | None:
     """A sender for the config's ``odoo`` section; None means local-only mode."""
     if section is None:
         return None
-    return OdooSender(base_url=section.base_url, database=section.database, api_key=section.api_key)
+    return OdooSender(
+        base_url=section.base_url,
+        database=section.database,
+        api_key=section.api_key,
+        request_format=section.request_format,
+    )
 
 
 def keep_masked_secrets(new: BridgeConfig, current: BridgeConfig) -> BridgeConfig:
@@ -371,7 +374,7 @@ class Bridge:
         if new_odoo != self._odoo:
             try:  # before anything changes: a sender that cannot be built refuses the push
                 new_sender = odoo_sender(new_odoo)
-            except (ValueError, httpx.HTTPError) as err:
+            except ValueError as err:
                 issue = ConfigIssue("odoo.base_url", f"cannot be used: {err}")
                 raise ConfigError([issue], source="config push") from err
         await asyncio.to_thread(persist_config, self.data_dir, config)
@@ -456,6 +459,9 @@ class Bridge:
         else:
             outbox = {"pending": stats.pending, "dead": stats.dead, "flagged": stats.flagged}
             failing = stats.flagged > 0 or stats.dead > 0
+        endpoint = self.delivery.endpoint
+        odoo_down = self.odoo_configured and not endpoint.up
+        failing = failing or odoo_down
         return {
             "status": "ok" if connected and not failing else "degraded",
             "devices": len(self.ingestor.device_ids),
@@ -467,7 +473,12 @@ class Bridge:
                 "last_error": None if connected else self.mqtt.last_error,
             },
             "outbox": outbox,
-            "odoo": {"configured": self.odoo_configured},
+            "odoo": {
+                "configured": self.odoo_configured,
+                "available": None if not self.odoo_configured else endpoint.up,
+                "since": iso_utc(endpoint.changed_at) if endpoint.changed_at else None,
+                "last_error": endpoint.last_error if odoo_down else None,
+            },
         }
 
     def devices(self) -> list[dict[str, Any]]:
@@ -516,12 +527,15 @@ class Bridge:
     async def retry_dead(self) -> int:
         """``POST /events/retry-dead``: dead events go back into delivery."""
         count = await asyncio.to_thread(self.store.retry_dead, self.now())
-        self.delivery.wake()
+        self.delivery.wake(reload=True)
         log.info("dead_events_retried", events=count)
         return count
 
     def _refresh_gauges(self) -> None:
         self.metrics.mqtt_connected.set(1 if self.mqtt.connected else 0)
+        endpoint = self.delivery.endpoint
+        self.metrics.odoo_up.set(1 if self.odoo_configured and endpoint.up else 0)
+        self.metrics.odoo_changed.set(endpoint.changed_at or 0.0)
         try:
             stats = self.store.outbox_stats(self.now())
         except StoreError as err:  # /metrics keeps answering; the gauges keep their last values
