@@ -272,14 +272,31 @@ class DeliveryWorker:
             await asyncio.to_thread(self._store.retry_now, now)
         if not self._health.up:
             return await self._probe_when_due(sender, now)
+        if len(self._delivered) >= FLUSH_DELIVERED:
+            await self._flush()
         later: float | None = None
         # A new scan for due devices waits while most lanes are busy: their devices
         # come round in it (one scan per round of work, not one per lane ending).
         scan_waits = not self._due_devices and len(self._in_flight) * 2 > self._max_in_flight
         if len(self._chunks) < self._max_in_flight and not scan_waits:
-            chunks, later = await asyncio.to_thread(self._refill, now)
+            scan = not self._due_devices
+            take = [
+                self._due_devices.popleft()
+                for _ in range(min(PREFETCH_DEVICES, len(self._due_devices)))
+            ]
+            delivered = self._take_delivered()
+            try:
+                chunks, rest, later = await asyncio.to_thread(
+                    self._read_work, delivered, scan, take, tuple(self._in_flight), now
+                )
+            except StoreError:
+                self._delivered[:0] = delivered  # marked next time
+                raise
+            if delivered:
+                log.info("events_delivered", events=len(delivered))
             if sender is not self._sender or not self._health.up:
                 return 0.0
+            self._due_devices.extend(rest)
             self._chunks.extend(chunks)
         while self._chunks and len(self._in_flight) < self._max_in_flight and not self._closing:
             chunk = self._chunks.popleft()
@@ -296,18 +313,26 @@ class DeliveryWorker:
             return None
         return max(0.0, later - self._clock.now())
 
-    def _refill(self, now: float) -> tuple[list[list[OutboxItem]], float | None]:
-        """In a thread: mark successes delivered, find due devices if needed, read chunks."""
-        self._flush_now(now)
+    def _read_work(
+        self,
+        delivered: list[int],
+        scan: bool,
+        take: list[str],
+        in_flight: tuple[str, ...],
+        now: float,
+    ) -> tuple[list[list[OutboxItem]], list[str], float | None]:
+        """In a thread: mark successes delivered, find due devices if ``scan``, read chunks.
+
+        Returns the chunks, the due devices left for later reads, and when the
+        earliest device not due yet will be.
+        """
+        self._store.mark_delivered_many(delivered, now)
+        rest: list[str] = []
         later: float | None = None
-        if not self._due_devices:
-            due, later = self._store.due_devices(now, tuple(self._in_flight))
-            self._due_devices.extend(due)
-        take = [
-            self._due_devices.popleft()
-            for _ in range(min(PREFETCH_DEVICES, len(self._due_devices)))
-        ]
-        return self._store.pending_chunks(take, now, LANE_CHUNK), later
+        if scan:
+            due, later = self._store.due_devices(now, in_flight)
+            take, rest = due[:PREFETCH_DEVICES], due[PREFETCH_DEVICES:]
+        return self._store.pending_chunks(take, now, LANE_CHUNK), rest, later
 
     def _forget_work(self) -> None:
         self._due_devices.clear()
@@ -338,8 +363,9 @@ class DeliveryWorker:
     async def _lane(self, sender: EventSender, chunk: list[OutboxItem]) -> None:
         """Send device chunks in order, this one first, then others waiting for a lane.
 
-        Successes are recorded in memory and marked in the store in batches; a
-        crash before that re-sends them with the same event_uids. A device's
+        Successes are recorded in memory and marked in the store in batches by
+        the loop, never by a lane (a scan for due devices must not overtake a
+        mark); a crash before that re-sends them with the same event_uids. A device's
         chunk ends at its first failure; the lane ends when Odoo goes down, the
         sender changes, the worker closes, or no chunk is waiting.
         """
@@ -347,9 +373,9 @@ class DeliveryWorker:
         try:
             while True:
                 await self._send_chunk(sender, chunk)
-                if len(self._delivered) >= FLUSH_DELIVERED:
-                    await self._flush()
                 self._in_flight.pop(device_id, None)
+                if len(self._delivered) >= FLUSH_DELIVERED:
+                    self._wake_event.set()  # the loop marks them (lanes never write them)
                 if self._closing or sender is not self._sender or not self._health.up:
                     return
                 next_chunk = self._next_chunk()
@@ -411,21 +437,27 @@ class DeliveryWorker:
             return DeliveryError(f"{type(err).__name__}: {err}", permanent=False)
         return None
 
-    async def _flush(self) -> None:
-        if self._delivered:
-            await asyncio.to_thread(self._flush_now, self._clock.now())
-
-    def _flush_now(self, now: float) -> None:
-        """Mark the recorded successes delivered (one transaction); any thread."""
+    def _take_delivered(self) -> list[int]:
+        """The recorded successes, handed over (on the event loop) to be marked."""
         delivered, self._delivered = self._delivered, []
+        return delivered
+
+    async def _flush(self) -> None:
+        """Mark the recorded successes delivered, in one transaction in a thread."""
+        delivered = self._take_delivered()
         if not delivered:
             return
         try:
-            self._store.mark_delivered_many(delivered, now)
+            await asyncio.to_thread(self._store.mark_delivered_many, delivered, self._clock.now())
         except StoreError:
-            self._delivered = delivered + self._delivered  # kept for the next try
+            self._delivered[:0] = delivered  # kept for the next try
             raise
         log.info("events_delivered", events=len(delivered))
+
+    def _flush_now(self, now: float) -> None:
+        """``_flush`` blocking the event loop: only when cancelled, as shutdown runs out."""
+        delivered = self._take_delivered()
+        self._store.mark_delivered_many(delivered, now)
 
     # -- failures and the endpoint's health ------------------------------------------
 
@@ -502,7 +534,8 @@ class DeliveryWorker:
         assert health.probe_due is not None
         if now < health.probe_due:
             return health.probe_due - now
-        item = await asyncio.to_thread(self._probe_candidate, now)
+        await self._flush()
+        item = await asyncio.to_thread(self._probe_candidate)
         if item is None:  # nothing pending: up again as soon as there is something
             self._came_back(now)
             return 0.0
@@ -526,23 +559,18 @@ class DeliveryWorker:
         if error is None:
             self._delivered.append(item.seq)
             self._report("ok")
-        await asyncio.to_thread(self._resume, outage_failures, now)
+            await self._flush()
+        await asyncio.to_thread(self._store.make_due, outage_failures, now)
         if error is not None:
             await self._failed(item, error)
         return 0.0
 
-    def _probe_candidate(self, now: float) -> OutboxItem | None:
+    def _probe_candidate(self) -> OutboxItem | None:
         """In a thread: the most overdue device's oldest pending event, due or not."""
-        self._flush_now(now)
         devices, _ = self._store.due_devices(float("inf"))
         for chunk in self._store.pending_chunks(devices[:1], float("inf"), 1):
             return chunk[0]
         return None
-
-    def _resume(self, outage_failures: set[int], now: float) -> None:
-        """In a thread: record the probe's success, make the outage's failures due now."""
-        self._flush_now(now)
-        self._store.make_due(outage_failures, now)
 
     def _report(self, result: str) -> None:
         if self._on_result is None:
