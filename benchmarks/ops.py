@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import pathlib
+import signal
 import socket
 import statistics
 import subprocess
@@ -451,8 +452,27 @@ def row_down_ra(directory: pathlib.Path, args: argparse.Namespace) -> dict[str, 
     return _outage(directory, args, 1000, 20, retry_after=10)
 
 
+def _profile(pid: int, args: argparse.Namespace, name: str) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the bridge (``--profile DIR``): collapsed stacks in DIR/<row>.txt."""
+    if args.profile is None:
+        return None
+    args.profile.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+         "--output", str(args.profile / f"{name}.txt"), "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 def _drain(
-    directory: pathlib.Path, devices: int, per_device: int, *, outage_first: bool
+    directory: pathlib.Path,
+    args: argparse.Namespace,
+    name: str,
+    devices: int,
+    per_device: int,
+    *,
+    outage_first: bool,
 ) -> dict[str, float]:
     standin = Standin()
     mq = broker(directory / "mq")
@@ -473,6 +493,7 @@ def _drain(
         assert bridge.process is not None
         pid = bridge.process.pid
         cpu0 = cpu_s(pid)
+        profiler = _profile(pid, args, name)
         if outage_first:
             wait_until(lambda: standin.stats()["received"] > 0, timeout_s=60)
             cpu0 = cpu_s(pid)
@@ -480,6 +501,9 @@ def _drain(
             standin.mode("ok")
         wait_until(lambda: standin.stats()["events"] >= total, timeout_s=900, interval_s=0.05)
         cpu1 = cpu_s(pid)
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(60)
         arrivals = [at for _, _, at in standin.arrivals()]
         stats = standin.stats()
         bridge.stop()
@@ -501,11 +525,11 @@ def _drain(
 
 
 def row_backlog(directory: pathlib.Path, args: argparse.Namespace) -> dict[str, float]:
-    return _drain(directory, 1000, 20, outage_first=True)
+    return _drain(directory, args, "backlog", 1000, 20, outage_first=True)
 
 
 def row_restart10k(directory: pathlib.Path, args: argparse.Namespace) -> dict[str, float]:
-    return _drain(directory, 10_000, 1, outage_first=False)
+    return _drain(directory, args, "restart10k", 10_000, 1, outage_first=False)
 
 
 def row_trickle(directory: pathlib.Path, args: argparse.Namespace) -> dict[str, float]:
@@ -775,6 +799,9 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", choices=sorted(ROWS), default=list(ROWS))
     parser.add_argument("--quick", action="store_true", help="short windows, one run")
     parser.add_argument("--json", type=pathlib.Path, help="also write every run's figures here")
+    parser.add_argument(
+        "--profile", type=pathlib.Path, help="py-spy the drain rows into this directory"
+    )
     args = parser.parse_args()
     runs = 1 if args.quick else args.runs
     print(f"load average at start: {os.getloadavg()}", flush=True)

@@ -36,6 +36,9 @@ class OutboxStatus(BaseModel):
 
 class OdooStatus(BaseModel):
     configured: bool
+    available: bool | None = None  # the endpoint's health; None without Odoo
+    since: str | None = None  # when it last changed
+    last_error: str | None = None  # while it is down
 
 
 class HealthResponse(BaseModel):
