@@ -65,6 +65,12 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def sys_cpu_s(pid: int) -> float:
+    """System (kernel) CPU seconds of a process: syscalls, loopback TCP, fsync."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[12]) / CLK_TCK
+
+
 def rss_mib(pid: int) -> float:
     """Resident set size in MiB."""
     for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -492,15 +498,15 @@ def _drain(
         healthy = time.monotonic()
         assert bridge.process is not None
         pid = bridge.process.pid
-        cpu0 = cpu_s(pid)
+        cpu0, sys0 = cpu_s(pid), sys_cpu_s(pid)
         profiler = _profile(pid, args, name)
         if outage_first:
             wait_until(lambda: standin.stats()["received"] > 0, timeout_s=60)
-            cpu0 = cpu_s(pid)
+            cpu0, sys0 = cpu_s(pid), sys_cpu_s(pid)
             returned = time.monotonic()
             standin.mode("ok")
         wait_until(lambda: standin.stats()["events"] >= total, timeout_s=900, interval_s=0.05)
-        cpu1 = cpu_s(pid)
+        cpu1, sys1 = cpu_s(pid), sys_cpu_s(pid)
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(60)
@@ -511,6 +517,7 @@ def _drain(
         figures = {
             "events_per_s": total / max(1e-9, last - first),
             "cpu_s_per_1000": (cpu1 - cpu0) / total * 1000,
+            "kernel_share": (sys1 - sys0) / max(1e-9, cpu1 - cpu0),
             "duplicates": float(stats["duplicates"]),
         }
         if outage_first:

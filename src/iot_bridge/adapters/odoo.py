@@ -17,9 +17,10 @@ or 5xx, 401/403/404, 408, 429): the delivery worker then stops every device
 and probes. Other 2xx/3xx/4xx, other JSON-RPC errors and bodies that are not
 JSON-RPC are this event's own transient failures.
 
-HTTP/1.1 is spoken directly with ``h11`` over asyncio streams, on a few
-keep-alive connections (one per concurrent send): httpx's per-request
-machinery cost most of the CPU of a delivery (benchmarks/RESULTS.md). Proxy
+HTTP/1.1 is spoken by ``adapters/http1.py`` over asyncio streams, on a few
+keep-alive connections (one per concurrent send): httpx's (and h11's)
+per-request machinery cost most of the CPU of a delivery
+(benchmarks/RESULTS.md). Proxy
 environment variables are not used; Odoo is reached directly.
 
 The API key only ever goes into the ``Authorization`` header; it is scrubbed
@@ -37,9 +38,15 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import h11
 import orjson
 
+from iot_bridge.adapters.http1 import (
+    MAX_HEAD_BYTES,
+    HttpProtocolError,
+    StaleConnectionError,
+    exchange,
+    request_head,
+)
 from iot_bridge.domain.events import EncodedEvent
 from iot_bridge.errors import DeliveryError
 
@@ -50,7 +57,6 @@ RETRY_AFTER_STATUSES = frozenset({429, 503})
 # Answers about Odoo as a whole rather than about one event (see the module doc).
 ENDPOINT_STATUSES = frozenset({401, 403, 404, 408, 429})
 REQUEST_FORMATS = ("jsonrpc", "json")
-MAX_REPLY_BYTES = 1024 * 1024  # a reply larger than this is not Odoo's answer to an event
 MAX_RETRY_AFTER_S = 3600.0
 _SNIPPET_CHARS = 200
 
@@ -79,22 +85,17 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 class _Connection:
-    """One keep-alive HTTP/1.1 connection: asyncio streams and an h11 state machine."""
+    """One keep-alive HTTP/1.1 connection."""
 
-    __slots__ = ("http", "reader", "used", "writer")
+    __slots__ = ("reader", "used", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
-        self.http = h11.Connection(our_role=h11.CLIENT)
         self.used = False  # a reused connection may have been closed by the server meanwhile
 
     def close(self) -> None:
         self.writer.close()
-
-
-class _StaleConnectionError(Exception):
-    """A reused connection was closed before any reply: send again on a fresh one."""
 
 
 class OdooSender:
@@ -150,7 +151,7 @@ class OdooSender:
         ]
         if api_key:
             headers.append((b"Authorization", f"Bearer {api_key}".encode()))
-        self._headers = headers
+        self._head = request_head("POST", self._target, headers)  # ValueError for CR/LF
         self._timeout_s = timeout_s
         self._idle: list[_Connection] = []
         self._open: set[_Connection] = set()
@@ -183,16 +184,16 @@ class OdooSender:
         try:
             try:
                 status, headers, content = await self._exchange(body)
-            except _StaleConnectionError:
+            except StaleConnectionError:
                 status, headers, content = await self._exchange(body)
-        except _StaleConnectionError as err:
+        except StaleConnectionError as err:
             raise self._error("Odoo closed the connection without a reply", endpoint=True) from err
         except TimeoutError as err:
             raise self._error(
                 f"timeout talking to Odoo (no full reply within {self._timeout_s:g} s)",
                 endpoint=True,
             ) from err
-        except h11.ProtocolError as err:
+        except HttpProtocolError as err:
             raise self._error(f"HTTP error talking to Odoo: {err}", endpoint=True) from err
         except ssl.SSLError as err:
             raise self._error(f"TLS error talking to Odoo: {err}", endpoint=True) from err
@@ -231,7 +232,7 @@ class OdooSender:
             self._port,
             ssl=ssl_context,
             server_hostname=self._host if ssl_context else None,
-            limit=MAX_REPLY_BYTES,
+            limit=MAX_HEAD_BYTES,
         )
         conn = _Connection(reader, writer)
         self._open.add(conn)
@@ -240,51 +241,8 @@ class OdooSender:
     async def _roundtrip(
         self, conn: _Connection, body: bytes
     ) -> tuple[tuple[int, dict[bytes, bytes], bytes], bool]:
-        http = conn.http
-        request = h11.Request(
-            method=b"POST",
-            target=self._target,
-            headers=[*self._headers, (b"Content-Length", b"%d" % len(body))],
-        )
-        head = http.send(request) or b""
-        conn.writer.write(head + (http.send(h11.Data(data=body)) or b""))
-        http.send(h11.EndOfMessage())
-        status = 0
-        headers: dict[bytes, bytes] = {}
-        parts: list[bytes] = []
-        size = 0
-        got_reply = False
-        while True:
-            event = http.next_event()
-            if event is h11.NEED_DATA:
-                try:
-                    chunk = await conn.reader.read(65536)
-                except (ConnectionResetError, BrokenPipeError) as err:
-                    if conn.used and not got_reply:
-                        raise _StaleConnectionError from err
-                    raise
-                if not chunk and conn.used and not got_reply:
-                    raise _StaleConnectionError
-                http.receive_data(chunk)
-                continue
-            if isinstance(event, h11.Response):
-                got_reply = True
-                status = event.status_code
-                headers = dict(event.headers)
-            elif isinstance(event, h11.Data):
-                size += len(event.data)
-                if size > MAX_REPLY_BYTES:
-                    raise h11.RemoteProtocolError("reply larger than 1 MiB")
-                parts.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            elif isinstance(event, h11.ConnectionClosed):
-                raise h11.RemoteProtocolError("connection closed before the reply ended")
-            # h11.InformationalResponse (100 Continue): keep reading
-        reusable = http.our_state is h11.DONE and http.their_state is h11.DONE
-        if reusable:
-            http.start_next_cycle()
-        return (status, headers, b"".join(parts)), reusable
+        reply = await exchange(conn.reader, conn.writer, self._head, body, reused=conn.used)
+        return (reply.status, reply.headers, reply.body), reply.keep_alive
 
     def _classify(self, status: int, headers: dict[bytes, bytes], content: bytes) -> None:
         if self.request_format == "json" and 200 <= status < 300:
