@@ -498,15 +498,15 @@ def _drain(
         healthy = time.monotonic()
         assert bridge.process is not None
         pid = bridge.process.pid
-        cpu0, sys0 = cpu_s(pid), sys_cpu_s(pid)
+        cpu0, sys0, odoo0 = cpu_s(pid), sys_cpu_s(pid), cpu_s(standin.process.pid)
         profiler = _profile(pid, args, name)
         if outage_first:
             wait_until(lambda: standin.stats()["received"] > 0, timeout_s=60)
-            cpu0, sys0 = cpu_s(pid), sys_cpu_s(pid)
+            cpu0, sys0, odoo0 = cpu_s(pid), sys_cpu_s(pid), cpu_s(standin.process.pid)
             returned = time.monotonic()
             standin.mode("ok")
         wait_until(lambda: standin.stats()["events"] >= total, timeout_s=900, interval_s=0.05)
-        cpu1, sys1 = cpu_s(pid), sys_cpu_s(pid)
+        cpu1, sys1, odoo1 = cpu_s(pid), sys_cpu_s(pid), cpu_s(standin.process.pid)
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(60)
@@ -518,6 +518,7 @@ def _drain(
             "events_per_s": total / max(1e-9, last - first),
             "cpu_s_per_1000": (cpu1 - cpu0) / total * 1000,
             "kernel_share": (sys1 - sys0) / max(1e-9, cpu1 - cpu0),
+            "standin_cpu_s_per_1000": (odoo1 - odoo0) / total * 1000,
             "duplicates": float(stats["duplicates"]),
         }
         if outage_first:
