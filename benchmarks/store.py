@@ -33,9 +33,10 @@ from pathlib import Path
 
 import structlog
 
-from iot_bridge.adapters import store as store_module
+from iot_bridge.adapters.clock import SystemClock
 from iot_bridge.adapters.odoo import OdooSender
 from iot_bridge.adapters.store import EventStore
+from iot_bridge.adapters.store import database as store_module
 from iot_bridge.domain.events import Event, EventType
 from iot_bridge.service.delivery import DeliveryWorker
 
@@ -139,7 +140,9 @@ async def bench_delivery(url: str, total: int, devices: int) -> tuple[float, flo
     with tempfile.TemporaryDirectory() as tmp:
         store = EventStore.open(Path(tmp))
         store.commit([heartbeat(i % devices, i) for i in range(total)], now=time.time())
-        worker = DeliveryWorker(store=store, sender=OdooSender(base_url=url), max_in_flight=8)
+        worker = DeliveryWorker(
+            store=store, sender=OdooSender(base_url=url), clock=SystemClock(), max_in_flight=8
+        )
         cpu, started = time.process_time(), time.perf_counter()
         task = asyncio.create_task(worker.run())
         while store.outbox_stats(time.time()).pending:  # noqa: ASYNC110 - SQLite has no await

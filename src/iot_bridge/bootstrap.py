@@ -1,4 +1,14 @@
-"""The composition root: builds the bridge from the environment and runs it."""
+"""The composition root: the one place that builds adapters and hands them to the service.
+
+``build_bridge`` turns the effective config into the concrete adapters
+(``EventStore`` the outbox, ``MqttClient`` the message source through
+``mqtt_source``, ``OdooSender`` the event sender through ``odoo_sender``,
+``SystemClock``, the data dir's config repository) and the ``Bridge`` that
+uses them through the ports of ``service/ports.py``. ``serve`` runs it with
+the HTTP app (``entrypoints/http_api.create_app``) until SIGINT/SIGTERM.
+The service never names a concrete class: a broker switch or a new Odoo
+section goes through the two factories.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +22,17 @@ from pathlib import Path
 
 import uvicorn
 
+from iot_bridge.adapters.clock import SystemClock
+from iot_bridge.adapters.mqtt import MqttClient, MqttSettings
+from iot_bridge.adapters.odoo import OdooSender
 from iot_bridge.adapters.store import EventStore
-from iot_bridge.config.sources import EnvSettings, load_active_config
+from iot_bridge.config.model import MqttSection, OdooSection
+from iot_bridge.config.sources import DataDirConfigRepository, EnvSettings, load_active_config
 from iot_bridge.entrypoints.http_api import create_app
 from iot_bridge.errors import BridgeError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.bridge import Bridge
+from iot_bridge.service.pipeline import RECEIVE_MAXIMUM
 
 log = get_logger(__name__)
 
@@ -41,6 +56,59 @@ class ServiceOptions:
     data_dir: Path
     host: str
     port: int
+
+
+def mqtt_settings(section: MqttSection) -> MqttSettings:
+    """The MQTT client's settings from the config's ``mqtt`` section."""
+    return MqttSettings(
+        host=section.broker,
+        port=section.port,
+        username=section.username or None,
+        password=section.password or None,
+        client_id=section.client_id,
+        keepalive_s=section.keepalive,
+        use_tls=section.use_tls,
+        ca_file=section.ca_file,
+        tls_insecure=section.tls_insecure,
+        clean_start=False,
+        receive_maximum=RECEIVE_MAXIMUM,
+    )
+
+
+def mqtt_source(section: MqttSection, subscriptions: frozenset[str]) -> MqttClient:
+    """The message source factory: an MQTT client for ``section`` (not yet running)."""
+    return MqttClient(mqtt_settings(section), subscriptions=subscriptions)
+
+
+def odoo_sender(section: OdooSection | None) -> OdooSender | None:
+    """The event sender factory: a sender for ``section``; None means local-only mode.
+
+    Raises ``ValueError`` when the section cannot be used.
+    """
+    if section is None:
+        return None
+    return OdooSender(
+        base_url=section.base_url,
+        database=section.database,
+        api_key=section.api_key,
+        request_format=section.request_format,
+    )
+
+
+def build_bridge(options: ServiceOptions, store: EventStore) -> Bridge:
+    """The bridge on ``store``, with the active config (file, persisted or environment)."""
+    loaded = load_active_config(
+        data_dir=options.data_dir, config_file=options.config_file, env=options.env
+    )
+    return Bridge(
+        env=options.env,
+        loaded=loaded,
+        outbox=store,
+        config_repository=DataDirConfigRepository(options.data_dir),
+        source_factory=mqtt_source,
+        sender_factory=odoo_sender,
+        clock=SystemClock(),
+    )
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -67,17 +135,7 @@ async def serve(
     """Run the bridge until SIGINT/SIGTERM (or ``bridge.stop()``), then shut down cleanly."""
     store = await asyncio.to_thread(EventStore.open, options.data_dir)
     try:
-        loaded = load_active_config(
-            data_dir=options.data_dir, config_file=options.config_file, env=options.env
-        )
-        bridge = Bridge(
-            env=options.env,
-            config=loaded.config,
-            config_source=loaded.source,
-            last_config_update=loaded.last_update,
-            store=store,
-            data_dir=options.data_dir,
-        )
+        bridge = build_bridge(options, store)
         sock = bind_socket(options.host, options.port)
     except BaseException:
         store.close()
@@ -104,7 +162,7 @@ async def serve(
     try:
         await bridge.start()
         server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
-        log.info("http_listening", url=url, docs=f"{url}/docs")
+        log.info("http_listening", url=url, docs=f"{url}/docs", data_dir=str(options.data_dir))
         if on_ready is not None:
             on_ready(bridge, url)
         await bridge.run()

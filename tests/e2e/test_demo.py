@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from iot_bridge.config.model import parse_config
+from iot_bridge.config.parse import parse_config
+from iot_bridge.demo.run import demo_config
 from iot_bridge.entrypoints.cli import main
-from iot_bridge.entrypoints.demo import demo_config
 
 pytestmark = pytest.mark.slow
 

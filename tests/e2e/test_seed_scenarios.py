@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from iot_bridge.config.model import parse_config
+from iot_bridge.config.parse import parse_config
 from iot_bridge.config.sources import persist_config
 from tests.e2e.conftest import power
 from tests.support.bridge_process import BridgeProcess, free_port, wait_until

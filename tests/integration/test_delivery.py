@@ -17,12 +17,8 @@ from structlog.testing import capture_logs
 from iot_bridge.adapters.odoo import OdooSender
 from iot_bridge.adapters.store import EventStore
 from iot_bridge.domain.events import Event, EventType
-from iot_bridge.service.delivery import (
-    BACKOFF_CAP_S,
-    DeliveryWorker,
-    EventSender,
-    backoff_delay,
-)
+from iot_bridge.service.delivery import BACKOFF_CAP_S, DeliveryWorker, backoff_delay
+from iot_bridge.service.ports import EventSender
 from tests.support.odoo_standin import OdooStandin
 
 T0 = 1_770_000_000.0
@@ -579,7 +575,7 @@ async def test_close_finishes_the_delivery_in_flight(
 def test_max_in_flight_must_be_positive(store: EventStore) -> None:
     """A worker without slots is refused at construction."""
     with pytest.raises(ValueError, match="max_in_flight"):
-        DeliveryWorker(store=store, sender=None, max_in_flight=0)
+        DeliveryWorker(store=store, sender=None, clock=FakeClock(), max_in_flight=0)
 
 
 async def test_run_twice_is_refused(harness: Harness) -> None:

@@ -18,6 +18,7 @@ import time
 import uuid
 from pathlib import Path
 
+from iot_bridge.adapters.clock import SystemClock
 from iot_bridge.adapters.odoo import OdooSender
 from iot_bridge.adapters.store import EventStore
 from iot_bridge.domain.events import Event, EventType
@@ -53,7 +54,9 @@ async def run(args: argparse.Namespace) -> None:
     """Commit the planned events in random group commits while delivering them."""
     store = EventStore.open(Path(args.data_dir))
     print("ready", flush=True)
-    worker = DeliveryWorker(store=store, sender=OdooSender(base_url=args.url, timeout_s=2.0))
+    worker = DeliveryWorker(
+        store=store, sender=OdooSender(base_url=args.url, timeout_s=2.0), clock=SystemClock()
+    )
     delivering = asyncio.create_task(worker.run())
     rng = random.Random()
     events = planned_events(args.devices, args.per_device)

@@ -20,8 +20,8 @@ from iot_bridge.config.model import (
     ParserOptions,
     ParserType,
     SessionConfigModel,
-    parse_config,
 )
+from iot_bridge.config.parse import parse_config
 from iot_bridge.config.sources import (
     ACTIVE_CONFIG_NAME,
     LoadedConfig,

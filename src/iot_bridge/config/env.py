@@ -14,6 +14,7 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from iot_bridge.config._issues import issues_from_validation
 from iot_bridge.config.model import MqttSection, OdooSection
 from iot_bridge.errors import ConfigError, ConfigIssue
 
@@ -128,9 +129,6 @@ class _Reader:
         data: dict[str, Any],
         names: Mapping[str, str],
     ) -> Any:
-        # Imported here: _issues needs the model module fully built first.
-        from iot_bridge.config._issues import issues_from_validation  # noqa: PLC0415
-
         try:
             return model.model_validate(data)
         except ValidationError as err:

@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from iot_bridge.config.model import BridgeConfig, parse_config
+from iot_bridge.config.model import BridgeConfig
+from iot_bridge.config.parse import parse_config
 from iot_bridge.errors import ConfigError, ConfigIssue
 
 MAX_FILE_BYTES = 16 * 1024 * 1024

@@ -2,9 +2,9 @@
 
 Every model forbids unknown keys (a typo must not silently become a default)
 and is strict about types: ``port: "1883"`` or ``use_tls: "yes"`` are errors,
-not guesses. ``parse_config`` is the one entry point that turns any document
-into a ``BridgeConfig`` or a ``ConfigError`` listing every problem with its
-dotted path (``devices.0.session_config.working_threshold_w``).
+not guesses. ``parse_config`` (``config/parse.py``) is the one entry point
+that turns any document into a ``BridgeConfig`` or a ``ConfigError`` listing
+every problem with its dotted path (``devices.0.session_config.working_threshold_w``).
 """
 
 from __future__ import annotations
@@ -14,14 +14,13 @@ from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal, get_args
 from urllib.parse import urlsplit
 
-import httpx
+import idna
 from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
 )
@@ -29,7 +28,6 @@ from pydantic_core import PydanticCustomError
 
 from iot_bridge.config import topics
 from iot_bridge.domain.session_config import SessionConfig
-from iot_bridge.errors import ConfigError, ConfigIssue
 
 ParserType = Literal[
     "shelly_pm", "shelly_rpc", "shelly_gen1", "tasmota", "zigbee2mqtt", "generic_json"
@@ -90,10 +88,14 @@ def _http_url(value: str) -> str | None:
         return "must not contain credentials; put the key in odoo.api_key"
     if parts.query or parts.fragment or any(char.isspace() for char in value):
         return "must not contain spaces, a query string or a fragment"
-    try:
-        httpx.URL(value)  # what the sender will build: IDNA, invisible characters
-    except httpx.InvalidURL as err:
-        return f"is not a URL the HTTP client accepts: {err}"
+    if any(char < " " or char == "\x7f" for char in value):
+        return "is not a URL the HTTP client accepts: it holds control characters"
+    if not parts.hostname.isascii():
+        # The HTTP client encodes such hosts with IDNA 2008: invisible characters fail.
+        try:
+            idna.encode(parts.hostname.lower())
+        except idna.IDNAError as err:
+            return f"is not a URL the HTTP client accepts: {err}"
     return None
 
 
@@ -290,38 +292,3 @@ class BridgeConfig(BaseModel):
         if data["odoo"] is not None and data["odoo"]["api_key"]:
             data["odoo"]["api_key"] = MASK
         return data
-
-
-def _device_index(issue: ConfigIssue) -> int:
-    """Sort key keeping each device's issues together, in document order."""
-    parts = issue.path.split(".", 2)
-    if len(parts) > 1 and parts[0] == "devices" and parts[1].isdigit():
-        return int(parts[1])
-    return -1
-
-
-def parse_config(data: object, *, source: str = "config") -> BridgeConfig:
-    """Validate a config document; raise ``ConfigError`` listing every problem.
-
-    ``source`` names the document in the error (a file name, ``POST /config``).
-    Beyond the model's own rules, each device's parser is built once with
-    ``iot_bridge.parsers.make_parser`` so that options that do not fit the
-    parser are rejected here, with paths like ``devices.2.parser_options.channel``.
-    """
-    # _issues builds on the models above, so it is imported when first needed.
-    from iot_bridge.config._issues import (  # noqa: PLC0415
-        check_raw_devices,
-        check_valid_devices,
-        issues_from_validation,
-    )
-
-    try:
-        config = BridgeConfig.model_validate(data)
-    except ValidationError as err:
-        issues = issues_from_validation(err)
-        issues.extend(check_raw_devices(data, already_reported=issues))
-        raise ConfigError(sorted(issues, key=_device_index), source) from None
-    issues = sorted(check_valid_devices(config.devices), key=_device_index)
-    if issues:
-        raise ConfigError(issues, source)
-    return config

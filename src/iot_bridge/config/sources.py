@@ -201,3 +201,14 @@ def summarize(config: BridgeConfig) -> str:
         database = f" db={config.odoo.database}" if config.odoo.database else ""
         odoo = f"odoo {config.odoo.base_url}{database}"
     return f"valid: {devices}, {mqtt}, {odoo}"
+
+
+@dataclass(frozen=True, slots=True)
+class DataDirConfigRepository:
+    """The config repository port on ``<data_dir>/config-active.yaml`` (see ``persist_config``)."""
+
+    data_dir: Path
+
+    def persist(self, config: BridgeConfig) -> None:
+        """Write ``config`` atomically; raises ``StoreError`` when it cannot."""
+        persist_config(self.data_dir, config)

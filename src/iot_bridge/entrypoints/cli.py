@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--host", help="HTTP listen address (BRIDGE_HOST, 0.0.0.0)")
     run.add_argument("--port", type=int, help="HTTP port (BRIDGE_PORT, 8080)")
 
-    from iot_bridge.entrypoints.simulate import add_simulate_arguments
+    from iot_bridge.demo.simulate import add_simulate_arguments
 
     simulate = commands.add_parser(
         "simulate", help="publish real-shaped Shelly Gen3 status/pm1:0 messages"
@@ -92,13 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "simulate":
-            from iot_bridge.entrypoints.simulate import run_simulate
+            from iot_bridge.demo.simulate import run_simulate
 
             return run_simulate(args)
         if args.command == "replay":
             return _replay(args)
         if args.command == "demo":
-            from iot_bridge.entrypoints.demo import run_demo
+            from iot_bridge.demo.run import run_demo
 
             return run_demo(args)
         if args.command == "config":

@@ -1,4 +1,11 @@
-"""The HTTP API (CONTRACT section 3): a thin FastAPI layer over ``Bridge``."""
+"""The HTTP API (CONTRACT section 3): a thin FastAPI layer over the bridge's service objects.
+
+Routes read through ``bridge.status`` (health, devices, events), push
+through ``bridge.configs`` (``POST /config``) and ``bridge.retry_dead``. The
+bridge is also on ``app.state.bridge`` (``Depends(get_bridge)``) for route
+modules mounted with ``app.include_router`` in ``create_app``; a route that
+needs the bearer token adds ``dependencies=[Depends(require_token)]``.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,12 @@ import hmac
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from iot_bridge.config.model import BridgeConfig, parse_config
+from iot_bridge.config.model import BridgeConfig
+from iot_bridge.config.parse import parse_config
 from iot_bridge.errors import ConfigError, StoreError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.bridge import Bridge
@@ -123,6 +131,43 @@ def _error(
     )
 
 
+class Unauthorized(Exception):
+    """The request lacks the exact bearer token (answered 401 by the app)."""
+
+
+def get_bridge(request: Request) -> Bridge:
+    """FastAPI dependency: the bridge this app serves."""
+    bridge: Bridge = request.app.state.bridge
+    return bridge
+
+
+def require_token(request: Request) -> None:
+    """FastAPI dependency: raise ``Unauthorized`` unless the bearer token matches.
+
+    No token configured (``BRIDGE_API_TOKEN`` unset) lets every request in.
+    """
+    expected: bytes | None = request.app.state.api_token
+    if expected is None:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    # Starlette decodes header bytes as latin-1: encoding back gives the
+    # client's bytes (UTF-8 for a non-ASCII token). The scheme is case-insensitive.
+    given = token.strip().encode("latin-1", "replace")
+    if not (hmac.compare_digest(given, expected) and scheme.lower() == "bearer"):
+        raise Unauthorized
+
+
+async def _unauthorized(request: Request, _: Exception) -> JSONResponse:
+    log.warning(
+        "request_rejected",
+        reason="unauthorized",
+        method=request.method,
+        path=request.url.path,
+        client=_client(request),
+    )
+    return _error(401, "missing or wrong bearer token")
+
+
 def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
     """The FastAPI application serving ``bridge``."""
     app = FastAPI(
@@ -130,30 +175,22 @@ def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
         version="0.1.0",
         description="Smart-plug power readings in, machine-usage sessions out to Odoo.",
     )
-    expected = api_token.encode("utf-8") if api_token else None
+    app.state.bridge = bridge
+    app.state.api_token = api_token.encode("utf-8") if api_token else None
+    app.add_exception_handler(Unauthorized, _unauthorized)
+    protected = APIRouter(dependencies=[Depends(require_token)], responses=_AUTH_RESPONSES)
     config_schema = BridgeConfig.model_json_schema(ref_template="#/components/schemas/{model}")
     config_defs = config_schema.pop("$defs", {})
-
-    def authorized(request: Request) -> bool:
-        if expected is None:
-            return True
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        # Starlette decodes header bytes as latin-1: encoding back gives the
-        # client's bytes (UTF-8 for a non-ASCII token). The scheme is case-insensitive.
-        given = token.strip().encode("latin-1", "replace")
-        matches = hmac.compare_digest(given, expected)
-        return matches and scheme.lower() == "bearer"
 
     @app.get("/health", response_model=HealthResponse)
     async def health() -> dict[str, Any]:
         """Liveness and readiness: 200 while the process runs; ``status`` says degraded."""
-        return await bridge.health()
+        return await bridge.status.health()
 
-    @app.post(
+    @protected.post(
         "/config",
         response_model=ConfigAppliedResponse,
         responses={
-            **_AUTH_RESPONSES,
             413: {"model": ErrorResponse, "description": "Body over 1 MiB"},
             503: {"model": ErrorResponse, "description": "The config could not be saved"},
             422: {
@@ -170,16 +207,13 @@ def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
     )
     async def post_config(request: Request) -> Any:
         """Apply a config pushed by Odoo, as a whole or not at all."""
-        if not authorized(request):
-            log.warning("config_rejected", reason="unauthorized", client=_client(request))
-            return _error(401, "missing or wrong bearer token")
         parsed = await _read_config(request)
         if isinstance(parsed, JSONResponse):
             return parsed
         config = parsed
         log.info("config_received", devices=len(config.devices), client=_client(request))
         try:
-            applied = await bridge.apply_config(config)
+            applied = await bridge.configs.apply(config)
         except ConfigError as err:
             return _invalid(err)
         except StoreError as err:
@@ -193,28 +227,24 @@ def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
             "timestamp": applied.timestamp,
         }
 
-    @app.get("/config", responses={200: {"content": {"application/json": {}}}, **_AUTH_RESPONSES})
-    async def get_config(request: Request) -> Any:
+    @protected.get("/config", responses={200: {"content": {"application/json": {}}}})
+    async def get_config() -> Any:
         """The active config, with every secret replaced by ``***``."""
-        if not authorized(request):
-            return _error(401, "missing or wrong bearer token")
-        return bridge.config.masked()
+        return bridge.configs.config.masked()
 
     @app.get("/devices", response_model=list[DeviceView])
     async def devices() -> list[dict[str, Any]]:
         """Every configured device with its live state."""
-        return bridge.devices()
+        return bridge.status.devices()
 
     @app.get("/events", response_model=list[EventView])
     async def events(limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
         """The most recent events, newest first, with their delivery status."""
-        return await bridge.recent_events(limit)
+        return await bridge.status.recent_events(limit)
 
-    @app.post("/events/retry-dead", response_model=RetryDeadResponse, responses=_AUTH_RESPONSES)
-    async def retry_dead(request: Request) -> Any:
+    @protected.post("/events/retry-dead", response_model=RetryDeadResponse)
+    async def retry_dead() -> Any:
         """Put dead events back into delivery."""
-        if not authorized(request):
-            return _error(401, "missing or wrong bearer token")
         return {"status": "success", "retried": await bridge.retry_dead()}
 
     @app.get("/metrics", response_class=Response)
@@ -223,6 +253,7 @@ def create_app(bridge: Bridge, *, api_token: str | None) -> FastAPI:
         body = await asyncio.to_thread(bridge.metrics.exposition)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    app.include_router(protected)
     _document_config_models(app, config_defs)
     return app
 

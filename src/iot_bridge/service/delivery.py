@@ -36,16 +36,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from iot_bridge.adapters.store import FLAG_AFTER_ATTEMPTS, EventStore, OutboxItem
+from iot_bridge.backoff import nominal_delay
 from iot_bridge.domain.events import EncodedEvent
 from iot_bridge.errors import DeliveryError, StoreError
 from iot_bridge.logs import get_logger
+from iot_bridge.service.ports import (
+    FLAG_AFTER_ATTEMPTS,
+    Clock,
+    DeliveryQueue,
+    EventSender,
+    OutboxItem,
+)
 
 log = get_logger(__name__)
 
@@ -59,45 +65,15 @@ PREFETCH_DEVICES = 256  # devices whose chunks are read from the store in one go
 FLUSH_DELIVERED = 512  # successes marked in one transaction (a crash re-sends at most about this)
 
 
-class Clock(Protocol):
-    """Where the worker reads time and waits; tests pass a fake one."""
-
-    def now(self) -> float:
-        """Unix seconds."""
-        ...
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait ``seconds`` of this clock's time."""
-        ...
-
-
-class EventSender(Protocol):
-    """Delivers one EVENT object or raises ``DeliveryError`` (``OdooSender`` is one)."""
-
-    async def send(self, event: Mapping[str, Any]) -> None:
-        """Return on success; raise ``DeliveryError`` on failure."""
-        ...
-
-
-class SystemClock:
-    """Wall-clock time and ``asyncio.sleep``."""
-
-    def now(self) -> float:
-        """Unix seconds."""
-        return time.time()
-
-    async def sleep(self, seconds: float) -> None:
-        """Sleep for real."""
-        await asyncio.sleep(max(0.0, seconds))
-
-
 def backoff_delay(failures: int, rng: random.Random) -> float:
     """Seconds before the next try after ``failures`` failed tries (>= 1).
 
     1, 2, 4, ... seconds, capped at 300, each shortened by up to 20 % at random
     so events that failed together do not retry together.
     """
-    nominal = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0 ** min(max(failures, 1) - 1, 30))
+    nominal = nominal_delay(
+        max(failures, 1) - 1, initial_s=BACKOFF_BASE_S, multiplier=2.0, cap_s=BACKOFF_CAP_S
+    )
     return nominal * (1.0 - BACKOFF_JITTER * rng.random())
 
 
@@ -123,9 +99,9 @@ class DeliveryWorker:
     def __init__(
         self,
         *,
-        store: EventStore,
+        store: DeliveryQueue,
         sender: EventSender | None,
-        clock: Clock | None = None,
+        clock: Clock,
         max_in_flight: int = 8,
         on_result: Callable[[str], None] | None = None,
         rng: random.Random | None = None,
@@ -136,7 +112,7 @@ class DeliveryWorker:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
         self._store = store
         self._sender = sender
-        self._clock: Clock = clock or SystemClock()
+        self._clock = clock
         self._max_in_flight = max_in_flight
         self._on_result = on_result
         self._rng = rng or random.Random()

@@ -5,6 +5,11 @@ does no I/O and reads no clock: the caller passes ``now`` and then commits the
 returned events together with ``take_changes()`` before acknowledging the
 messages. Counters are plain ints on the hot path and drained per batch into
 the metrics.
+
+For the in-process feed (``service/feed.py``) the ingestor also notes the
+readings accepted and the state changes of the detectors, but only while the
+feed has subscribers (checked once per batch): ``take_observations()`` hands
+them to the pipeline, which publishes them after the commit.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from iot_bridge.domain.session_config import SessionConfig
 from iot_bridge.errors import PayloadError
 from iot_bridge.logs import RateLimiter, get_logger
 from iot_bridge.parsers import DeviceParser, make_parser
+from iot_bridge.service.feed import Feed, ReadingAccepted, StateChanged
 from iot_bridge.service.routing import AVAILABILITY, DATA, Route, Router
 
 log = get_logger(__name__)
@@ -67,8 +73,13 @@ class IngestCounters:
 class Ingestor:
     """Routes messages to per-device parsers and detectors; schedules their timers."""
 
-    def __init__(self, *, uid_factory: Callable[[], str] | None = None) -> None:
+    def __init__(
+        self, *, uid_factory: Callable[[], str] | None = None, feed: Feed | None = None
+    ) -> None:
         self._uid_factory = uid_factory
+        self._feed = feed
+        self._readings: list[ReadingAccepted] = []
+        self._state_changes: list[StateChanged] = []
         self._devices: dict[str, _Device] = {}
         self._router = Router()
         self._changed: dict[str, None] = {}  # device ids touched since take_changes()
@@ -109,9 +120,13 @@ class Ingestor:
         """
         events: list[Event] = []
         wanted = {spec.device_id: spec for spec in specs}
+        observing = self._observing()
         for device_id in [d for d in self._devices if d not in wanted]:
             device = self._devices.pop(device_id)
+            before = device.detector.state
             events.extend(device.detector.remove(now))
+            if observing and device.detector.state is not before:
+                self._note_change(device, before, now)
             self._changed[device_id] = None
             self._scheduled.pop(device_id, None)
         for spec in specs:
@@ -187,6 +202,8 @@ class Ingestor:
         routes_for = self._router.routes
         changed = self._changed
         received = self._received
+        # Checked once per batch; None skips building the feed's readings.
+        readings = self._readings if self._observing() else None
         for message in messages:
             topic = message.topic
             for route in routes_for(topic):
@@ -201,6 +218,8 @@ class Ingestor:
                             continue
                         reading = device.parser.parse(topic, message.payload)
                         new = device.detector.on_reading(now, reading)
+                        if readings is not None and reading.power_w is not None:
+                            readings.append(ReadingAccepted(route.device_id, now, reading.power_w))
                     else:
                         online = device.parser.parse_availability(message.payload)
                         new = device.detector.on_availability(now, online)
@@ -211,7 +230,7 @@ class Ingestor:
                     events.extend(new)
                     self._count(new)
                 if device.detector.state is not before:
-                    _log_transition(device, before)
+                    self._transition(device, before, now)
                 changed[route.device_id] = None  # snapshot taken once per batch
                 self._schedule(route.device_id, device.detector)
         return events
@@ -247,7 +266,7 @@ class Ingestor:
             before = device.detector.state
             new = device.detector.tick(due)
             if device.detector.state is not before:
-                _log_transition(device, before)
+                self._transition(device, before, due)
             if new:
                 events.extend(new)
                 self._count(new)
@@ -270,6 +289,16 @@ class Ingestor:
         self._changed = {}
         return changes
 
+    def take_observations(self) -> tuple[list[ReadingAccepted], list[StateChanged]]:
+        """Readings accepted and state changes since the last call, for the feed.
+
+        Both are empty while the feed has no subscribers.
+        """
+        readings, changes = self._readings, self._state_changes
+        if readings or changes:
+            self._readings, self._state_changes = [], []
+        return readings, changes
+
     def drain_counters(self) -> IngestCounters:
         """Counters since the last drain; resets them."""
         counters = IngestCounters(self._received, self._rejected, self._emitted)
@@ -277,6 +306,26 @@ class Ingestor:
         return counters
 
     # -- internals -----------------------------------------------------
+
+    def _observing(self) -> bool:
+        return self._feed is not None and self._feed.has_subscribers
+
+    def _transition(self, device: _Device, before: Any, now: float) -> None:
+        _log_transition(device, before)
+        if self._observing():
+            self._note_change(device, before, now)
+
+    def _note_change(self, device: _Device, before: Any, now: float) -> None:
+        detector = device.detector
+        self._state_changes.append(
+            StateChanged(
+                device_id=detector.device_id,
+                ts=now,
+                previous=str(before),
+                state=str(detector.state),
+                session_id=detector.session_id,
+            )
+        )
 
     def _new_detector(self, spec: DeviceSpec) -> SessionDetector:
         return SessionDetector(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from iot_bridge.adapters.mqtt.topics import topic_matches
+from iot_bridge.topics import topic_matches
 
 DATA = "data"
 AVAILABILITY = "availability"

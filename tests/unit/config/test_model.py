@@ -14,8 +14,8 @@ from iot_bridge.config.model import (
     MqttSection,
     OdooSection,
     SessionConfigModel,
-    parse_config,
 )
+from iot_bridge.config.parse import parse_config
 from iot_bridge.domain.session_config import SessionConfig
 from iot_bridge.errors import ConfigError
 

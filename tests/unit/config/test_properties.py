@@ -9,7 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from iot_bridge.config.files import _StrictLoader
-from iot_bridge.config.model import PARSER_TYPES, BridgeConfig, parse_config
+from iot_bridge.config.model import PARSER_TYPES, BridgeConfig
+from iot_bridge.config.parse import parse_config
 from iot_bridge.errors import ConfigError
 
 KEYS = st.sampled_from(

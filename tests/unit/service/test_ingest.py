@@ -180,8 +180,8 @@ def test_restore_ends_the_session_of_a_device_no_longer_configured() -> None:
 
 def test_masked_secrets_pushed_back_keep_their_value() -> None:
     """A config copied from GET /config (secrets as ***) and pushed again keeps the real secrets."""
-    from iot_bridge.config.model import parse_config
-    from iot_bridge.service.bridge import keep_masked_secrets
+    from iot_bridge.config.parse import parse_config
+    from iot_bridge.service.config_use_case import keep_masked_secrets
 
     current = parse_config(
         {
@@ -201,9 +201,9 @@ def test_masked_secrets_are_refused_for_another_destination() -> None:
     """'***' with another broker/URL/username, or with no current secret, is a ConfigError."""
     import pytest
 
-    from iot_bridge.config.model import parse_config
+    from iot_bridge.config.parse import parse_config
     from iot_bridge.errors import ConfigError
-    from iot_bridge.service.bridge import keep_masked_secrets
+    from iot_bridge.service.config_use_case import keep_masked_secrets
 
     current = parse_config(
         {

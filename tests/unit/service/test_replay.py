@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from iot_bridge.config.model import parse_config
+from iot_bridge.config.parse import parse_config
 from iot_bridge.domain.events import Event
 from iot_bridge.service.replay import TraceError, parse_trace_line, replay
 

@@ -3,8 +3,8 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iot_bridge.adapters.mqtt.topics import topic_matches
 from iot_bridge.service.routing import AVAILABILITY, DATA, Route, Router
+from iot_bridge.topics import topic_matches
 
 
 def test_exact_and_wildcard_routes_are_both_found() -> None:

@@ -7,12 +7,12 @@ commit that holds its effects), and reconnection with randomised, capped
 exponential backoff.
 """
 
-from iot_bridge.adapters.mqtt.backoff import Backoff
 from iot_bridge.adapters.mqtt.client import MqttClient
 from iot_bridge.adapters.mqtt.messages import InboundMessage
 from iot_bridge.adapters.mqtt.settings import MqttSettings, WillMessage
-from iot_bridge.adapters.mqtt.topics import topic_filter_problem, topic_matches, topic_name_problem
+from iot_bridge.backoff import Backoff
 from iot_bridge.errors import MqttError
+from iot_bridge.topics import topic_filter_problem, topic_matches, topic_name_problem
 
 __all__ = [
     "Backoff",

@@ -19,12 +19,13 @@ from iot_bridge.adapters.mqtt._connection import (
     describe_reason,
     reason_value,
 )
-from iot_bridge.adapters.mqtt.backoff import Backoff
 from iot_bridge.adapters.mqtt.messages import InboundMessage
 from iot_bridge.adapters.mqtt.settings import MqttSettings
-from iot_bridge.adapters.mqtt.topics import topic_filter_problem, topic_name_problem
+from iot_bridge.backoff import Backoff
 from iot_bridge.errors import ConfigError, ConfigIssue, MqttError
 from iot_bridge.logs import get_logger
+from iot_bridge.service.ports import SourceMessage
+from iot_bridge.topics import topic_filter_problem, topic_name_problem
 
 log = get_logger(__name__)
 
@@ -463,7 +464,7 @@ class MqttClient:
             raise ValueError(f"max_messages must be at least 1, got {max_messages}")
         return await self._queue.get_batch(max_messages)
 
-    def ack(self, messages: Iterable[InboundMessage]) -> int:
+    def ack(self, messages: Iterable[SourceMessage]) -> int:
         """Send PUBACK for these QoS 1 messages, all in one write; returns how many.
 
         Call it only after their effects are committed. Messages of an older

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from iot_bridge.adapters.mqtt.topics import topic_name_problem
 from iot_bridge.errors import ConfigError, ConfigIssue
+from iot_bridge.topics import topic_name_problem
 
 _MAX_UINT16 = 65_535
 _MAX_UINT32 = 4_294_967_295

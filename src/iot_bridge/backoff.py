@@ -1,8 +1,22 @@
-"""Randomised, capped exponential backoff for reconnecting to the broker."""
+"""Capped exponential backoff, the one the bridge uses everywhere.
+
+``nominal_delay`` is the curve (initial, doubling, capped); ``Backoff`` draws
+jittered reconnect delays from it for the MQTT client, and the delivery
+worker's retry delays (``service/delivery.backoff_delay``) come from it too.
+"""
 
 from __future__ import annotations
 
 import random
+
+
+def nominal_delay(attempt: int, *, initial_s: float, multiplier: float, cap_s: float) -> float:
+    """``initial_s * multiplier ** attempt`` (attempt 0-based), never above ``cap_s``."""
+    try:
+        nominal = initial_s * multiplier ** min(max(attempt, 0), 1024)
+    except OverflowError:  # a very long outage: the cap has long been reached
+        return cap_s
+    return min(nominal, cap_s)
 
 
 class Backoff:
@@ -42,11 +56,9 @@ class Backoff:
 
     def nominal_s(self, attempt: int) -> float:
         """The un-jittered delay for the given attempt number (0-based)."""
-        try:
-            nominal = self.initial_s * self.multiplier ** min(attempt + 1, 1024)
-        except OverflowError:  # a very long outage: the cap has long been reached
-            return self.max_s
-        return min(nominal, self.max_s)
+        return nominal_delay(
+            attempt + 1, initial_s=self.initial_s, multiplier=self.multiplier, cap_s=self.max_s
+        )
 
     def next_delay(self) -> float:
         """The delay before the next attempt, in seconds."""

@@ -1,6 +1,6 @@
 """``iot-bridge simulate``: a Shelly PM Gen3 publishing ``status/pm1:0`` over MQTT.
 
-The scenarios and the device model live in ``domain/simulation.py``; this
+The scenarios and the device model live in ``demo/simulation.py``; this
 module connects, paces simulated time (``--speed`` simulated seconds per real
 second) and publishes. Like a real Shelly Gen2+ it announces
 ``<prefix>/online`` = ``true`` (retained) when connected and leaves ``false``
@@ -33,7 +33,7 @@ from iot_bridge.adapters.mqtt import (
     WillMessage,
     topic_name_problem,
 )
-from iot_bridge.domain.simulation import (
+from iot_bridge.demo.simulation import (
     DEFAULT_OFFLINE_DURATION_S,
     SAMPLE_PERIOD_S,
     SCENARIOS,

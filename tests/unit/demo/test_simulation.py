@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iot_bridge.domain.simulation import (
+from iot_bridge.demo.simulation import (
     REPORT_PERIOD_S,
     SCENARIOS,
     Level,

@@ -31,9 +31,9 @@ from typing import Final, Protocol
 
 import mqtt5
 
-from iot_bridge.adapters.mqtt.topics import topic_filter_problem, topic_matches, topic_name_problem
 from iot_bridge.errors import BridgeError
 from iot_bridge.logs import get_logger
+from iot_bridge.topics import topic_filter_problem, topic_matches, topic_name_problem
 
 log = get_logger(__name__)
 

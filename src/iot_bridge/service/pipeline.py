@@ -1,0 +1,184 @@
+"""The pipeline: receive -> route -> parse -> detect -> commit -> acknowledge, and the timers.
+
+Ordering guarantee: every mutation of detector state happens under ``lock``
+together with the commit of its effects (``commit``), so the outbox always
+holds a consistent picture; MQTT acknowledgements follow the commit, and the
+feed hears of a batch only after its commit. The config use case takes the
+same lock to change the device set.
+
+Ports are called once per batch: ``MessageSource.receive_batch`` and ``ack``,
+``Outbox.commit``; the per-message work is ``Ingestor.handle`` on plain lists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from iot_bridge.domain.events import Event, iso_utc
+from iot_bridge.errors import StoreError
+from iot_bridge.logs import get_logger
+from iot_bridge.service.broker_link import BrokerLink
+from iot_bridge.service.feed import Feed, FeedBatch
+from iot_bridge.service.ingest import DeviceSpec, Ingestor
+from iot_bridge.service.metrics import Metrics
+from iot_bridge.service.ports import KEPT_BATCHES, Clock, MessageSource, Outbox, SourceMessage
+from iot_bridge.service.redelivery import split_redelivered
+
+log = get_logger(__name__)
+
+# Unacknowledged QoS 1 messages the broker may send us: a group commit holds at
+# most this many, so it bounds both the batch size and the redelivery after a crash.
+RECEIVE_MAXIMUM = 10_000
+BATCH_MAX_MESSAGES = RECEIVE_MAXIMUM
+DISCONNECTED_WAKE_S = 1.0
+
+
+class Pipeline:
+    """Turns received batches into committed events, then acknowledges them."""
+
+    def __init__(
+        self,
+        *,
+        ingestor: Ingestor,
+        outbox: Outbox,
+        link: BrokerLink,
+        feed: Feed,
+        metrics: Metrics,
+        clock: Clock,
+        on_events: Callable[[], None],
+        on_fatal: Callable[[BaseException], None],
+    ) -> None:
+        """``on_events`` runs after a commit that added events (wakes delivery);
+        ``on_fatal`` when a commit failed (the bridge stops)."""
+        self.ingestor = ingestor
+        self.lock = asyncio.Lock()
+        self._outbox = outbox
+        self._link = link
+        self._feed = feed
+        self._metrics = metrics
+        self._clock = clock
+        self._on_events = on_events
+        self._on_fatal = on_fatal
+        self._last_now = 0.0
+        # Fingerprints of the last committed batches (see ``_unseen``).
+        self._committed: deque[set[int]] = deque(maxlen=KEPT_BATCHES)
+
+    def now(self) -> float:
+        """Wall-clock time that never runs backwards within this process."""
+        now = max(self._clock.now(), self._last_now)
+        self._last_now = now
+        return now
+
+    async def restore(self, specs: Sequence[DeviceSpec]) -> None:
+        """Configure the devices, continue from the persisted detectors, commit the effects."""
+        now = self.now()
+        async with self.lock:
+            events = self.ingestor.apply_devices(specs, now)
+            snapshots = await asyncio.to_thread(self._outbox.load_snapshots)
+            for fingerprints in await asyncio.to_thread(self._outbox.load_committed_batches):
+                self._committed.append(set(fingerprints))
+            ended, unusable = self.ingestor.restore(snapshots, now)
+            if unusable:
+                log.error("snapshots_dropped", device_ids=unusable)
+            await self.commit(events + ended, now)
+
+    async def run(self) -> None:
+        """Receive, process, commit and acknowledge batches; fire timers when due."""
+        while True:
+            source = self._link.source
+            deadline = self.ingestor.next_deadline()
+            wait_s = None if deadline is None else max(0.0, deadline - self.now())
+            if not source.connected:
+                # Wake up often enough to keep excusing silence (see below).
+                wait_s = DISCONNECTED_WAKE_S if wait_s is None else min(wait_s, DISCONNECTED_WAKE_S)
+            batch = await self._receive(source, wait_s)
+            # Stamped when taken from the queue, before waiting for the lock (a
+            # config push may hold it): timers must not overtake these readings.
+            now = self.now()
+            async with self.lock:
+                if source is not self._link.source and batch:
+                    # Received from a source replaced by a config push: not acked, the
+                    # old broker keeps them for our persistent session.
+                    batch = []
+                if not self._link.source.connected:
+                    # We cannot hear the devices: their silence is not theirs. The
+                    # broker keeps their messages for our session and delivers them later.
+                    self.ingestor.excuse_silence(now)
+                fresh, fingerprints = self._unseen(batch)
+                events = self.ingestor.handle(fresh, now)
+                await self.commit(events, now, fingerprints)
+                if batch:
+                    source.ack(batch)
+
+    async def _receive(
+        self, source: MessageSource, wait_s: float | None
+    ) -> Sequence[SourceMessage]:
+        switched = self._link.switched
+        switched.clear()
+        receive = asyncio.ensure_future(source.receive_batch(BATCH_MAX_MESSAGES))
+        switch = asyncio.ensure_future(switched.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {receive, switch}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            switch.cancel()
+        if receive in done:
+            return receive.result()
+        receive.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await receive
+        return []
+
+    def _unseen(self, batch: Sequence[SourceMessage]) -> tuple[list[SourceMessage], list[int]]:
+        fresh, fingerprints = split_redelivered(batch, self._committed)
+        skipped = len(batch) - len(fresh)
+        if skipped:
+            log.info("mqtt_redelivery_skipped", messages=skipped, reason="already committed")
+        return fresh, fingerprints
+
+    async def commit(
+        self, events: list[Event], now: float, fingerprints: list[int] | None = None
+    ) -> None:
+        """Commit events, changed detector state and the batch's fingerprints; hold ``lock``.
+
+        Then, and only then, the feed hears of the batch. A failed commit is
+        fatal (``StoreError`` raised, ``on_fatal`` called): detector state is
+        ahead of the disk, the restart restores from disk while the broker
+        redelivers the unacknowledged messages.
+        """
+        changes = self.ingestor.take_changes()
+        readings, state_changes = self.ingestor.take_observations()
+        self._metrics.add_ingest(self.ingestor.drain_counters())
+        if not events and not changes:
+            return
+        try:
+            await asyncio.to_thread(
+                self._outbox.commit, events, changes, now=now, batch=fingerprints
+            )
+        except StoreError as err:
+            log.critical("store_commit_failed", error=str(err))
+            self._on_fatal(err)
+            raise
+        if fingerprints:
+            self._committed.append(set(fingerprints))
+        if events:
+            self._on_events()
+            for event in events:
+                _log_event(event)
+        feed = self._feed
+        if feed.has_subscribers and (events or readings or state_changes):
+            feed.publish(FeedBatch(ts=now, readings=readings, changes=state_changes, events=events))
+
+
+def _log_event(event: Event) -> None:
+    log.info(
+        "event_emitted",
+        event_type=str(event.event_type),
+        device_id=event.device_id,
+        session_id=event.session_id,
+        at=iso_utc(event.timestamp),
+    )
