@@ -568,14 +568,18 @@ def row_trickle(directory: pathlib.Path, args: argparse.Namespace) -> dict[str, 
         wait_until(lambda: standin.stats()["events"] >= 20, timeout_s=30)  # online + started x10
         time.sleep(1.0)
         window = 10.0 if args.quick else 30.0
-        cpu0, w0, t0 = cpu_s(pid), wakeups(pid), time.monotonic()
+        cpu0, sys0, w0, t0 = cpu_s(pid), sys_cpu_s(pid), wakeups(pid), time.monotonic()
         time.sleep(window)
-        cpu1, w1, t1 = cpu_s(pid), wakeups(pid), time.monotonic()
+        cpu1, sys1, w1, t1 = cpu_s(pid), sys_cpu_s(pid), wakeups(pid), time.monotonic()
         stop.set()
         thread.join()
         publisher.close()
         bridge.stop()
-        return {"cpu_pct": (cpu1 - cpu0) / (t1 - t0) * 100, "wakeups_per_s": (w1 - w0) / (t1 - t0)}
+        return {
+            "cpu_pct": (cpu1 - cpu0) / (t1 - t0) * 100,
+            "kernel_share": (sys1 - sys0) / max(1e-9, cpu1 - cpu0),
+            "wakeups_per_s": (w1 - w0) / (t1 - t0),
+        }
     finally:
         mq.stop()
         standin.stop()
