@@ -197,11 +197,15 @@ def config_doc(
 def start_bridge(directory: pathlib.Path, name: str, doc: dict[str, Any]) -> BridgeProcess:
     config_file = directory / f"{name}.json"
     config_file.write_text(json.dumps(doc))
-    return BridgeProcess(
+    bridge = BridgeProcess(
         data_dir=directory / name,
         config_file=config_file,
         env={"LOG_LEVEL": "INFO"},
     ).start()
+    if "mqtt" in doc:
+        wait_until(lambda: bridge.health()["mqtt"]["connected"], timeout_s=120)
+        time.sleep(0.5)  # its SUBSCRIBE goes out right after the CONNACK
+    return bridge
 
 
 def seed_outbox(data_dir: pathlib.Path, devices: int, per_device: int) -> None:
@@ -713,17 +717,24 @@ def row_latency(directory: pathlib.Path, args: argparse.Namespace) -> dict[str, 
         publisher = Publisher(mq)
         publisher.publish([(topic, shelly_payload(0.0)) for topic in probe_topics])  # online, idle
         wait_until(lambda: standin.stats()["events"] >= probes, timeout_s=30)
-        warmup_s = 3.0
-        duration_s = warmup_s + probes * 0.05 + 1.0
+        # The flood's first readings start 1,000 sessions (2,000 events): wait until
+        # they are delivered, then probe while the flood goes on at its steady rate.
+        duration_s = 60.0 + probes * 0.05
         flood = flood_process(mq.port, flood_devices, int(rate * duration_s), rate)
         start_flood(flood)
-        time.sleep(warmup_s)
+        wait_until(
+            lambda: standin.stats()["events"] >= probes + 2 * flood_devices,
+            timeout_s=55,
+            interval_s=0.2,
+        )
+        time.sleep(1.0)
         sent: dict[str, float] = {}
         for p in range(probes):
             sent[f"probe{p:04d}"] = time.monotonic()
             publisher.publish([(probe_topics[p], shelly_payload(900.0))])
             time.sleep(0.05)
-        flood.wait(120)
+        flood.kill()
+        flood.wait(30)
         wait_until(
             lambda: sum(1 for d, kind, _ in standin.arrivals() if kind == "session_started"
                         and d.startswith("probe")) >= probes,
