@@ -15,8 +15,8 @@ An outbox "pending when the bridge starts" is seeded with the project's own
 ``EventStore`` in the data dir before the bridge starts (a restart after an
 outage or a shift start looks exactly so to the bridge).
 
-``--quick`` shortens every measuring window (and implies one run) for
-development; its numbers are rougher.
+``--quick`` shortens every measuring window (and means one run unless
+``--runs`` says otherwise); its numbers are rougher.
 
 Rows (names for ``--rows``): down1000, down50, down_ra, backlog, restart10k,
 trickle, idle, rss_idle, rss10k, config, latency, ingest.
@@ -239,18 +239,11 @@ def seed_outbox(data_dir: pathlib.Path, devices: int, per_device: int) -> None:
 
 
 def _heartbeat_data(n: int) -> dict[str, Any]:
-    return {
-        "state": "working",
-        "power_w": 812.4,
-        "interval_s": 300.0,
-        "interval_avg_power_w": 790.1,
-        "interval_working_s": 280.0,
-        "interval_standby_s": 20.0,
-        "session_duration_s": 3600.0 + n,
-        "session_working_s": 3300.0,
-        "session_standby_s": 300.0,
-        "session_energy_wh": 812.7,
-    }
+    """The data of a realistic session_heartbeat (the one benchmarks/store.py sends)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from store import heartbeat
+
+    return dict(heartbeat(0, n).data)
 
 
 def shelly_payload(power_w: float, index: int = 0) -> bytes:
@@ -719,7 +712,7 @@ def row_latency(directory: pathlib.Path, args: argparse.Namespace) -> dict[str, 
         wait_until(lambda: standin.stats()["events"] >= probes, timeout_s=30)
         # The flood's first readings start 1,000 sessions (2,000 events): wait until
         # they are delivered, then probe while the flood goes on at its steady rate.
-        duration_s = 60.0 + probes * 0.05
+        duration_s = (30.0 if args.quick else 60.0) + probes * 0.05
         flood = flood_process(mq.port, flood_devices, int(rate * duration_s), rate)
         start_flood(flood)
         wait_until(
@@ -818,15 +811,15 @@ ROWS: dict[str, tuple[str, Row]] = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, help="runs per row (default 3; 1 with --quick)")
     parser.add_argument("--rows", nargs="+", choices=sorted(ROWS), default=list(ROWS))
-    parser.add_argument("--quick", action="store_true", help="short windows, one run")
+    parser.add_argument("--quick", action="store_true", help="short windows (and one run)")
     parser.add_argument("--json", type=pathlib.Path, help="also write every run's figures here")
     parser.add_argument(
         "--profile", type=pathlib.Path, help="py-spy the drain rows into this directory"
     )
     args = parser.parse_args()
-    runs = 1 if args.quick else args.runs
+    runs = args.runs or (1 if args.quick else 3)
     print(f"load average at start: {os.getloadavg()}", flush=True)
     results: dict[str, list[dict[str, float]]] = {}
     for name in args.rows:
