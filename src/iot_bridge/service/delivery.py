@@ -124,6 +124,7 @@ class DeliveryWorker:
         self._due_devices: deque[str] = deque()  # found due, chunks not read yet
         self._chunks: deque[list[OutboxItem]] = deque()  # read, waiting for a lane
         self._delivered: list[int] = []  # accepted by Odoo, not yet marked in the store
+        self._marking: set[int] = set()  # being marked right now (in a thread)
         self._outage_failures: set[int] = set()  # seqs that failed only because Odoo was down
         self._retired: list[EventSender] = []
         self._wake_event = asyncio.Event()
@@ -260,16 +261,12 @@ class DeliveryWorker:
                 self._due_devices.popleft()
                 for _ in range(min(PREFETCH_DEVICES, len(self._due_devices)))
             ]
-            delivered = self._take_delivered()
-            try:
-                chunks, rest, later = await asyncio.to_thread(
-                    self._read_work, delivered, scan, take, tuple(self._in_flight), now
-                )
-            except StoreError:
-                self._delivered[:0] = delivered  # marked next time
-                raise
-            if delivered:
-                log.info("events_delivered", events=len(delivered))
+            # Successes not yet marked are skipped by the read (so it needs no write
+            # and never waits behind a commit's fsync); they are marked right after.
+            skip = frozenset(self._delivered) | self._marking
+            chunks, rest, later = await asyncio.to_thread(
+                self._read_work, skip, scan, take, tuple(self._in_flight), now
+            )
             if sender is not self._sender or not self._health.up:
                 return 0.0
             self._due_devices.extend(rest)
@@ -283,32 +280,42 @@ class DeliveryWorker:
             self._in_flight[device_id] = (task, sender)
             self._lanes.add(task)
             task.add_done_callback(self._lanes.discard)
+        flushed = bool(self._delivered)
+        if flushed:
+            await self._flush()
         if self._chunks or self._due_devices:
             return None  # more work as soon as a lane is free (it wakes us)
+        if flushed and not self._in_flight:
+            return 0.0  # the read skipped what was just marked: look again
         if later is None:
             return None
         return max(0.0, later - self._clock.now())
 
     def _read_work(
         self,
-        delivered: list[int],
+        skip: frozenset[int],
         scan: bool,
         take: list[str],
         in_flight: tuple[str, ...],
         now: float,
     ) -> tuple[list[list[OutboxItem]], list[str], float | None]:
-        """In a thread: mark successes delivered, find due devices if ``scan``, read chunks.
+        """In a thread: find due devices if ``scan``, read their chunks.
 
-        Returns the chunks, the due devices left for later reads, and when the
-        earliest device not due yet will be.
+        Events in ``skip`` (accepted by Odoo, their mark not yet written) are
+        left out. Returns the chunks, the due devices left for later reads,
+        and when the earliest device not due yet will be.
         """
-        self._store.mark_delivered_many(delivered, now)
         rest: list[str] = []
         later: float | None = None
         if scan:
             due, later = self._store.due_devices(now, in_flight)
             take, rest = due[:PREFETCH_DEVICES], due[PREFETCH_DEVICES:]
-        return self._store.pending_chunks(take, now, LANE_CHUNK), rest, later
+        chunks = self._store.pending_chunks(take, now, LANE_CHUNK)
+        if skip:
+            chunks = [
+                kept for kept in ([i for i in c if i.seq not in skip] for c in chunks) if kept
+            ]
+        return chunks, rest, later
 
     def _forget_work(self) -> None:
         self._due_devices.clear()
@@ -423,11 +430,14 @@ class DeliveryWorker:
         delivered = self._take_delivered()
         if not delivered:
             return
+        self._marking.update(delivered)  # reads skip them until the mark is written
         try:
             await asyncio.to_thread(self._store.mark_delivered_many, delivered, self._clock.now())
         except StoreError:
             self._delivered[:0] = delivered  # kept for the next try
             raise
+        finally:
+            self._marking.difference_update(delivered)
         log.info("events_delivered", events=len(delivered))
 
     def _flush_now(self, now: float) -> None:
