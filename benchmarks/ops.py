@@ -194,6 +194,9 @@ def config_doc(
     return doc
 
 
+STARTED: list[BridgeProcess] = []  # killed after each row, so a failing row leaves none behind
+
+
 def start_bridge(directory: pathlib.Path, name: str, doc: dict[str, Any]) -> BridgeProcess:
     config_file = directory / f"{name}.json"
     config_file.write_text(json.dumps(doc))
@@ -201,7 +204,9 @@ def start_bridge(directory: pathlib.Path, name: str, doc: dict[str, Any]) -> Bri
         data_dir=directory / name,
         config_file=config_file,
         env={"LOG_LEVEL": "INFO"},
-    ).start()
+    )
+    STARTED.append(bridge)
+    bridge.start()
     if "mqtt" in doc:
         wait_until(lambda: bridge.health()["mqtt"]["connected"], timeout_s=120)
         time.sleep(0.5)  # its SUBSCRIBE goes out right after the CONNACK
@@ -490,6 +495,7 @@ def _drain(
         bridge = BridgeProcess(
             data_dir=directory / "bridge", config_file=config_file, env={"LOG_LEVEL": "INFO"}
         )
+        STARTED.append(bridge)
         launched = time.monotonic()
         bridge.start()
         healthy = time.monotonic()
@@ -827,7 +833,11 @@ def main() -> None:
         results[name] = []
         for run in range(runs):
             with tempfile.TemporaryDirectory(prefix=f"ops-{name}-") as directory:
-                figures = row(pathlib.Path(directory), args)
+                try:
+                    figures = row(pathlib.Path(directory), args)
+                finally:
+                    while STARTED:
+                        STARTED.pop().kill()
             results[name].append(figures)
             shown = ", ".join(f"{k}={v:.4g}" for k, v in figures.items())
             print(f"  {name} run {run + 1}: {shown}", flush=True)
