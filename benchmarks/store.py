@@ -10,7 +10,7 @@
 2. **Delivery** (``DeliveryWorker`` + ``OdooSender``) to the Odoo stand-in
    running as a separate process on loopback (keep-alive): a backlog of
    events over many devices, and one device alone (strictly sequential).
-   The bare sender (8 concurrent ``send`` calls, no store) shows what httpx
+   The bare sender (8 concurrent ``send`` calls, no store) shows what the HTTP client
    itself costs. Target (issue 3): >= 1,000 events/s.
 
 The machine is shared: the load average is printed with the results.
@@ -155,7 +155,7 @@ async def bench_delivery(url: str, total: int, devices: int) -> tuple[float, flo
 
 
 async def bench_sender(url: str, total: int) -> float:
-    """Events/s of 8 concurrent bare ``send`` loops (no store): the httpx ceiling."""
+    """Events/s of 8 concurrent bare ``send`` loops (no store): the HTTP client's ceiling."""
     sender = OdooSender(base_url=url)
 
     async def loop(lane: int) -> None:

@@ -45,12 +45,45 @@ log = get_logger(__name__)
 SHUTDOWN_STEP_TIMEOUT_S = 10.0
 
 
+DATE_HEADER_REFRESH_S = 1.0
+
+
 class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling: the bridge owns SIGINT/SIGTERM."""
+    """uvicorn without its own signal handling (the bridge owns SIGINT/SIGTERM) and
+    without its 10 Hz tick.
+
+    uvicorn's main loop wakes every 0.1 s to see whether it should exit and, every
+    tenth time, to refresh the ``Date`` header: the largest part of an idle
+    bridge's wake-ups. Here it wakes once a second for the header, and at once
+    when ``should_exit`` is set.
+    """
+
+    _exit_requested: asyncio.Event | None = None
+    _should_exit = False
+
+    @property
+    def should_exit(self) -> bool:
+        """Whether the server was asked to stop (setting it wakes the main loop)."""
+        return self._should_exit
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        self._should_exit = value
+        if value and self._exit_requested is not None:
+            self._exit_requested.set()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def main_loop(self) -> None:
+        """Until asked to exit: refresh the Date header once a second (uvicorn's tick 0)."""
+        self._exit_requested = asyncio.Event()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 10) % 864_000  # on_tick refreshes the header when % 10 == 0
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._exit_requested.wait(), DATE_HEADER_REFRESH_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +140,12 @@ def odoo_sender(section: OdooSection | None) -> OdooSender | None:
     """
     if section is None:
         return None
-    return OdooSender(base_url=section.base_url, database=section.database, api_key=section.api_key)
+    return OdooSender(
+        base_url=section.base_url,
+        database=section.database,
+        api_key=section.api_key,
+        request_format=section.request_format,
+    )
 
 
 def build_bridge(options: ServiceOptions, store: EventStore) -> Bridge:

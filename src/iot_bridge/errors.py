@@ -59,13 +59,24 @@ class StoreError(BridgeError):
 
 
 class DeliveryError(BridgeError):
-    """One delivery attempt failed; ``permanent`` failures make the event dead."""
+    """One delivery attempt failed; ``permanent`` failures make the event dead.
+
+    ``endpoint`` says the failure is Odoo's as a whole, not this event's (no
+    answer, or 5xx, 401/403/404, 408, 429): the sender then stops for every
+    device and probes (``service/delivery.py``).
+    """
 
     def __init__(
-        self, message: str, *, permanent: bool, retry_after_s: float | None = None
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        retry_after_s: float | None = None,
+        endpoint: bool = False,
     ) -> None:
         self.permanent = permanent
         self.retry_after_s = retry_after_s
+        self.endpoint = endpoint
         super().__init__(message)
 
 

@@ -137,16 +137,30 @@ def test_malformed_bodies_are_422(api_bridge: Any, body: bytes, content_type: st
 
 
 def test_oversized_body_is_413(api_bridge: Any) -> None:
-    """A body over 1 MiB is refused with 413, declared or streamed."""
+    """A body over 16 MiB is refused with 413, declared or streamed; nothing changes."""
     bridge, _ = api_bridge
-    big = b'{"devices": [], "version": "' + b"x" * (1024 * 1024) + b'"}'
-    assert bridge.post("/config", content=big).status_code == 413
+    big = b'{"devices": [], "version": "' + b"x" * (16 * 1024 * 1024) + b'"}'
+    reply = bridge.post("/config", content=big)
+    assert reply.status_code == 413
+    assert "16 MiB" in reply.json()["message"]
 
     def chunks() -> Iterator[bytes]:
-        yield big[: 512 * 1024]
-        yield big[512 * 1024 :]
+        for start in range(0, len(big), 1024 * 1024):
+            yield big[start : start + 1024 * 1024]
 
     assert bridge.post("/config", content=chunks()).status_code == 413
+    assert _devices(bridge) == ["mill"]
+
+
+def test_a_body_just_under_16_mib_is_read_and_validated(api_bridge: Any) -> None:
+    """A body of almost 16 MiB is not refused for its size: it is validated (here: 422)."""
+    bridge, _ = api_bridge
+    filler = 16 * 1024 * 1024 - 64
+    body = b'{"devices": [], "version": "' + b"x" * filler + b'"}'
+    assert len(body) <= 16 * 1024 * 1024
+    reply = bridge.post("/config", content=body)
+    assert reply.status_code == 422
+    assert reply.json()["errors"][0]["path"] == "version"
     assert _devices(bridge) == ["mill"]
 
 

@@ -278,10 +278,44 @@ def test_odoo_outage_loses_nothing_and_order_holds(
     wait_until(lambda: any(e["delivery"]["last_error"] for e in bridge.events()))
     pending = bridge.events()
     assert {e["status"] for e in pending} == {"pending"}
-    assert bridge.health()["outbox"]["pending"] == len(pending)
+    health = bridge.health()
+    assert health["outbox"]["pending"] == len(pending)
+    assert health["status"] == "degraded"
+    assert health["odoo"]["available"] is False
+    assert health["odoo"]["since"] is not None
+    assert "503" in health["odoo"]["last_error"]
+    assert "iot_bridge_odoo_up 0.0" in bridge.get("/metrics").text
     odoo_standin.set_mode("ok")
     delivered = odoo_standin.wait_for_events(len(pending), timeout_s=40)
     assert [e["event_uid"] for e in delivered] == [e["event_uid"] for e in pending]
+    wait_until(lambda: bridge.health()["outbox"]["pending"] == 0)
+    health = bridge.health()
+    assert (health["status"], health["odoo"]["available"]) == ("ok", True)
+    assert "iot_bridge_odoo_up 1.0" in bridge.get("/metrics").text
+    assert len(bridge.log_events("odoo_unavailable")) == 1
+    assert len(bridge.log_events("odoo_available")) == 1
+    assert bridge.log_events("odoo_send_failed") == []
+
+
+def test_request_format_json_sends_the_event_alone(
+    mosquitto_factory, odoo_standin_factory, bridge_factory, tmp_path: Path
+) -> None:
+    """With odoo.request_format json a type="http" route gets each EVENT object as the body."""
+    broker = mosquitto_factory()
+    standin = odoo_standin_factory(request_format="json", api_key="k3y", database="odoo")
+    document = config(broker, device("mill"))
+    document["odoo"] = {
+        "base_url": standin.url,
+        "database": "odoo",
+        "api_key": "k3y",
+        "request_format": "json",
+    }
+    bridge = bridge_factory(config_file=write_config(tmp_path / "c.yaml", document)).start()
+    wait_until(lambda: bridge.health()["mqtt"]["connected"])
+    publish(broker, "mill/status/pm1:0", power(100.0))
+    events = standin.wait_for_events(2, timeout_s=20)
+    assert [e["event_type"] for e in events] == ["device_online", "session_started"]
+    assert standin.invalid == []
     wait_until(lambda: bridge.health()["outbox"]["pending"] == 0)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 import time
 import uuid
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from iot_bridge.adapters.odoo import OdooSender
 from iot_bridge.adapters.store import EventStore
@@ -109,9 +111,13 @@ class Harness:
         self.worker.wake()
 
     def _asleep_until_next_attempt(self) -> bool:
-        """The worker waits for the clock, exactly until the next retry is due."""
+        """The worker waits for the clock, exactly until the next retry (or probe) is due."""
         if self.worker.in_flight:
             return False
+        endpoint = self.worker.endpoint
+        if not endpoint.up:
+            due = endpoint.probe_due
+            return due is not None and any(abs(t - due) < 1e-6 for t in self.clock.wake_times)
         due = self.store.next_attempt_time()
         if due is None:
             return True
@@ -124,6 +130,14 @@ class Harness:
             timeout_s,
             f"{results} delivery results (got {self.results})",
         )
+
+    async def probe(self) -> None:
+        """Let the next probe go out (time jumps to it) and wait until its answer is handled."""
+        due = self.worker.endpoint.probe_due
+        assert due is not None
+        before = len(self.results)
+        self.clock.advance(due - self.clock.now())
+        await self.settled(before + 1)
 
     async def stop(self) -> None:
         """Close the worker and check it ended cleanly."""
@@ -192,39 +206,110 @@ async def test_events_committed_before_start_are_delivered(
 # -- outages and retries -------------------------------------------------------------
 
 
-async def test_outage_loses_nothing_and_keeps_order(harness: Harness) -> None:
-    """Odoo down (503, then refusing connections) for 12 tries: all delivered after, in order."""
-    standin, store, clock = harness.standin, harness.store, harness.clock
+async def test_outage_is_probed_one_request_at_a_time_and_loses_nothing(
+    harness: Harness,
+) -> None:
+    """Odoo down (503, then refusing connections) for an hour: one probe at a time on
+    capped jittered backoff, at most 1 request/s after the first minute; when it returns
+    every device resumes at once, in order, nothing lost, nothing twice."""
+    standin, store, clock, worker = harness.standin, harness.store, harness.clock, harness.worker
     standin.set_mode("down")
-    devices = ["a", "b", "c"]
-    harness.commit([make_event(d, 0) for d in devices])
-    failures = 0
-    for attempt in range(1, 13):
-        failures += len(devices)
-        await harness.settled(failures)
-        assert harness.results == ["transient"] * failures
-        heads = store.next_deliverable(clock.now() + 1_000, 10)
-        assert {h.attempts for h in heads} == {attempt}
-        nominal = min(BACKOFF_CAP_S, 2.0 ** (attempt - 1))
-        for head in heads:  # 1 s doubling, capped at 300 s, jittered down by <= 20 %
-            assert 0.8 * nominal <= head.next_attempt_at - clock.now() <= nominal
-        assert all(h.flagged == (attempt >= 10) for h in heads)
-        assert store.outbox_stats(clock.now()).flagged == (3 if attempt >= 10 else 0)
-        # more events keep arriving during the outage; they queue behind the heads
-        harness.commit([make_event(d, attempt) for d in devices])
-        if attempt == 6:
-            standin.set_mode("refused")
-        clock.advance(BACKOFF_CAP_S)
-    assert standin.events == []
-    standin.set_mode("ok")
-    await harness.settled(failures + 3)  # the 13th try of the heads
-    clock.advance(BACKOFF_CAP_S)
-    events = await standin.wait_for_events_async(3 * 13)
-    assert by_device(events) == {d: list(range(13)) for d in devices}
+    devices = [f"dev-{d}" for d in range(20)]
+    with capture_logs() as logs:
+        harness.commit([make_event(d, 0) for d in devices])
+        await until(lambda: not worker.endpoint.up, what="endpoint down")
+        await until(harness._asleep_until_next_attempt, what="worker waiting for the probe")
+        at_outage = len(harness.results)  # one result per request (or connection refused)
+        assert at_outage == standin.received_count <= 8  # sends under way at the first answer
+        assert worker.endpoint.changed_at == T0
+        probes: list[float] = []
+        n = 1
+        while clock.now() < T0 + 3600:
+            await harness.probe()
+            probes.append(clock.now())
+            assert len(harness.results) == at_outage + len(probes)  # one request per probe
+            assert standin.received_count <= at_outage + len(probes)
+            if len(probes) == 6:
+                standin.set_mode("refused")
+            harness.commit([make_event(d, n) for d in devices])  # the outage goes on filling
+            n += 1
+        for k, (before, after) in enumerate(itertools.pairwise(probes), start=2):
+            nominal = min(BACKOFF_CAP_S, 2.0 ** (k - 1))
+            assert 0.8 * nominal - 1e-6 <= after - before <= nominal + 1e-6
+        after_first_minute = [t for t in probes if t > T0 + 60]
+        assert len(after_first_minute) <= (probes[-1] - (T0 + 60))  # <= 1 request/s
+        assert standin.events == []
+        standin.set_mode("ok")
+        await harness.probe()
+        events = await standin.wait_for_events_async(len(devices) * n, timeout_s=20)
+    assert by_device(events) == {d: list(range(n)) for d in devices}
     assert standin.duplicates == []
-    await harness.settled(failures + 3 * 13)
+    assert worker.endpoint.up
+    await harness.settled(len(harness.results))
     stats = store.outbox_stats(clock.now())
-    assert (stats.pending, stats.flagged, stats.dead) == (0, 0, 0)
+    assert (stats.pending, stats.dead) == (0, 0)
+    names = [entry["event"] for entry in logs]
+    assert names.count("odoo_unavailable") == 1
+    assert names.count("odoo_available") == 1
+    assert "odoo_send_failed" not in [e["event"] for e in logs if e["log_level"] != "debug"]
+
+
+async def test_probes_wait_as_long_as_retry_after_says(harness: Harness) -> None:
+    """A down Odoo answering 503 with Retry-After: 30 is probed every 30 s, no sooner."""
+    standin, clock = harness.standin, harness.clock
+    standin.set_mode("down", retry_after="30")
+    harness.commit([make_event(f"d{d}", 0) for d in range(5)])
+    await until(lambda: not harness.worker.endpoint.up, what="endpoint down")
+    await until(harness._asleep_until_next_attempt, what="worker waiting for the probe")
+    for _ in range(4):
+        assert harness.worker.endpoint.probe_due == pytest.approx(clock.now() + 30)
+        before = standin.received_count
+        clock.advance(29.9)
+        await asyncio.sleep(0.05)
+        assert standin.received_count == before
+        await harness.probe()
+        assert standin.received_count == before + 1
+
+
+async def test_probe_rotates_over_devices(harness: Harness) -> None:
+    """One device's event answered with 503 forever does not keep the others from Odoo."""
+    harness.standin.add_rule("down", device_id="broken")
+    harness.commit([make_event("broken", n) for n in range(3)])
+    await until(lambda: not harness.worker.endpoint.up, what="endpoint down")
+    harness.commit([make_event(f"ok-{d}", n) for n in range(5) for d in range(3)])
+    await until(harness._asleep_until_next_attempt, what="worker waiting for the probe")
+    # Each probe takes the most overdue device's event, so another device's: Odoo
+    # answers, everyone resumes, until the broken event's own (doubling) backoff is
+    # due again and it marks Odoo down once more.
+    probes = 0
+    while len(harness.standin.events) < 15:
+        await until(harness._asleep_until_next_attempt, what="worker asleep")
+        if harness.worker.endpoint.up:
+            due = harness.store.next_attempt_time()
+            assert due is not None
+            harness.clock.advance(due - harness.clock.now())
+        else:
+            await harness.probe()
+            probes += 1
+    assert by_device(harness.standin.events) == {f"ok-{d}": list(range(5)) for d in range(3)}
+    assert probes <= 5
+    broken = [r for r in harness.standin.requests if r.device_id == "broken"]
+    assert len(broken) <= probes + 1
+
+
+async def test_outage_counts_and_health_are_visible(harness: Harness) -> None:
+    """While down the endpoint says so with the error and since when; up again after."""
+    harness.standin.set_mode("down")
+    harness.commit([make_event("a", 0)])
+    await until(lambda: not harness.worker.endpoint.up, what="endpoint down")
+    endpoint = harness.worker.endpoint
+    assert endpoint.changed_at == T0
+    assert "503" in (endpoint.last_error or "")
+    harness.standin.set_mode("ok")
+    harness.clock.advance(5)
+    await harness.standin.wait_for_events_async(1)
+    await until(lambda: harness.worker.endpoint.up, what="endpoint up")
+    assert harness.worker.endpoint.changed_at == T0 + 5
 
 
 async def test_429_waits_exactly_as_told(harness: Harness) -> None:
@@ -280,14 +365,15 @@ async def test_permanent_failure_goes_dead_and_later_events_flow(harness: Harnes
 
 
 async def test_a_failing_device_does_not_stall_others(harness: Harness) -> None:
-    """One device's events failing forever leaves every other device's delivery untouched."""
-    harness.standin.add_rule("down", device_id="broken")
+    """One device's events failing forever (with a JSON-RPC error) leave the others untouched."""
+    harness.standin.add_rule("rpc_error", device_id="broken")
     harness.commit([make_event("broken", n) for n in range(5)])
     harness.commit([make_event(f"ok-{d}", n) for n in range(5) for d in range(3)])
     events = await harness.standin.wait_for_events_async(15)
     assert by_device(events) == {f"ok-{d}": list(range(5)) for d in range(3)}
     await harness.settled(16)
     assert harness.store.outbox_stats(harness.clock.now()).pending == 5
+    assert harness.worker.endpoint.up
 
 
 async def test_a_slow_device_does_not_stall_others(
@@ -302,6 +388,10 @@ async def test_a_slow_device_does_not_stall_others(
     try:
         harness.commit([make_event("slow", 0)])
         harness.commit([make_event(d, n) for n in range(10) for d in ("x", "y")])
+        # the timeout marks Odoo down; the next probe takes another device, which answers
+        await until(lambda: not harness.worker.endpoint.up, what="endpoint down")
+        await until(harness._asleep_until_next_attempt, what="worker waiting for the probe")
+        harness.clock.advance(1.0)
         events = await odoo_standin.wait_for_events_async(20)
         assert by_device(events) == {"x": list(range(10)), "y": list(range(10))}
         await harness.settled(21)

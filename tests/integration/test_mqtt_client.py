@@ -24,6 +24,7 @@ from iot_bridge.adapters.mqtt import (
     MqttSettings,
     WillMessage,
 )
+from iot_bridge.adapters.mqtt.client import SUBSCRIBE_BATCH
 from tests.support.mosquitto import BrokerFactory, MosquittoBroker, publish, publish_many
 
 _ids = itertools.count(1)
@@ -466,6 +467,25 @@ async def test_subscription_diff_while_connected(mosquitto: MosquittoBroker) -> 
         client.ack(received)
         await client.set_subscriptions([f"{base}/kept/+", f"{base}/marker"])
         await apublish(mosquitto, f"{base}/new", b"gone", qos=1)
+        await next_is_marker(client, mosquitto, f"{base}/marker")
+
+
+async def test_many_filters_are_subscribed_and_dropped_in_batches(
+    mosquitto: MosquittoBroker,
+) -> None:
+    """2,500 filters (more than one SUBSCRIBE batch) all deliver; removing them all works."""
+    base = unique("many")
+    filters = [f"{base}/{n}" for n in range(2 * SUBSCRIBE_BATCH + 500)]
+    client = make_client(mosquitto, unique("bridge"), [])
+    async with running(client):
+        await client.set_subscriptions(filters)
+        for topic in (filters[0], filters[SUBSCRIBE_BATCH], filters[-1]):
+            await apublish(mosquitto, topic, b"x", qos=1)
+        received = await receive(client, 3)
+        assert [m.topic for m in received] == [filters[0], filters[SUBSCRIBE_BATCH], filters[-1]]
+        client.ack(received)
+        await client.set_subscriptions([f"{base}/marker"])
+        await apublish(mosquitto, filters[-1], b"gone", qos=1)
         await next_is_marker(client, mosquitto, f"{base}/marker")
 
 

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import httpx
 import pytest
 
 from iot_bridge.adapters.odoo import OdooSender, parse_retry_after
@@ -254,13 +253,146 @@ async def test_concurrent_sends_reuse_their_connections(
     assert odoo_standin.connections_opened <= 8
 
 
-async def test_a_shared_client_is_used_and_left_open(odoo_standin: OdooStandin) -> None:
-    """With a caller's httpx client the sender uses it and aclose() does not close it."""
-    async with httpx.AsyncClient() as client:
-        sender = OdooSender(base_url=odoo_standin.url, api_key=API_KEY, client=client)
-        odoo_standin.api_key = API_KEY
-        await sender.send(make_event())
-        await sender.aclose()
-        assert not client.is_closed
-        await sender.send(make_event())
+async def test_aclose_closes_every_connection(
+    sender: OdooSender, odoo_standin: OdooStandin
+) -> None:
+    """aclose() closes the kept-alive connections; a later send opens a new one."""
+    await asyncio.gather(*(sender.send(make_event(f"d{n}")) for n in range(3)))
+    assert sender.connections_open == 3
+    await sender.aclose()
+    assert sender.connections_open == 0
+    await sender.send(make_event())
+    assert odoo_standin.connections_opened == 4
+    assert len(odoo_standin.events) == 4
+
+
+async def test_a_connection_closed_by_odoo_while_idle_is_replaced(
+    sender: OdooSender, odoo_standin: OdooStandin
+) -> None:
+    """Odoo closing an idle keep-alive connection costs no failure: the send goes on a new one."""
+    await sender.send(make_event())
+    odoo_standin.stop()  # drops the open connection, as a server's idle timeout does
+    odoo_standin.start()
+    await sender.send(make_event())
     assert len(odoo_standin.events) == 2
+    assert odoo_standin.connections_opened == 2
+
+
+@pytest.mark.parametrize(
+    ("mode", "params", "endpoint"),
+    [
+        ("down", {}, True),
+        ("status", {"status": 500}, True),
+        ("status", {"status": 404}, True),
+        ("unauthorized", {}, True),
+        ("rate_limited", {"retry_after": "5"}, True),
+        ("status", {"status": 408}, True),
+        ("rpc_error", {}, False),
+        ("status", {"status": 302}, False),
+        ("status", {"status": 410}, False),
+        ("status", {"status": 200, "body": "{}", "content_type": "application/json"}, False),
+    ],
+)
+async def test_endpoint_failures_are_told_apart_from_event_failures(
+    sender: OdooSender, odoo_standin: OdooStandin, mode: str, params: dict[str, Any], endpoint: bool
+) -> None:
+    """5xx, 401/403/404, 408 and 429 say Odoo as a whole is failing; odd replies are the event's."""
+    odoo_standin.set_mode(mode, **params)
+    with pytest.raises(DeliveryError) as err:
+        await sender.send(make_event())
+    assert not err.value.permanent
+    assert err.value.endpoint is endpoint
+
+
+async def test_no_answer_is_an_endpoint_failure() -> None:
+    """A refused connection marks the endpoint as failing."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    sender = OdooSender(base_url=f"http://127.0.0.1:{port}", timeout_s=1.0)
+    with pytest.raises(DeliveryError, match="cannot connect") as err:
+        await sender.send(make_event())
+    assert err.value.endpoint
+
+
+# -- request_format: json (a type="http" controller) -----------------------------------
+
+
+@pytest.fixture
+def http_standin(odoo_standin_factory: Callable[..., OdooStandin]) -> OdooStandin:
+    """A stand-in playing a type="http" controller that reads the EVENT object alone."""
+    return odoo_standin_factory(request_format="json", api_key=API_KEY, database="odoo")
+
+
+async def test_json_format_posts_the_event_alone(http_standin: OdooStandin) -> None:
+    """request_format json: the body is the EVENT object itself, with key and ?db= as before."""
+    sender = OdooSender(
+        base_url=http_standin.url, database="odoo", api_key=API_KEY, request_format="json"
+    )
+    try:
+        event = make_event()
+        await sender.send(event)
+        assert http_standin.events == [event]
+        assert http_standin.invalid == []
+    finally:
+        await sender.aclose()
+
+
+@pytest.mark.parametrize(
+    ("mode", "params", "permanent"),
+    [
+        ("validation_error", {}, True),  # an http controller raising it: 400
+        ("status", {"status": 422}, True),
+        ("status", {"status": 409}, True),
+        ("rpc_error", {}, False),  # any other exception in the controller: 500
+        ("down", {}, False),
+        ("unauthorized", {}, False),
+        ("status", {"status": 302}, False),
+    ],
+)
+async def test_json_format_classifies_by_status(
+    http_standin: OdooStandin, mode: str, params: dict[str, Any], permanent: bool
+) -> None:
+    """request_format json: the same failure classes by status code as CONTRACT §6."""
+    sender = OdooSender(
+        base_url=http_standin.url, database="odoo", api_key=API_KEY, request_format="json"
+    )
+    http_standin.set_mode(mode, **params)
+    try:
+        with pytest.raises(DeliveryError) as err:
+            await sender.send(make_event())
+        assert err.value.permanent is permanent
+    finally:
+        await sender.aclose()
+
+
+@pytest.mark.parametrize("status", [200, 201, 202, 204])
+async def test_json_format_success_is_any_2xx(http_standin: OdooStandin, status: int) -> None:
+    """request_format json: any 2xx is a success, whatever the body says."""
+    sender = OdooSender(
+        base_url=http_standin.url, database="odoo", api_key=API_KEY, request_format="json"
+    )
+    http_standin.set_mode("status", status=status, body=b"" if status == 204 else "whatever")
+    try:
+        await sender.send(make_event())
+    finally:
+        await sender.aclose()
+
+
+async def test_jsonrpc_envelope_is_refused_by_an_http_controller(
+    http_standin: OdooStandin,
+) -> None:
+    """The default format against a type="http" route is a permanent 400 (misconfiguration)."""
+    sender = OdooSender(base_url=http_standin.url, database="odoo", api_key=API_KEY)
+    try:
+        with pytest.raises(DeliveryError, match="HTTP 400") as err:
+            await sender.send(make_event())
+        assert err.value.permanent
+    finally:
+        await sender.aclose()
+
+
+def test_unknown_request_format_is_refused() -> None:
+    """A request format other than jsonrpc or json is a ValueError naming it."""
+    with pytest.raises(ValueError, match="xml"):
+        OdooSender(base_url="http://odoo:8069", request_format="xml")

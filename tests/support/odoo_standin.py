@@ -31,8 +31,15 @@ as ``Authorization: Bearer <key>`` (else 401), the body must be
 ``application/json`` (else 415) and a well-formed envelope with every EVENT
 field (else 400, listed in ``invalid``).
 
+``request_format="json"`` plays a ``type="http"`` controller instead: the body
+must be the EVENT object alone, and a success is 200 with a small JSON body
+(no JSON-RPC ``result``); the JSON-RPC error modes then answer 400 (a
+``ValidationError`` / ``UserError`` raised in such a controller) or 500.
+
 Run alone for benchmarks: ``python3 -m tests.support.odoo_standin --port 8999``;
-``GET /_standin/stats`` returns the counts as JSON.
+``GET /_standin/stats`` returns the counts as JSON, ``GET /_standin/arrivals``
+every accepted event's ``[device_id, event_type, monotonic time]``, and
+``POST /_standin/mode`` with ``{"mode": ..., **params}`` switches the mode.
 """
 
 from __future__ import annotations
@@ -132,8 +139,12 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: tests read the records, not the log."""
 
     def do_GET(self) -> None:
-        if urlsplit(self.path).path == "/_standin/stats":
+        path = urlsplit(self.path).path
+        if path == "/_standin/stats":
             self._reply(200, json.dumps(self.server.standin.stats()).encode(), "application/json")
+        elif path == "/_standin/arrivals":
+            arrivals = self.server.standin.arrivals()
+            self._reply(200, json.dumps(arrivals).encode(), "application/json")
         else:
             self._reply(404, b"<html>404: Not Found</html>", "text/html")
 
@@ -143,6 +154,9 @@ class _Handler(BaseHTTPRequestHandler):
         if len(body) < length:  # the client died mid-request: nothing to answer
             self.close_connection = True
             return
+        if urlsplit(self.path).path == "/_standin/mode":
+            self._switch_mode(body)
+            return
         status, payload, content_type, headers = self.server.standin._handle(
             self.path, dict(self.headers.items()), body
         )
@@ -150,6 +164,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self._reply(status, payload, content_type, headers)
+
+    def _switch_mode(self, body: bytes) -> None:
+        """``POST /_standin/mode``: the benchmarks' remote control (not for ``refused``)."""
+        try:
+            params = json.loads(body)
+            mode = params.pop("mode")
+            if mode == "refused":
+                raise ValueError("refused cannot be set remotely")
+            self.server.standin.set_mode(mode, **params)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            self._reply(400, str(err).encode(), "text/plain")
+            return
+        self._reply(200, b'{"status": "ok"}', "application/json")
 
     def _reply(
         self,
@@ -186,9 +213,22 @@ class OdooStandin:
     """The Odoo route on loopback. ``start()``, point a sender at ``.url``, ``stop()``."""
 
     def __init__(
-        self, *, port: int = 0, api_key: str = "", database: str = "", host: str = "127.0.0.1"
+        self,
+        *,
+        port: int = 0,
+        api_key: str = "",
+        database: str = "",
+        host: str = "127.0.0.1",
+        request_format: str = "jsonrpc",
     ) -> None:
-        """``api_key``/``database``: when set, requests must carry them."""
+        """``api_key``/``database``: when set, requests must carry them.
+
+        ``request_format``: ``jsonrpc`` (a ``type="json"`` route) or ``json`` (a
+        ``type="http"`` route reading the EVENT object alone from the body).
+        """
+        if request_format not in {"jsonrpc", "json"}:
+            raise ValueError(f"unknown request_format {request_format!r}")
+        self.request_format = request_format
         self.host = host
         self.port = port
         self.api_key = api_key
@@ -202,6 +242,7 @@ class OdooStandin:
         self._uids: set[str] = set()
         self._duplicates: list[dict[str, Any]] = []
         self._requests: list[RequestRecord] = []
+        self._arrivals: list[tuple[str, str, float]] = []
         self._invalid: list[str] = []
         self._connections: set[socket.socket] = set()
         self._connections_opened = 0
@@ -352,6 +393,11 @@ class OdooStandin:
                 "connections_opened": self._connections_opened,
             }
 
+    def arrivals(self) -> list[tuple[str, str, float]]:
+        """``(device_id, event_type, time.monotonic())`` of each accepted unique event."""
+        with self._lock:
+            return list(self._arrivals)
+
     def wait_for_events(self, count: int, timeout_s: float = 10.0) -> list[dict[str, Any]]:
         """Block until ``count`` unique events arrived; AssertionError after the deadline."""
         deadline = time.monotonic() + timeout_s
@@ -423,14 +469,18 @@ class OdooStandin:
             envelope = json.loads(body)
         except ValueError:
             envelope = None
-        event = (
-            envelope.get("params", {}).get("event")
-            if isinstance(envelope, dict) and isinstance(envelope.get("params"), dict)
-            else None
-        )
+        plain = self.request_format == "json"
+        if plain:
+            event = envelope
+        else:
+            event = (
+                envelope.get("params", {}).get("event")
+                if isinstance(envelope, dict) and isinstance(envelope.get("params"), dict)
+                else None
+            )
         uid = event.get("event_uid") if isinstance(event, dict) else None
         device = event.get("device_id") if isinstance(event, dict) else None
-        request_id = envelope.get("id") if isinstance(envelope, dict) else None
+        request_id = envelope.get("id") if isinstance(envelope, dict) and not plain else None
         mode, params = self._failure_for(uid, device)
 
         early = self._early_failure(mode, params)
@@ -452,7 +502,7 @@ class OdooStandin:
         if lower.get("content-type", "").split(";")[0].strip() != "application/json":
             self._record(uid, device, 415, "bad_content_type")
             return 415, b"<html>415: Unsupported Media Type</html>", "text/html", {}
-        problem = _envelope_problem(envelope)
+        problem = _event_problem(envelope) if plain else _envelope_problem(envelope)
         if problem is not None:
             with self._lock:
                 self._invalid.append(problem)
@@ -465,8 +515,12 @@ class OdooStandin:
             "rpc_error": str(params.get("name", "odoo.exceptions.AccessError")),
         }.get(mode)
         if error_name is not None:
-            self._record(uid, device, 200, mode)
             message = str(params.get("message", f"{error_name} for {uid}"))
+            if plain:  # an http controller's exception: Odoo answers 400 or 500
+                status = 400 if mode in {"validation_error", "user_error"} else 500
+                self._record(uid, device, status, mode)
+                return status, f"<html>{error_name}: {message}</html>".encode(), "text/html", {}
+            self._record(uid, device, 200, mode)
             return 200, _rpc_error(request_id, error_name, message), "application/json", {}
 
         assert isinstance(event, dict)
@@ -481,7 +535,12 @@ class OdooStandin:
             self._requests.append(
                 RequestRecord(uid, device, 200, "duplicate" if duplicate else "accepted")
             )
+            if not duplicate:
+                self._arrivals.append((str(device), str(event.get("event_type")), time.monotonic()))
             self._changed.notify_all()
+        if plain:
+            reply = {"status": "ok", "event_uid": uid, "duplicate": duplicate}
+            return 200, json.dumps(reply).encode(), "application/json", {}
         result = {
             "jsonrpc": "2.0",
             "id": request_id,
@@ -510,6 +569,19 @@ class OdooStandin:
             content_type = str(params.get("content_type", "text/html"))
             return status, payload, content_type, dict(params.get("headers", {}))
         return None
+
+
+def _event_problem(event: Any) -> str | None:
+    if not isinstance(event, dict):
+        return "body is not a JSON object"
+    if "jsonrpc" in event or "params" in event:
+        return "a JSON-RPC envelope where the EVENT object alone belongs"
+    missing = EVENT_FIELDS - event.keys()
+    if missing:
+        return f"event lacks {sorted(missing)}"
+    if not isinstance(event["event_uid"], str):
+        return "event_uid must be a string"
+    return None
 
 
 def _envelope_problem(envelope: Any) -> str | None:
@@ -557,8 +629,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--api-key", default="")
     parser.add_argument("--database", default="")
+    parser.add_argument("--request-format", choices=("jsonrpc", "json"), default="jsonrpc")
     args = parser.parse_args()
-    standin = OdooStandin(port=args.port, api_key=args.api_key, database=args.database).start()
+    standin = OdooStandin(
+        port=args.port,
+        api_key=args.api_key,
+        database=args.database,
+        request_format=args.request_format,
+    ).start()
     print(standin.url, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -1,11 +1,27 @@
 """Sends one event to Odoo's ``/ows/iot/event`` route and classifies the reply (CONTRACT §6).
 
-Success: HTTP 200 whose JSON-RPC body carries ``result`` and no ``error``.
+Two request formats (``odoo.request_format``):
+
+- ``jsonrpc`` (default, a ``type="json"`` route): the body is the JSON-RPC 2.0
+  call ``{"jsonrpc": "2.0", "method": "call", "id": <event_uid>, "params":
+  {"event": EVENT}}``; success is HTTP 200 whose body carries ``result`` and
+  no ``error``.
+- ``json`` (a ``type="http"`` route reading the raw body): the body is the
+  EVENT object alone; success is any HTTP 2xx.
+
 Permanent (the event goes dead): HTTP 400, 409, 413, 415, 422, and a JSON-RPC
 ``error`` whose ``data.name`` ends in ``ValidationError`` or ``UserError``.
-Everything else is transient and retried: 5xx, 401/403/404, 408, 429 (with
-``Retry-After``), other 2xx/3xx/4xx, other JSON-RPC errors, bodies that are
-not JSON-RPC, timeouts and refused connections.
+Everything else is transient and retried. Of those, the failures of Odoo as a
+whole are marked ``endpoint`` (no answer: refused, timeout, a cut connection;
+or 5xx, 401/403/404, 408, 429): the delivery worker then stops every device
+and probes. Other 2xx/3xx/4xx, other JSON-RPC errors and bodies that are not
+JSON-RPC are this event's own transient failures.
+
+HTTP/1.1 is spoken by ``adapters/http1.py`` over asyncio streams, on a few
+keep-alive connections (one per concurrent send): httpx's (and h11's)
+per-request machinery cost most of the CPU of a delivery
+(benchmarks/RESULTS.md). Proxy
+environment variables are not used; Odoo is reached directly.
 
 The API key only ever goes into the ``Authorization`` header; it is scrubbed
 from every error message.
@@ -14,21 +30,33 @@ from every error message.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote, urlencode, urlsplit
 
-import httpx
 import orjson
 
+from iot_bridge.adapters.http1 import (
+    MAX_HEAD_BYTES,
+    HttpProtocolError,
+    StaleConnectionError,
+    exchange,
+    request_head,
+)
+from iot_bridge.domain.events import EncodedEvent
 from iot_bridge.errors import DeliveryError
 
 EVENT_PATH = "/ows/iot/event"
 PERMANENT_STATUSES = frozenset({400, 409, 413, 415, 422})
 PERMANENT_ERROR_SUFFIXES = ("ValidationError", "UserError")
 RETRY_AFTER_STATUSES = frozenset({429, 503})
+# Answers about Odoo as a whole rather than about one event (see the module doc).
+ENDPOINT_STATUSES = frozenset({401, 403, 404, 408, 429})
+REQUEST_FORMATS = ("jsonrpc", "json")
 MAX_RETRY_AFTER_S = 3600.0
 _SNIPPET_CHARS = 200
 
@@ -56,12 +84,25 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return min(max(0.0, when.timestamp() - current), MAX_RETRY_AFTER_S)
 
 
-class OdooSender:
-    """POSTs events to Odoo as JSON-RPC 2.0 calls over one keep-alive connection pool.
+class _Connection:
+    """One keep-alive HTTP/1.1 connection."""
 
-    Pass ``client`` to share an ``httpx.AsyncClient`` (then ``aclose`` leaves it
-    open); otherwise the sender opens its own keep-alive connections, one per
-    concurrent send, with ``timeout_s`` for every phase.
+    __slots__ = ("reader", "used", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.used = False  # a reused connection may have been closed by the server meanwhile
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class OdooSender:
+    """POSTs events to Odoo over a few keep-alive HTTP/1.1 connections.
+
+    One connection per concurrent ``send`` (reused); ``timeout_s`` bounds the
+    connection set-up and, again, the whole exchange of one request.
     """
 
     def __init__(
@@ -71,106 +112,161 @@ class OdooSender:
         database: str = "",
         api_key: str = "",
         timeout_s: float = 10.0,
-        client: httpx.AsyncClient | None = None,
+        request_format: str = "jsonrpc",
     ) -> None:
-        """Prepare the URL and headers; no connection is made until ``send``."""
+        """Prepare the URL and headers; no connection is made until ``send``.
+
+        Raises ``ValueError`` for a URL that is not http(s) with a host, or an
+        unknown ``request_format``.
+        """
+        if request_format not in REQUEST_FORMATS:
+            raise ValueError(
+                f"request_format must be one of {REQUEST_FORMATS}, not {request_format!r}"
+            )
         self.url = base_url.rstrip("/") + EVENT_PATH
         self.database = database
+        self.request_format = request_format
         self._api_key = api_key
-        # URL and headers are built once: per-request merging is a good part of
-        # httpx's cost at a thousand events a second.
-        try:
-            self._target = httpx.URL(self.url, params={"db": database} if database else None)
-        except httpx.InvalidURL as err:
-            raise ValueError(f"invalid Odoo URL {self.url!r}: {err}") from err
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        split = urlsplit(self.url)
+        if split.scheme not in {"http", "https"} or not split.hostname:
+            raise ValueError(f"not an http(s) URL with a host: {base_url!r}")
+        self._host = split.hostname
+        self._port = split.port or (443 if split.scheme == "https" else 80)
+        self._tls = split.scheme == "https"
+        query = [split.query] if split.query else []
+        if database:
+            query.append(urlencode({"db": database}))
+        target = quote(split.path, safe="/%:@!$&'()*+,;=-._~") or "/"
+        self._target = (target + ("?" + "&".join(query) if query else "")).encode("ascii")
+        host_header = self._host.encode("idna") if not self._host.isascii() else self._host.encode()
+        if ":" in self._host:  # an IPv6 literal
+            host_header = b"[" + host_header + b"]"
+        if split.port is not None:
+            host_header += b":%d" % split.port
+        headers = [
+            (b"Host", host_header),
+            (b"Content-Type", b"application/json"),
+            (b"Accept", b"application/json"),
+            (b"User-Agent", b"iot-bridge"),
+        ]
         if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        self._shared = client
-        self._headers = headers
-        self._timeout = httpx.Timeout(timeout_s)
-        self._request_deadline_s = 3 * timeout_s
-        # Without a shared client: one single-connection client per concurrent
-        # send, reused (keep-alive). httpcore scans every pooled connection on
-        # each request, so small pools cost less CPU than one pool of many.
-        self._idle: list[httpx.AsyncClient] = []
-        self._all: list[httpx.AsyncClient] = []
+            headers.append((b"Authorization", f"Bearer {api_key}".encode()))
+        self._head = request_head("POST", self._target, headers)  # ValueError for CR/LF
+        self._timeout_s = timeout_s
+        self._idle: list[_Connection] = []
+        self._open: set[_Connection] = set()
         self._ssl_context: ssl.SSLContext | None = None  # loaded once, shared by them
 
-    def _take_client(self) -> httpx.AsyncClient:
-        if self._shared is not None:
-            return self._shared
-        if self._idle:
-            return self._idle.pop()
-        if self._ssl_context is None:
-            self._ssl_context = httpx.create_ssl_context()
-        client = httpx.AsyncClient(
-            verify=self._ssl_context,
-            headers=self._headers,
-            timeout=self._timeout,
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            follow_redirects=False,
+    def body(self, event: Mapping[str, Any]) -> bytes:
+        """The request body for one EVENT object, in this sender's ``request_format``."""
+        event_uid: Any
+        if isinstance(event, EncodedEvent):
+            event_json, event_uid = event.json, event.event_uid
+        else:
+            event_json, event_uid = orjson.dumps(dict(event)), event.get("event_uid")
+        if self.request_format == "json":
+            return event_json
+        return (
+            b'{"jsonrpc":"2.0","method":"call","id":'
+            + orjson.dumps(event_uid)
+            + b',"params":{"event":'
+            + event_json
+            + b"}}"
         )
-        self._all.append(client)
-        return client
-
-    def _give_back(self, client: httpx.AsyncClient) -> None:
-        if client is not self._shared:
-            self._idle.append(client)
 
     async def send(self, event: Mapping[str, Any]) -> None:
         """Deliver one EVENT object; returns on success.
 
-        Raises ``DeliveryError`` with ``permanent`` and ``retry_after_s`` set
-        per CONTRACT §6.
+        Raises ``DeliveryError`` with ``permanent``, ``endpoint`` and
+        ``retry_after_s`` set per CONTRACT §6.
         """
-        event_uid = event.get("event_uid")
-        body = orjson.dumps(
-            {"jsonrpc": "2.0", "method": "call", "id": event_uid, "params": {"event": event}}
-        )
-        client = self._take_client()
-        headers = self._headers if client is self._shared else None
+        body = self.body(event)
         try:
-            # httpx times each read; a reply trickling in must not hold the device's lane.
-            async with asyncio.timeout(self._request_deadline_s):
-                response = await client.post(self._target, content=body, headers=headers)
+            try:
+                status, headers, content = await self._exchange(body)
+            except StaleConnectionError:
+                status, headers, content = await self._exchange(body)
+        except StaleConnectionError as err:
+            raise self._error("Odoo closed the connection without a reply", endpoint=True) from err
         except TimeoutError as err:
             raise self._error(
-                f"timeout talking to Odoo (no full reply within {self._request_deadline_s:g} s)"
+                f"timeout talking to Odoo (no full reply within {self._timeout_s:g} s)",
+                endpoint=True,
             ) from err
-        except httpx.TimeoutException as err:
-            raise self._error(f"timeout talking to Odoo ({type(err).__name__})") from err
-        except httpx.ConnectError as err:
-            raise self._error(f"cannot connect to Odoo: {err}") from err
-        except httpx.LocalProtocolError as err:
-            # Its text can quote our own request headers, the API key included.
-            raise self._error(f"could not send the request to Odoo ({type(err).__name__})") from err
-        except httpx.HTTPError as err:  # remote protocol errors, closed connections, bad URLs
-            raise self._error(f"HTTP error talking to Odoo: {type(err).__name__}: {err}") from err
-        finally:
-            self._give_back(client)
-        self._classify(response)
+        except HttpProtocolError as err:
+            raise self._error(f"HTTP error talking to Odoo: {err}", endpoint=True) from err
+        except ssl.SSLError as err:
+            raise self._error(f"TLS error talking to Odoo: {err}", endpoint=True) from err
+        except OSError as err:
+            raise self._error(
+                f"cannot connect to Odoo: {err.strerror or err}", endpoint=True
+            ) from err
+        self._classify(status, headers, content)
 
-    def _classify(self, response: httpx.Response) -> None:
-        status = response.status_code
+    async def _exchange(self, body: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
+        """One request and its whole reply, on an idle connection or a new one."""
+        conn = self._idle.pop() if self._idle else None
+        async with asyncio.timeout(self._timeout_s):
+            if conn is None:
+                conn = await self._connect()
+            reusable = False
+            try:
+                result, reusable = await self._roundtrip(conn, body)
+            finally:
+                if reusable:
+                    conn.used = True
+                    self._idle.append(conn)
+                else:
+                    self._open.discard(conn)
+                    conn.close()
+        return result
+
+    async def _connect(self) -> _Connection:
+        ssl_context: ssl.SSLContext | None = None
+        if self._tls:
+            if self._ssl_context is None:
+                self._ssl_context = ssl.create_default_context()
+            ssl_context = self._ssl_context
+        reader, writer = await asyncio.open_connection(
+            self._host,
+            self._port,
+            ssl=ssl_context,
+            server_hostname=self._host if ssl_context else None,
+            limit=MAX_HEAD_BYTES,
+        )
+        conn = _Connection(reader, writer)
+        self._open.add(conn)
+        return conn
+
+    async def _roundtrip(
+        self, conn: _Connection, body: bytes
+    ) -> tuple[tuple[int, dict[bytes, bytes], bytes], bool]:
+        reply = await exchange(conn.reader, conn.writer, self._head, body, reused=conn.used)
+        return (reply.status, reply.headers, reply.body), reply.keep_alive
+
+    def _classify(self, status: int, headers: dict[bytes, bytes], content: bytes) -> None:
+        if self.request_format == "json" and 200 <= status < 300:
+            return
         if status != 200:
             retry_after = None
             if status in RETRY_AFTER_STATUSES:
-                retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                value = headers.get(b"retry-after")
+                retry_after = parse_retry_after(value.decode("latin-1") if value else None)
             raise self._error(
-                f"HTTP {status} from Odoo: {_snippet(response.text)}",
+                f"HTTP {status} from Odoo: {_snippet(_text(content))}",
                 permanent=status in PERMANENT_STATUSES,
                 retry_after_s=retry_after,
+                endpoint=status >= 500 or status in ENDPOINT_STATUSES,
             )
         try:
-            reply = orjson.loads(response.content)
+            reply = orjson.loads(content)
         except orjson.JSONDecodeError as err:
             raise self._error(
-                f"HTTP 200 from Odoo without JSON: {_snippet(response.text)}"
+                f"HTTP 200 from Odoo without JSON: {_snippet(_text(content))}"
             ) from err
         if not isinstance(reply, dict):
             raise self._error(
-                f"HTTP 200 from Odoo, not a JSON-RPC reply: {_snippet(response.text)}"
+                f"HTTP 200 from Odoo, not a JSON-RPC reply: {_snippet(_text(content))}"
             )
         error = reply.get("error")
         if error is not None:
@@ -180,21 +276,40 @@ class OdooSender:
                 permanent=bool(name) and name.endswith(PERMANENT_ERROR_SUFFIXES),
             )
         if "result" not in reply:
-            raise self._error(f"HTTP 200 from Odoo without result: {_snippet(response.text)}")
+            raise self._error(f"HTTP 200 from Odoo without result: {_snippet(_text(content))}")
 
     def _error(
-        self, message: str, *, permanent: bool = False, retry_after_s: float | None = None
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        retry_after_s: float | None = None,
+        endpoint: bool = False,
     ) -> DeliveryError:
         if self._api_key:
             for form in (self._api_key, repr(self._api_key)[1:-1]):  # raw and escaped
                 message = message.replace(form, "***")
-        return DeliveryError(message, permanent=permanent, retry_after_s=retry_after_s)
+        return DeliveryError(
+            message, permanent=permanent, retry_after_s=retry_after_s, endpoint=endpoint
+        )
+
+    @property
+    def connections_open(self) -> int:
+        """Connections this sender holds open (idle or in use)."""
+        return len(self._open)
 
     async def aclose(self) -> None:
-        """Close the connections this sender opened (a shared client stays open)."""
-        clients, self._all, self._idle = self._all, [], []
-        for client in clients:
-            await client.aclose()
+        """Close every connection this sender opened."""
+        connections, self._open, self._idle = list(self._open), set(), []
+        for conn in connections:
+            conn.close()
+        for conn in connections:
+            with contextlib.suppress(OSError, ssl.SSLError):  # already broken: nothing to close
+                await conn.writer.wait_closed()
+
+
+def _text(content: bytes) -> str:
+    return content.decode("utf-8", errors="replace")
 
 
 def _rpc_error_parts(error: Any) -> tuple[str, str]:

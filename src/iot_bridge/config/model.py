@@ -173,6 +173,9 @@ class OdooSection(BaseModel):
     database: Annotated[SingleLine, Field(max_length=200)] = ""
     username: Annotated[Text, Field(max_length=1024)] = ""
     api_key: Annotated[Text, Field(max_length=4096, repr=False), _checked(_header_token)] = ""
+    # jsonrpc: the JSON-RPC envelope for a type="json" route; json: the EVENT object
+    # alone for a type="http" route (CONTRACT §2, §6).
+    request_format: Literal["jsonrpc", "json"] = "jsonrpc"
 
 
 def _topic_prefix(value: str) -> str | None:

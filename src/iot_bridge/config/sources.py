@@ -10,7 +10,6 @@ mistake and stops the startup.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import tempfile
@@ -19,6 +18,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
+
+import orjson
 
 from iot_bridge.config.env import EnvSettings, settings_from_env
 from iot_bridge.config.files import load_config_file
@@ -142,9 +143,11 @@ def persist_config(data_dir: Path, config: BridgeConfig) -> Path:
     the old file is then untouched and no temp file is left behind.
     """
     target = data_dir / ACTIVE_CONFIG_NAME
+    # orjson: json.dumps with indent runs the pure-Python encoder, most of the time
+    # of a 10,000-device push; the text is the same JSON (2-space indent, UTF-8).
     text = _YAML_UNSAFE.sub(
         lambda match: f"\\u{ord(match.group()):04x}",
-        json.dumps(config.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n",
+        orjson.dumps(config.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode() + "\n",
     )
     temp_path: str | None = None
     try:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -47,3 +49,34 @@ class Event:
             "timestamp": iso_utc(self.timestamp),
             "data": self.data,
         }
+
+
+class EncodedEvent(Mapping[str, Any]):
+    """An EVENT object as the JSON text it is stored as, decoded only when read.
+
+    Delivery hands these to the sender, which puts ``json`` into the request
+    body as it is: an event is encoded once, when it is committed.
+    """
+
+    __slots__ = ("_decoded", "event_uid", "json")
+
+    def __init__(self, event_uid: str, json_text: bytes) -> None:
+        """``json_text`` is ``Event.to_dict()`` encoded as JSON (UTF-8)."""
+        self.event_uid = event_uid
+        self.json = json_text
+        self._decoded: dict[str, Any] | None = None
+
+    def _fields(self) -> dict[str, Any]:
+        if self._decoded is None:
+            decoded = json.loads(self.json)
+            self._decoded = decoded if isinstance(decoded, dict) else {}
+        return self._decoded
+
+    def __getitem__(self, key: str) -> Any:
+        return self._fields()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields())
+
+    def __len__(self) -> int:
+        return len(self._fields())

@@ -27,7 +27,7 @@ from iot_bridge.service.bridge import Bridge
 
 log = get_logger(__name__)
 
-MAX_CONFIG_BODY_BYTES = 1024 * 1024
+MAX_CONFIG_BODY_BYTES = 16 * 1024 * 1024  # CONTRACT §3: 10,000 devices are ~1-3.5 MB
 
 
 class MqttStatus(BaseModel):
@@ -49,6 +49,9 @@ class OutboxStatus(BaseModel):
 
 class OdooStatus(BaseModel):
     configured: bool
+    available: bool | None = None  # the endpoint's health; None without Odoo
+    since: str | None = None  # when it last changed
+    last_error: str | None = None  # while it is down
 
 
 class HealthResponse(BaseModel):
@@ -198,7 +201,7 @@ def create_app(
         "/config",
         response_model=ConfigAppliedResponse,
         responses={
-            413: {"model": ErrorResponse, "description": "Body over 1 MiB"},
+            413: {"model": ErrorResponse, "description": "Body over 16 MiB"},
             503: {"model": ErrorResponse, "description": "The config could not be saved"},
             422: {
                 "model": ErrorResponse,
@@ -298,14 +301,17 @@ async def _read_config(request: Request) -> BridgeConfig | JSONResponse:
     """The validated config of a push, or the 413/422 reply that refuses it."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_CONFIG_BODY_BYTES:
-        return _error(413, "config body is larger than 1 MiB")
-    body = bytearray()
+        return _error(413, "config body is larger than 16 MiB")
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > MAX_CONFIG_BODY_BYTES:
-            return _error(413, "config body is larger than 1 MiB")
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_CONFIG_BODY_BYTES:
+            return _error(413, "config body is larger than 16 MiB")
+    body = b"".join(chunks)
     try:
-        document = orjson.loads(bytes(body))
+        document = orjson.loads(body)
     except orjson.JSONDecodeError as err:
         return _error(422, f"body is not valid JSON: {err}", [{"path": "", "message": str(err)}])
     try:

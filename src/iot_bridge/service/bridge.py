@@ -111,6 +111,7 @@ class Bridge:
             outbox=outbox,
             metrics=self.metrics,
             feed=self.feed,
+            endpoint=lambda: self.delivery.endpoint,
         )
 
     def add_task(self, name: str, factory: TaskFactory) -> None:
@@ -183,7 +184,7 @@ class Bridge:
     async def retry_dead(self) -> int:
         """``POST /events/retry-dead``: dead events go back into delivery."""
         count = await asyncio.to_thread(self._outbox.retry_dead, self.pipeline.now())
-        self.delivery.wake()
+        self.delivery.wake(reload=True)
         log.info("dead_events_retried", events=count)
         return count
 

@@ -1,15 +1,30 @@
 """The delivery worker: outbox -> Odoo, in order per device, several devices at once.
 
 Each device has at most one event in flight: its oldest pending one. Up to
-``max_in_flight`` devices are served concurrently, so one slow or failing
-device never stalls the others. Results go back to the store:
+``max_in_flight`` lanes send concurrently, each working through one device's
+chunk of due events (up to ``LANE_CHUNK``) before taking the next device's.
+The devices that are due are read in one skip-scan, their chunks in batches
+(``PREFETCH_DEVICES`` at a time, in the same thread hop that marks the
+previous successes delivered), so 10,000 devices with one event each cost a
+handful of store round trips, not one per event.
 
-- success -> marked delivered (a device's consecutive successes are marked in
-  one transaction per chunk of ``LANE_CHUNK``);
-- transient failure -> ``mark_retry`` with exponential backoff (1 s doubling,
-  capped at 300 s, with jitter) or the ``Retry-After`` Odoo asked for; never
-  dropped, flagged after 10 failures, retried forever;
+One health state for the Odoo endpoint (``EndpointHealth``): while it is up,
+results go back to the store as
+
+- success -> marked delivered (in one transaction per batch);
+- a transient failure of this event alone (a JSON-RPC error, an odd reply)
+  -> ``mark_retry`` with exponential backoff (1 s doubling, capped at 300 s,
+  with jitter); flagged after 10 failures, retried forever;
 - permanent failure -> ``mark_dead`` at once; the device's later events go on.
+
+A failure of Odoo as a whole (``DeliveryError.endpoint``: refused, timeout,
+5xx, 401/403/404, 408, 429) marks it *down* (``odoo_unavailable``, logged
+once): no device sends any more, and one probe at a time (the most overdue
+device's oldest pending event) goes out on the same capped jittered backoff,
+or after the ``Retry-After`` Odoo asked for. The first answer from Odoo that
+is not an endpoint failure marks it up again (``odoo_available``, once), and
+every device resumes at once, in order per device: events that failed only
+because of the outage are due again at once.
 
 An event is marked delivered only after Odoo accepted it, so a crash in
 between re-sends it with the same ``event_uid`` (at-least-once; Odoo dedupes).
@@ -21,10 +36,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from iot_bridge.backoff import nominal_delay
+from iot_bridge.domain.events import EncodedEvent
 from iot_bridge.errors import DeliveryError, StoreError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.ports import (
@@ -32,7 +50,7 @@ from iot_bridge.service.ports import (
     Clock,
     DeliveryQueue,
     EventSender,
-    StoredEvent,
+    OutboxItem,
 )
 
 log = get_logger(__name__)
@@ -42,8 +60,9 @@ BACKOFF_CAP_S = 300.0
 BACKOFF_JITTER = 0.2  # a retry waits between 80 % and 100 % of its nominal backoff
 MIN_RETRY_AFTER_S = 1.0  # a server saying "Retry-After: 0" forever must not spin us
 STORE_ERROR_PAUSE_S = 1.0
-LANE_CHUNK = 16  # events read, and then marked delivered, together (a crash re-sends <= this)
-LANE_TURN = 64  # events one device sends before its slot goes back to the pool
+LANE_CHUNK = 16  # a device's events one lane sends before the device goes back to the pool
+PREFETCH_DEVICES = 256  # devices whose chunks are read from the store in one go
+FLUSH_DELIVERED = 512  # successes marked in one transaction (a crash re-sends at most about this)
 
 
 def backoff_delay(failures: int, rng: random.Random) -> float:
@@ -56,6 +75,17 @@ def backoff_delay(failures: int, rng: random.Random) -> float:
         max(failures, 1) - 1, initial_s=BACKOFF_BASE_S, multiplier=2.0, cap_s=BACKOFF_CAP_S
     )
     return nominal * (1.0 - BACKOFF_JITTER * rng.random())
+
+
+@dataclass(slots=True)
+class EndpointHealth:
+    """The Odoo endpoint's state as delivery sees it (``/health``, ``/metrics``)."""
+
+    up: bool = True
+    changed_at: float | None = None  # unix time of the last change; None: never changed
+    last_error: str | None = None
+    failed_probes: int = 0  # in the current outage
+    probe_due: float | None = None  # while down: when the next probe goes out
 
 
 class DeliveryWorker:
@@ -87,7 +117,15 @@ class DeliveryWorker:
         self._on_result = on_result
         self._rng = rng or random.Random()
         self._shutdown_grace_s = shutdown_grace_s
+        self._health = EndpointHealth()
+        # device_id -> its lane and the sender it uses
         self._in_flight: dict[str, tuple[asyncio.Task[None], EventSender]] = {}
+        self._lanes: set[asyncio.Task[None]] = set()
+        self._due_devices: deque[str] = deque()  # found due, chunks not read yet
+        self._chunks: deque[list[OutboxItem]] = deque()  # read, waiting for a lane
+        self._delivered: list[int] = []  # accepted by Odoo, not yet marked in the store
+        self._marking: set[int] = set()  # being marked right now (in a thread)
+        self._outage_failures: set[int] = set()  # seqs that failed only because Odoo was down
         self._retired: list[EventSender] = []
         self._wake_event = asyncio.Event()
         self._stopped = asyncio.Event()
@@ -95,6 +133,7 @@ class DeliveryWorker:
         self._running = False
         self._closing = False
         self._reschedule = False
+        self._reload = False
 
     # -- control -------------------------------------------------------------------
 
@@ -105,14 +144,19 @@ class DeliveryWorker:
 
     @property
     def in_flight(self) -> int:
-        """Deliveries currently under way."""
+        """Devices with a delivery under way."""
         return len(self._in_flight)
+
+    @property
+    def endpoint(self) -> EndpointHealth:
+        """The Odoo endpoint's health (read it, do not change it)."""
+        return self._health
 
     def set_sender(self, sender: EventSender | None) -> None:
         """Switch Odoo (a config push); None = local-only mode.
 
-        Pending events in backoff become due at once: the new settings may be
-        the fix an operator was waiting for.
+        Pending events in backoff become due at once, and a new endpoint starts
+        as up: the new settings may be the fix an operator was waiting for.
         """
         if sender is self._sender:
             return
@@ -120,14 +164,22 @@ class DeliveryWorker:
             self._retired.append(self._sender)
         self._sender = sender
         self._reschedule = sender is not None
+        self._forget_work()
+        if not self._health.up:
+            self._health = EndpointHealth(changed_at=self._clock.now())
+            self._outage_failures.clear()
         log.info("delivery_sender_changed", local_only=sender is None)
         self.wake()
 
-    def wake(self) -> None:
+    def wake(self, *, reload: bool = False) -> None:
         """New events were committed (or something else changed): look again.
 
-        Safe to call from any thread.
+        ``reload``: which events are pending changed other than by new commits
+        (dead events revived): forget what was read ahead. Safe to call from
+        any thread.
         """
+        if reload:
+            self._reload = True
         loop = self._loop
         if loop is None:
             self._wake_event.set()
@@ -157,10 +209,13 @@ class DeliveryWorker:
                     delay = await self._dispatch()
                 except StoreError as err:
                     log.error("delivery_store_error", error=str(err))
+                    self._forget_work()
                     delay = STORE_ERROR_PAUSE_S
                 await self._wait(delay)
         finally:
             await self._drain()
+            with contextlib.suppress(StoreError):
+                await self._flush()
             await self._close_senders()
             self._stopped.set()
             log.info("delivery_stopped")
@@ -177,30 +232,94 @@ class DeliveryWorker:
     # -- the loop ------------------------------------------------------------------
 
     async def _dispatch(self) -> float | None:
-        """Start a lane for each due device; return how long to sleep (None = until woken)."""
+        """Start lanes for due work, or probe a down Odoo; return how long to sleep.
+
+        None means until woken (a lane ending, new events, a config push).
+        """
         sender = self._sender
         if sender is None:
+            await self._flush()
             return None
         now = self._clock.now()
+        if self._reload:
+            self._reload = False
+            self._forget_work()
         if self._reschedule:
             self._reschedule = False
             await asyncio.to_thread(self._store.retry_now, now)
-        free = self._max_in_flight - len(self._in_flight)
-        if free <= 0:
-            return None
-        due, later = await asyncio.to_thread(self._store.poll, now, free, tuple(self._in_flight))
-        if sender is not self._sender:  # switched while polling: the next round uses the new one
-            return 0.0
-        for event in due:
-            if self._closing or event.device_id in self._in_flight:
-                continue
-            task = asyncio.create_task(
-                self._serve_device(sender, event), name=f"deliver:{event.device_id}"
+        if not self._health.up:
+            return await self._probe_when_due(sender, now)
+        if len(self._delivered) >= FLUSH_DELIVERED:
+            await self._flush()
+        later: float | None = None
+        # A new scan for due devices waits while most lanes are busy: their devices
+        # come round in it (one scan per round of work, not one per lane ending).
+        scan_waits = not self._due_devices and len(self._in_flight) * 2 > self._max_in_flight
+        if len(self._chunks) < self._max_in_flight and not scan_waits:
+            scan = not self._due_devices
+            take = [
+                self._due_devices.popleft()
+                for _ in range(min(PREFETCH_DEVICES, len(self._due_devices)))
+            ]
+            # Successes not yet marked are skipped by the read (so it needs no write
+            # and never waits behind a commit's fsync); they are marked right after.
+            skip = frozenset(self._delivered) | self._marking
+            chunks, rest, later = await asyncio.to_thread(
+                self._read_work, skip, scan, take, tuple(self._in_flight), now
             )
-            self._in_flight[event.device_id] = (task, sender)
-        if later is None or len(self._in_flight) >= self._max_in_flight:
+            if sender is not self._sender or not self._health.up:
+                return 0.0
+            self._due_devices.extend(rest)
+            self._chunks.extend(chunks)
+        while self._chunks and len(self._in_flight) < self._max_in_flight and not self._closing:
+            chunk = self._chunks.popleft()
+            device_id = chunk[0].device_id
+            if device_id in self._in_flight:  # read twice across a scan: its lane has it
+                continue
+            task = asyncio.create_task(self._lane(sender, chunk), name=f"deliver:{device_id}")
+            self._in_flight[device_id] = (task, sender)
+            self._lanes.add(task)
+            task.add_done_callback(self._lanes.discard)
+        flushed = bool(self._delivered)
+        if flushed:
+            await self._flush()
+        if self._chunks or self._due_devices:
+            return None  # more work as soon as a lane is free (it wakes us)
+        if flushed and not self._in_flight:
+            return 0.0  # the read skipped what was just marked: look again
+        if later is None:
             return None
         return max(0.0, later - self._clock.now())
+
+    def _read_work(
+        self,
+        skip: frozenset[int],
+        scan: bool,
+        take: list[str],
+        in_flight: tuple[str, ...],
+        now: float,
+    ) -> tuple[list[list[OutboxItem]], list[str], float | None]:
+        """In a thread: find due devices if ``scan``, read their chunks.
+
+        Events in ``skip`` (accepted by Odoo, their mark not yet written) are
+        left out. Returns the chunks, the due devices left for later reads,
+        and when the earliest device not due yet will be.
+        """
+        rest: list[str] = []
+        later: float | None = None
+        if scan:
+            due, later = self._store.due_devices(now, in_flight)
+            take, rest = due[:PREFETCH_DEVICES], due[PREFETCH_DEVICES:]
+        chunks = self._store.pending_chunks(take, now, LANE_CHUNK)
+        if skip:
+            chunks = [
+                kept for kept in ([i for i in c if i.seq not in skip] for c in chunks) if kept
+            ]
+        return chunks, rest, later
+
+    def _forget_work(self) -> None:
+        self._due_devices.clear()
+        self._chunks.clear()
 
     async def _wait(self, delay: float | None) -> None:
         if self._wake_event.is_set() or self._closing:
@@ -208,6 +327,10 @@ class DeliveryWorker:
         if delay is not None and delay <= 0:
             await asyncio.sleep(0)
             return
+        if self._delivered and not self._lanes:
+            await self._flush()  # idle: record what was delivered before sleeping
+            if self._wake_event.is_set():
+                return
         waiters: set[asyncio.Task[Any]] = {asyncio.create_task(self._wake_event.wait())}
         if delay is not None:
             waiters.add(asyncio.create_task(self._clock.sleep(delay)))
@@ -218,116 +341,222 @@ class DeliveryWorker:
                 waiter.cancel()
             await asyncio.gather(*waiters, return_exceptions=True)
 
-    # -- one device's lane ---------------------------------------------------------
+    # -- one lane --------------------------------------------------------------------
 
-    async def _serve_device(self, sender: EventSender, head: StoredEvent) -> None:
-        """Send one device's due events in order, starting at its oldest pending one.
+    async def _lane(self, sender: EventSender, chunk: list[OutboxItem]) -> None:
+        """Send device chunks in order, this one first, then others waiting for a lane.
 
-        Successes are marked in one transaction per chunk (fetched together with
-        the next chunk); a crash before that re-sends the chunk with the same
-        event_uids. The lane ends at the first failure, when nothing more is
-        due, after ``LANE_TURN`` events (so devices take turns), or when the
-        sender changes or the worker closes.
+        Successes are recorded in memory and marked in the store in batches by
+        the loop, never by a lane (a scan for due devices must not overtake a
+        mark); a crash before that re-sends them with the same event_uids. A device's
+        chunk ends at its first failure; the lane ends when Odoo goes down, the
+        sender changes, the worker closes, or no chunk is waiting.
         """
-        delivered: list[int] = []
-        queue = [head]
-        served = 0
+        device_id = chunk[0].device_id
         try:
-            while queue:
-                if served and (self._closing or sender is not self._sender):
-                    break
-                event = queue.pop(0)
-                try:
-                    await sender.send(event.payload)
-                except DeliveryError as err:
-                    await self._flush(delivered)
-                    await self._failed(event, err)
+            while True:
+                await self._send_chunk(sender, chunk)
+                self._in_flight.pop(device_id, None)
+                if len(self._delivered) >= FLUSH_DELIVERED:
+                    self._wake_event.set()  # the loop marks them (lanes never write them)
+                if self._closing or sender is not self._sender or not self._health.up:
                     return
-                except Exception as err:  # a sender bug must not stop delivery: retry it
-                    log.exception("delivery_unexpected_error", event_uid=event.event_uid)
-                    await self._flush(delivered)
-                    await self._failed(
-                        event, DeliveryError(f"{type(err).__name__}: {err}", permanent=False)
-                    )
+                next_chunk = self._next_chunk()
+                if next_chunk is None:
                     return
-                delivered.append(event.seq)
-                served += 1
-                self._report("ok")
-                log.info(
-                    "event_delivered",
-                    event_uid=event.event_uid,
-                    event_type=event.event_type,
-                    device_id=event.device_id,
-                    attempts=event.attempts + 1,
-                )
-                if queue:
-                    continue
-                if served >= LANE_TURN:
-                    break
-                queue = await asyncio.to_thread(
-                    self._complete_and_fetch, delivered, event.device_id, self._clock.now()
-                )
-                delivered = []
-            await self._flush(delivered)
+                chunk = next_chunk
+                device_id = chunk[0].device_id
+                self._in_flight[device_id] = (asyncio.current_task(), sender)  # type: ignore[assignment]
+                if len(self._chunks) < self._max_in_flight:
+                    self._wake_event.set()  # read ahead while this lane works
         except asyncio.CancelledError:
             # Shutdown ran out of grace: record what Odoo already accepted, right
             # here (briefly blocking), so the next start does not send it again.
             with contextlib.suppress(StoreError):
-                self._store.mark_delivered_many(delivered, self._clock.now())
+                self._flush_now(self._clock.now())
             raise
         except StoreError as err:
             # Unmarked events stay pending (at-least-once); hold the device a moment
             # so a broken disk does not turn into a storm of re-sends.
-            log.error("delivery_store_error", error=str(err), device_id=head.device_id)
+            log.error("delivery_store_error", error=str(err), device_id=device_id)
             await self._clock.sleep(STORE_ERROR_PAUSE_S)
         finally:
-            self._in_flight.pop(head.device_id, None)
+            self._in_flight.pop(device_id, None)
             self._wake_event.set()
 
-    def _complete_and_fetch(
-        self, delivered: list[int], device_id: str, now: float
-    ) -> list[StoredEvent]:
-        """In a thread: mark a chunk delivered, then read the device's next due chunk."""
-        self._store.mark_delivered_many(delivered, now)
-        return self._store.pending_for_device(device_id, now, LANE_CHUNK)
+    def _next_chunk(self) -> list[OutboxItem] | None:
+        while self._chunks:
+            chunk = self._chunks.popleft()
+            if chunk[0].device_id not in self._in_flight:
+                return chunk
+        return None
 
-    async def _flush(self, delivered: list[int]) -> None:
-        if delivered:
+    async def _send_chunk(self, sender: EventSender, chunk: list[OutboxItem]) -> None:
+        for index, item in enumerate(chunk):
+            if index and (self._closing or sender is not self._sender or not self._health.up):
+                return
+            error = await self._attempt(sender, item)
+            if error is not None:
+                await self._failed(item, error)
+                return
+            self._delivered.append(item.seq)
+            self._report("ok")
+            log.debug(
+                "event_delivered",
+                event_uid=item.event_uid,
+                event_type=item.event_type,
+                device_id=item.device_id,
+                attempts=item.attempts + 1,
+            )
+
+    async def _attempt(self, sender: EventSender, item: OutboxItem) -> DeliveryError | None:
+        """Send one event; the failure, or None on success."""
+        try:
+            await sender.send(EncodedEvent(item.event_uid, item.payload_json))
+        except DeliveryError as err:
+            return err
+        except Exception as err:  # a sender bug must not stop delivery: retry it
+            log.exception("delivery_unexpected_error", event_uid=item.event_uid)
+            return DeliveryError(f"{type(err).__name__}: {err}", permanent=False)
+        return None
+
+    def _take_delivered(self) -> list[int]:
+        """The recorded successes, handed over (on the event loop) to be marked."""
+        delivered, self._delivered = self._delivered, []
+        return delivered
+
+    async def _flush(self) -> None:
+        """Mark the recorded successes delivered, in one transaction in a thread."""
+        delivered = self._take_delivered()
+        if not delivered:
+            return
+        self._marking.update(delivered)  # reads skip them until the mark is written
+        try:
             await asyncio.to_thread(self._store.mark_delivered_many, delivered, self._clock.now())
-            delivered.clear()
+        except StoreError:
+            self._delivered[:0] = delivered  # kept for the next try
+            raise
+        finally:
+            self._marking.difference_update(delivered)
+        log.info("events_delivered", events=len(delivered))
 
-    async def _failed(self, event: StoredEvent, err: DeliveryError) -> None:
+    def _flush_now(self, now: float) -> None:
+        """``_flush`` blocking the event loop: only when cancelled, as shutdown runs out."""
+        delivered = self._take_delivered()
+        self._store.mark_delivered_many(delivered, now)
+
+    # -- failures and the endpoint's health ------------------------------------------
+
+    def _delay_for(self, err: DeliveryError, failures: int) -> float:
+        if err.retry_after_s is not None:
+            return max(err.retry_after_s, MIN_RETRY_AFTER_S)
+        return backoff_delay(failures, self._rng)
+
+    async def _failed(self, item: OutboxItem, err: DeliveryError) -> None:
         now = self._clock.now()
         error = str(err)
         if err.permanent:
-            await asyncio.to_thread(self._store.mark_dead, event.seq, now, error)
+            await asyncio.to_thread(self._store.mark_dead, item.seq, now, error)
             self._report("permanent")
             log.warning(
                 "event_dead",
-                event_uid=event.event_uid,
-                device_id=event.device_id,
-                event_type=event.event_type,
+                event_uid=item.event_uid,
+                device_id=item.device_id,
+                event_type=item.event_type,
                 error=error,
             )
             return
-        failures = event.attempts + 1
-        if err.retry_after_s is not None:
-            delay = max(err.retry_after_s, MIN_RETRY_AFTER_S)
-        else:
-            delay = backoff_delay(failures, self._rng)
-        await asyncio.to_thread(self._store.mark_retry, event.seq, now, now + delay, error)
+        failures = item.attempts + 1
         self._report("transient")
+        health = self._health
+        if err.endpoint and not health.up:
+            # Sent before Odoo was found down: it failed only because of the outage.
+            assert health.probe_due is not None
+            self._outage_failures.add(item.seq)
+            log.debug("odoo_send_failed", event_uid=item.event_uid, error=error)
+            await asyncio.to_thread(self._store.mark_retry, item.seq, now, health.probe_due, error)
+            return
+        if err.endpoint:
+            self._went_down(now, err)  # before any await: the other lanes see it at once
+        delay = self._delay_for(err, failures)
         fields = {
-            "event_uid": event.event_uid,
-            "device_id": event.device_id,
+            "event_uid": item.event_uid,
+            "device_id": item.device_id,
             "attempts": failures,
             "retry_in_s": round(delay, 3),
             "error": error,
         }
-        if failures == FLAG_AFTER_ATTEMPTS:
+        await asyncio.to_thread(self._store.mark_retry, item.seq, now, now + delay, error)
+        if err.endpoint:
+            pass  # odoo_unavailable said it
+        elif failures == FLAG_AFTER_ATTEMPTS:
             log.error("event_flagged", **fields)
         else:
             log.warning("odoo_send_failed", **fields)
+
+    def _went_down(self, now: float, err: DeliveryError) -> None:
+        delay = self._delay_for(err, 1)
+        self._health = EndpointHealth(
+            up=False, changed_at=now, last_error=str(err), failed_probes=0, probe_due=now + delay
+        )
+        self._forget_work()
+        log.warning("odoo_unavailable", error=str(err), probe_in_s=round(delay, 3))
+
+    def _came_back(self, now: float) -> None:
+        health = self._health
+        down_s = now - health.changed_at if health.changed_at is not None else None
+        self._health = EndpointHealth(up=True, changed_at=now)
+        log.info(
+            "odoo_available",
+            down_s=None if down_s is None else round(down_s, 3),
+            failed_probes=health.failed_probes,
+        )
+
+    async def _probe_when_due(self, sender: EventSender, now: float) -> float | None:
+        """While Odoo is down: one request at a time, when the next probe is due."""
+        if self._lanes:
+            return None  # sends of before the outage are still finishing
+        health = self._health
+        assert health.probe_due is not None
+        if now < health.probe_due:
+            return health.probe_due - now
+        await self._flush()
+        item = await asyncio.to_thread(self._probe_candidate)
+        if item is None:  # nothing pending: up again as soon as there is something
+            self._came_back(now)
+            return 0.0
+        error = await self._attempt(sender, item)
+        now = self._clock.now()
+        if sender is not self._sender:
+            return 0.0
+        if error is not None and error.endpoint and not error.permanent:
+            self._report("transient")
+            health.failed_probes += 1
+            delay = self._delay_for(error, health.failed_probes + 1)
+            health.probe_due = now + delay
+            health.last_error = str(error)
+            await asyncio.to_thread(self._store.mark_retry, item.seq, now, now + delay, str(error))
+            self._outage_failures.add(item.seq)
+            log.debug("odoo_probe_failed", error=str(error), probe_in_s=round(delay, 3))
+            return delay
+        self._came_back(now)
+        outage_failures, self._outage_failures = self._outage_failures, set()
+        outage_failures.discard(item.seq)
+        if error is None:
+            self._delivered.append(item.seq)
+            self._report("ok")
+            await self._flush()
+        await asyncio.to_thread(self._store.make_due, outage_failures, now)
+        if error is not None:
+            await self._failed(item, error)
+        return 0.0
+
+    def _probe_candidate(self) -> OutboxItem | None:
+        """In a thread: the most overdue device's oldest pending event, due or not."""
+        devices, _ = self._store.due_devices(float("inf"))
+        for chunk in self._store.pending_chunks(devices[:1], float("inf"), 1):
+            return chunk[0]
+        return None
 
     def _report(self, result: str) -> None:
         if self._on_result is None:
@@ -340,7 +569,7 @@ class DeliveryWorker:
     # -- shutdown and sender lifetime ----------------------------------------------
 
     async def _drain(self) -> None:
-        tasks = [task for task, _ in self._in_flight.values()]
+        tasks = list(self._lanes)
         if not tasks:
             return
         _, late = await asyncio.wait(tasks, timeout=self._shutdown_grace_s)

@@ -78,6 +78,16 @@ class Metrics:
             "Feed batches a slow view (board, state out) missed since start (never the pipeline).",
             registry=self.registry,
         )
+        self.odoo_up = Gauge(
+            "iot_bridge_odoo_up",
+            "1 while the Odoo endpoint answers (0 when it is down or not configured).",
+            registry=self.registry,
+        )
+        self.odoo_changed = Gauge(
+            "iot_bridge_odoo_state_changed_timestamp_seconds",
+            "Unix time the Odoo endpoint last went down or came back (0: never).",
+            registry=self.registry,
+        )
         for result in ("ok", "transient", "permanent"):
             self.deliveries.labels(result=result)
         self._refreshers: list[Callable[[], None]] = []

@@ -163,6 +163,18 @@ class StoredEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """What delivery needs of one pending event: its EVENT object as stored JSON text."""
+
+    seq: int
+    event_uid: str
+    device_id: str
+    event_type: str
+    attempts: int
+    payload_json: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class OutboxStats:
     """Counts for /health and /metrics."""
 
@@ -182,14 +194,20 @@ class DeliveryQueue(Protocol):
         """Every pending event due now (after the sender changed)."""
         ...
 
-    def poll(
-        self, now: float, limit: int, exclude_devices: Collection[str] = ()
-    ) -> tuple[list[StoredEvent], float | None]:
-        """The heads due now, and when to look again for the others."""
+    def due_devices(
+        self, now: float, exclude_devices: Collection[str] = ()
+    ) -> tuple[list[str], float | None]:
+        """Devices whose oldest pending event is due, most overdue first; when the next is."""
         ...
 
-    def pending_for_device(self, device_id: str, now: float, limit: int) -> list[StoredEvent]:
-        """A device's oldest pending events in order, up to the first one not yet due."""
+    def pending_chunks(
+        self, device_ids: Sequence[str], now: float, limit: int
+    ) -> list[list[OutboxItem]]:
+        """Each device's oldest pending events in order, up to the first not yet due."""
+        ...
+
+    def make_due(self, seqs: Collection[int], now: float) -> None:
+        """These pending events are due at ``now``."""
         ...
 
     def mark_delivered_many(self, seqs: Collection[int], now: float) -> None:

@@ -8,6 +8,7 @@ changes anything.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from iot_bridge.domain.events import iso_utc
@@ -15,6 +16,7 @@ from iot_bridge.errors import StoreError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.broker_link import BrokerLink
 from iot_bridge.service.config_use_case import ConfigUseCase
+from iot_bridge.service.delivery import EndpointHealth
 from iot_bridge.service.feed import Feed
 from iot_bridge.service.metrics import Metrics
 from iot_bridge.service.pipeline import Pipeline
@@ -35,7 +37,10 @@ class StatusQueries:
         outbox: Outbox,
         metrics: Metrics,
         feed: Feed,
+        endpoint: Callable[[], EndpointHealth],
     ) -> None:
+        """``endpoint`` gives the Odoo endpoint's health as delivery sees it."""
+        self._endpoint = endpoint
         self._pipeline = pipeline
         self._feed = feed
         self._link = link
@@ -58,6 +63,10 @@ class StatusQueries:
         else:
             outbox = {"pending": stats.pending, "dead": stats.dead, "flagged": stats.flagged}
             failing = stats.flagged > 0 or stats.dead > 0
+        endpoint = self._endpoint()
+        configured = self._configs.odoo_configured
+        odoo_down = configured and not endpoint.up
+        failing = failing or odoo_down
         return {
             "status": "ok" if connected and not failing else "degraded",
             "devices": len(self._pipeline.ingestor.device_ids),
@@ -71,7 +80,12 @@ class StatusQueries:
                 "last_error": None if connected else source.last_error,
             },
             "outbox": outbox,
-            "odoo": {"configured": self._configs.odoo_configured},
+            "odoo": {
+                "configured": configured,
+                "available": endpoint.up if configured else None,
+                "since": iso_utc(endpoint.changed_at) if endpoint.changed_at else None,
+                "last_error": endpoint.last_error if odoo_down else None,
+            },
         }
 
     def devices(self) -> list[dict[str, Any]]:
@@ -123,6 +137,9 @@ class StatusQueries:
         metrics = self._metrics
         metrics.mqtt_connected.set(1 if self._link.source.connected else 0)
         metrics.feed_dropped.set(self._feed.dropped)
+        endpoint = self._endpoint()
+        metrics.odoo_up.set(1 if self._configs.odoo_configured and endpoint.up else 0)
+        metrics.odoo_changed.set(endpoint.changed_at or 0.0)
         try:
             stats = self._outbox.outbox_stats(self._pipeline.now())
         except StoreError as err:  # /metrics keeps answering; the gauges keep their last values

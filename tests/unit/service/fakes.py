@@ -23,6 +23,7 @@ from iot_bridge.service.ports import (
     EventSender,
     LastWill,
     MessageSource,
+    OutboxItem,
     OutboxStats,
     SourceMessage,
     StoredEvent,
@@ -234,15 +235,20 @@ class FakeOutbox:
         """No delivery in these tests."""
         return 0
 
-    def poll(
-        self, now: float, limit: int, exclude_devices: Collection[str] = ()
-    ) -> tuple[list[StoredEvent], float | None]:
+    def due_devices(
+        self, now: float, exclude_devices: Collection[str] = ()
+    ) -> tuple[list[str], float | None]:
         """Nothing to deliver (local-only)."""
         return [], None
 
-    def pending_for_device(self, device_id: str, now: float, limit: int) -> list[StoredEvent]:
+    def pending_chunks(
+        self, device_ids: Sequence[str], now: float, limit: int
+    ) -> list[list[OutboxItem]]:
         """Nothing to deliver."""
         return []
+
+    def make_due(self, seqs: Collection[int], now: float) -> None:
+        """Unused."""
 
     def mark_delivered_many(self, seqs: Collection[int], now: float) -> None:
         """Unused."""

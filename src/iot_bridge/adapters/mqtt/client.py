@@ -73,6 +73,7 @@ def _validated_filters(filters: Iterable[str]) -> frozenset[str]:
 # A connection that lasted this long resets the reconnect backoff; one that
 # drops sooner (session takeover, a broker closing on SUBSCRIBE) keeps backing off.
 STABLE_S = 30.0
+SUBSCRIBE_BATCH = 1000  # topic filters per SUBSCRIBE packet (about 50 KB)
 
 
 class MqttClient:
@@ -494,14 +495,21 @@ class MqttClient:
     async def _apply_subscriptions(
         self, connection: MqttConnection, *, subscribe: list[str], unsubscribe: list[str]
     ) -> None:
-        if subscribe:
+        # In batches: one SUBSCRIBE of 20,000 filters (10,000 devices) is about 1 MB,
+        # more than many brokers take in one packet (EMQX's default limit is 1 MB).
+        # All batches go out at once; then their SUBACKs are awaited.
+        pending = []
+        for start in range(0, len(subscribe), SUBSCRIBE_BATCH):
+            batch = subscribe[start : start + SUBSCRIBE_BATCH]
             packet_id, reply = connection.new_request()
             connection.send(
-                mqtt5.SubscribePacket(packet_id, [_subscription_filter(f) for f in subscribe])
+                mqtt5.SubscribePacket(packet_id, [_subscription_filter(f) for f in batch])
             )
+            pending.append((batch, packet_id, reply))
+        for batch, packet_id, reply in pending:
             suback = await self._await_reply(connection, packet_id, reply, "SUBACK")
             assert isinstance(suback, mqtt5.SubAckPacket)
-            for pattern, code in zip(subscribe, suback.reason_codes, strict=False):
+            for pattern, code in zip(batch, suback.reason_codes, strict=False):
                 if reason_value(code) >= _FAILURE:
                     log.warning(
                         "mqtt_subscribe_refused",
@@ -511,11 +519,15 @@ class MqttClient:
                     )
                 else:
                     self._session_filters.add(pattern)
-        if unsubscribe:
+        requests = []
+        for start in range(0, len(unsubscribe), SUBSCRIBE_BATCH):
+            batch = unsubscribe[start : start + SUBSCRIBE_BATCH]
             packet_id, reply = connection.new_request()
-            connection.send(mqtt5.UnsubscribePacket(packet_id, unsubscribe))
+            connection.send(mqtt5.UnsubscribePacket(packet_id, batch))
+            requests.append((batch, packet_id, reply))
+        for batch, packet_id, reply in requests:
             await self._await_reply(connection, packet_id, reply, "UNSUBACK")
-            self._session_filters.difference_update(unsubscribe)
+            self._session_filters.difference_update(batch)
 
     async def _await_reply(
         self,

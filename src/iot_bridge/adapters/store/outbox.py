@@ -16,7 +16,7 @@ from iot_bridge.adapters.store.database import Database, Row
 from iot_bridge.domain.events import Event
 from iot_bridge.errors import StoreError
 from iot_bridge.logs import get_logger
-from iot_bridge.service.ports import FLAG_AFTER_ATTEMPTS, OutboxStats, StoredEvent
+from iot_bridge.service.ports import FLAG_AFTER_ATTEMPTS, OutboxItem, OutboxStats, StoredEvent
 
 log = get_logger(__name__)
 
@@ -217,6 +217,74 @@ class OutboxQueries:
                 break
             result.append(event)
         return result
+
+    def due_devices(
+        self, now: float, exclude_devices: Collection[str] = ()
+    ) -> tuple[list[str], float | None]:
+        """Devices whose oldest pending event is due by ``now``, most overdue first,
+        and the earliest ``next_attempt_at`` of the other devices' oldest pending events.
+
+        One skip-scan over the pending index (one probe per device), for the
+        delivery loop to work through before it looks again.
+        """
+        rows = self._db.query(
+            "due_devices",
+            f"{_HEADS} SELECT e.device_id, e.next_attempt_at FROM heads"  # noqa: S608
+            " JOIN events e ON e.seq = heads.seq ORDER BY e.next_attempt_at, e.seq",
+        )
+        excluded = set(exclude_devices)
+        due: list[str] = []
+        later: float | None = None
+        for device_id, next_attempt_at in rows:
+            if device_id in excluded:
+                continue
+            if next_attempt_at <= now:
+                due.append(device_id)
+            elif later is None:
+                later = float(next_attempt_at)  # rows are ordered: the first is the earliest
+        return due, later
+
+    def pending_chunks(
+        self, device_ids: Sequence[str], now: float, limit: int
+    ) -> list[list[OutboxItem]]:
+        """For each device, its oldest pending events in order (at most ``limit``), up to
+        the first one not yet due; devices with nothing due are left out.
+        """
+        sql = (
+            "SELECT seq, event_uid, device_id, event_type, attempts, payload, next_attempt_at"
+            " FROM events WHERE status = 'pending' AND device_id = ? ORDER BY seq LIMIT ?"
+        )
+        chunks: list[list[OutboxItem]] = []
+        for device_id in device_ids:
+            chunk: list[OutboxItem] = []
+            for row in self._db.query("pending_chunks", sql, (device_id, limit)):
+                if row[6] > now:
+                    break
+                payload = row[5]
+                chunk.append(
+                    OutboxItem(
+                        row[0],
+                        row[1],
+                        row[2],
+                        row[3],
+                        row[4],
+                        payload.encode() if isinstance(payload, str) else bytes(payload),
+                    )
+                )
+            if chunk:
+                chunks.append(chunk)
+        return chunks
+
+    def make_due(self, seqs: Collection[int], now: float) -> None:
+        """Make these pending events due at ``now`` (Odoo is back: no reason to wait)."""
+        if not seqs:
+            return
+        with self._db.write("make_due") as conn:
+            conn.executemany(
+                "UPDATE events SET next_attempt_at = ? WHERE seq = ? AND status = 'pending'"
+                " AND next_attempt_at > ?",
+                [(now, seq, now) for seq in seqs],
+            )
 
     def mark_delivered(self, seq: int, now: float) -> None:
         """Odoo accepted the event."""
