@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from iot_bridge.errors import ConfigError, StoreError
@@ -107,6 +109,24 @@ async def test_a_broker_switch_keeps_the_outbox_and_the_sessions() -> None:
     assert detector.session_id == session
     assert rig.outbox.events[: len(events)] == events
     await rig.stop()
+
+
+async def test_a_stop_right_after_a_broker_switch_ends_the_run() -> None:
+    """A stop while the pipeline still waits for the replaced source's receive to end stops it."""
+    rig = await Rig(config("mill")).start()
+    old = rig.source
+    old.hold_cancel = asyncio.Event()
+    await rig.until(lambda: old.receiving, "the pipeline receiving from the first source")
+    await rig.bridge.configs.apply(config("mill", broker="broker-b"))
+    await rig.until(old.receive_cancelled.is_set, "the switch cancelling that receive")
+    pipeline = next(task for task in asyncio.all_tasks() if task.get_name() == "pipeline")
+    rig.bridge.stop()
+    await rig.until(pipeline.cancelling, "the stop cancelling the pipeline")
+    old.hold_cancel.set()  # the old receive ends only now, after the stop's cancel
+    async with asyncio.timeout(5.0):  # a deadline for the failure, not a timing bound
+        await rig.stop()
+    assert pipeline.cancelled()
+    assert old.closed and rig.source.closed
 
 
 async def test_a_slow_feed_subscriber_does_not_slow_the_pipeline() -> None:
