@@ -196,8 +196,8 @@ class Bridge:
                 await _bounded("delivery_close", self.delivery.close())
                 await _bounded("mqtt_close", self.link.close())
         except BaseExceptionGroup as failed:
-            await self.delivery.close()
-            await self.link.close()
+            await _bounded("delivery_close", self.delivery.close())
+            await _bounded("mqtt_close", self.link.close())
             errors = [e for e in failed.exceptions if not isinstance(e, asyncio.CancelledError)]
             raise (self._fatal or errors[0]) from None
         if self._fatal is not None:
