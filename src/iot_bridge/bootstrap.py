@@ -32,7 +32,7 @@ from iot_bridge.config.shard import Shard
 from iot_bridge.config.sources import DataDirConfigRepository, EnvSettings, load_active_config
 from iot_bridge.entrypoints.http_api import create_app
 from iot_bridge.errors import BridgeError
-from iot_bridge.logs import get_logger
+from iot_bridge.logs import get_logger, task_stack
 from iot_bridge.service.board import Board, BoardService, stored_session_events
 from iot_bridge.service.bridge import Bridge
 from iot_bridge.service.machines import IngestorDirectory
@@ -46,6 +46,19 @@ SHUTDOWN_STEP_TIMEOUT_S = 10.0
 
 
 DATE_HEADER_REFRESH_S = 1.0
+
+
+def log_task_dump() -> None:
+    """Log every asyncio task and where it waits (``task_dump``); the SIGUSR1 handler.
+
+    For a process that does not stop or answer: ``kill -USR1 <pid>`` shows which
+    await each task of the bridge is stuck on, without stopping it.
+    """
+    tasks = [
+        {"name": task.get_name(), "done": task.done(), "stack": task_stack(task)}
+        for task in asyncio.all_tasks()
+    ]
+    log.warning("task_dump", tasks=sorted(tasks, key=lambda t: str(t["name"])))
 
 
 class _Server(uvicorn.Server):
@@ -230,6 +243,8 @@ async def serve(
     signals = (signal.SIGINT, signal.SIGTERM) if install_signal_handlers else ()
     for sig in signals:  # before start: a SIGTERM during start-up is a clean stop too
         loop.add_signal_handler(sig, bridge.stop)
+    if install_signal_handlers:
+        loop.add_signal_handler(signal.SIGUSR1, log_task_dump)
     server_task: asyncio.Task[None] | None = None
     try:
         await bridge.start()
@@ -250,6 +265,6 @@ async def serve(
                 log.error("http_server_failed", error=str(err))
         await bridge.close()
         sock.close()
-        for sig in signals:
+        for sig in (*signals, signal.SIGUSR1) if install_signal_handlers else ():
             loop.remove_signal_handler(sig)
         log.info("bridge_stopped")

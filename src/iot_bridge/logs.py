@@ -7,6 +7,7 @@ device_id=..., from_state=..., to_state=...)``. Secrets never go into fields;
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -16,6 +17,15 @@ from typing import Any, TextIO
 import structlog
 
 from iot_bridge.errors import ConfigError, ConfigIssue
+
+
+def task_stack(task: asyncio.Task[Any], limit: int = 12) -> list[str]:
+    """Where ``task`` waits: ``file:line function`` of its await chain, outermost first."""
+    return [
+        f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}"
+        for frame in task.get_stack(limit=limit)
+    ]
+
 
 _SECRET_KEYS = ("password", "api_key", "token", "authorization", "secret")
 

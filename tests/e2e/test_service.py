@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -210,6 +211,22 @@ def test_pushed_config_survives_restart_and_corrupt_file_is_moved_aside(
     moved = list(bridge.data_dir.glob("config-active.yaml.bad-*"))
     assert len(moved) == 1 and moved[0].read_bytes() == b"\x00\xff garbage: ["
     assert bridge.log_events("config_persisted_invalid")
+
+
+def test_sigusr1_logs_every_task_and_keeps_running(
+    mosquitto_factory, bridge_factory, tmp_path: Path
+) -> None:
+    """SIGUSR1 logs task_dump (each task with where it waits); the bridge keeps serving."""
+    broker = mosquitto_factory()
+    bridge = _mill_bridge(broker, bridge_factory, tmp_path)
+    assert bridge.process is not None
+    bridge.process.send_signal(signal.SIGUSR1)
+    dump = wait_until(lambda: bridge.log_events("task_dump"))[0]
+    tasks = {task["name"]: task for task in dump["tasks"]}
+    assert {"pipeline", "delivery", "mqtt", "http"} <= tasks.keys()
+    assert any("pipeline.py" in frame for frame in tasks["pipeline"]["stack"])
+    assert bridge.health()["status"]
+    assert bridge.stop() == 0
 
 
 def test_kill_9_mid_session_resumes_the_same_session(

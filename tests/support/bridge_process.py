@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -150,9 +151,15 @@ class BridgeProcess:
         try:
             return self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            # Where it hangs: SIGUSR1 makes the bridge log every task's stack (task_dump).
+            self.process.send_signal(signal.SIGUSR1)
+            with contextlib.suppress(AssertionError):
+                wait_until(lambda: bool(self.log_events("task_dump")), timeout_s=5.0)
             self.process.kill()
             self.process.wait()
-            raise AssertionError(f"bridge did not stop on SIGTERM within {timeout_s} s") from None
+            raise AssertionError(
+                f"bridge did not stop on SIGTERM within {timeout_s} s:\n{self.log()[-20000:]}"
+            ) from None
 
     def kill(self) -> None:
         """SIGKILL, as a crash."""

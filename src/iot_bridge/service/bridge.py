@@ -24,7 +24,7 @@ from typing import Any
 
 from iot_bridge.config.sources import EnvSettings, LoadedConfig, effective_mqtt, effective_odoo
 from iot_bridge.errors import StoreError
-from iot_bridge.logs import get_logger
+from iot_bridge.logs import get_logger, task_stack
 from iot_bridge.service.broker_link import BrokerLink
 from iot_bridge.service.config_use_case import ConfigUseCase
 from iot_bridge.service.delivery import DeliveryWorker
@@ -45,7 +45,41 @@ from iot_bridge.service.status import StatusQueries
 log = get_logger(__name__)
 
 PRUNE_INTERVAL_S = 3600.0
+# Each step of the stop (the cancelled tasks, each closer, delivery, the MQTT link)
+# gets this long; past it the step is logged with where it waits, and the stop goes on.
+SHUTDOWN_STEP_TIMEOUT_S = 5.0
+SHUTDOWN_CANCEL_ROUNDS = 3
 TaskFactory = Callable[[], Coroutine[Any, Any, None]]
+
+
+async def _finish_cancelled(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for cancelled tasks, bounded; one that ignores its cancel is logged and cancelled again.
+
+    A task that swallows its cancel would otherwise keep the TaskGroup, and the
+    process, from ever ending.
+    """
+    pending = {task for task in tasks if not task.done()}
+    for _ in range(SHUTDOWN_CANCEL_ROUNDS):
+        if not pending:
+            return
+        _, pending = await asyncio.wait(pending, timeout=SHUTDOWN_STEP_TIMEOUT_S)
+        for task in pending:
+            log.error(
+                "shutdown_task_stuck",
+                task=task.get_name(),
+                seconds=SHUTDOWN_STEP_TIMEOUT_S,
+                stack=task_stack(task),
+            )
+            task.cancel()
+
+
+async def _bounded(step: str, awaitable: Coroutine[Any, Any, None]) -> None:
+    """Await one shutdown step for at most ``SHUTDOWN_STEP_TIMEOUT_S``; log when it takes longer."""
+    try:
+        async with asyncio.timeout(SHUTDOWN_STEP_TIMEOUT_S):
+            await awaitable
+    except TimeoutError:
+        log.error("shutdown_step_timeout", step=step, seconds=SHUTDOWN_STEP_TIMEOUT_S)
 
 
 class Bridge:
@@ -159,12 +193,13 @@ class Bridge:
                 async with self.pipeline.lock:
                     for task in workers:
                         task.cancel()
+                await _finish_cancelled(workers)
                 await self._run_closers()
-                await self.delivery.close()
-                await self.link.close()
+                await _bounded("delivery_close", self.delivery.close())
+                await _bounded("mqtt_close", self.link.close())
         except BaseExceptionGroup as failed:
-            await self.delivery.close()
-            await self.link.close()
+            await _bounded("delivery_close", self.delivery.close())
+            await _bounded("mqtt_close", self.link.close())
             errors = [e for e in failed.exceptions if not isinstance(e, asyncio.CancelledError)]
             raise (self._fatal or errors[0]) from None
         if self._fatal is not None:
@@ -191,7 +226,7 @@ class Bridge:
     async def _run_closers(self) -> None:
         for closer in self._closers:
             try:
-                await closer()
+                await _bounded("closer", closer())
             except Exception:  # a view's goodbye must not block the shutdown
                 log.exception("closer_failed")
 

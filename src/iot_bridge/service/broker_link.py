@@ -10,12 +10,11 @@ pipeline's lock (a hung TLS peer can take long).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 
 from iot_bridge.config.model import MqttSection
 from iot_bridge.errors import MqttError
-from iot_bridge.logs import get_logger
+from iot_bridge.logs import get_logger, task_stack
 from iot_bridge.service.ports import LastWill, MessageSource, MessageSourceFactory
 
 log = get_logger(__name__)
@@ -81,7 +80,9 @@ class BrokerLink:
             self._closed = True
             await self._retire(self.source)
         if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+            _, late = await asyncio.wait(self._closing, timeout=CLOSE_TIMEOUT_S * 2)
+            for closing in late:
+                log.error("mqtt_close_stuck", task=closing.get_name(), stack=task_stack(closing))
 
     def _run(self, source: MessageSource) -> None:
         assert self._group is not None
@@ -95,8 +96,10 @@ class BrokerLink:
         task = self._runs.pop(id(source), None)
         if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # Not ``await task``: its CancelledError would hide a cancel of ours.
+            _, late = await asyncio.wait({task}, timeout=CLOSE_TIMEOUT_S)
+            if late:
+                log.error("mqtt_task_stuck", broker=source.broker, stack=task_stack(task))
 
     async def _serve(self, source: MessageSource) -> None:
         # The source reconnects forever by itself; its run() ending while it is

@@ -13,7 +13,6 @@ Ports are called once per batch: ``MessageSource.receive_batch`` and ``ack``,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -121,17 +120,20 @@ class Pipeline:
         receive = asyncio.ensure_future(source.receive_batch(BATCH_MAX_MESSAGES))
         switch = asyncio.ensure_future(switched.wait())
         try:
-            done, _ = await asyncio.wait(
+            await asyncio.wait(
                 {receive, switch}, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED
             )
+            if not receive.done():
+                receive.cancel()
+                # Not ``await receive``: its CancelledError would hide a cancel of this
+                # task (the stop), and the pipeline would spin on a closed source.
+                await asyncio.wait({receive})
         finally:
             switch.cancel()
-        if receive in done:
-            return receive.result()
-        receive.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await receive
-        return []
+            receive.cancel()  # stopped while waiting: no receive left behind
+        if receive.cancelled():
+            return []
+        return receive.result()  # a batch taken just before the cancel is not dropped
 
     def _unseen(self, batch: Sequence[SourceMessage]) -> tuple[list[SourceMessage], list[int]]:
         fresh, fingerprints = split_redelivered(batch, self._committed)

@@ -114,6 +114,10 @@ class FakeSource:
         self.protocol: str | None = "5"
         self.acked: list[int] = []
         self.will: LastWill | None = None
+        self.receiving = 0  # receive_batch calls so far
+        self.receive_cancelled = asyncio.Event()
+        # Set by a test: a cancelled receive ends only once this is set (a slow cleanup).
+        self.hold_cancel: asyncio.Event | None = None
         self._batches: asyncio.Queue[list[FakeMessage]] = asyncio.Queue()
         self._stop = asyncio.Event()
 
@@ -136,8 +140,17 @@ class FakeSource:
         await self._stop.wait()
 
     async def receive_batch(self, max_messages: int) -> Sequence[SourceMessage]:
-        """The next pushed batch."""
-        return await self._batches.get()
+        """The next pushed batch; ``[]`` at once when closed (as the MQTT client)."""
+        self.receiving += 1
+        try:
+            if self.closed and self._batches.empty():
+                return []
+            return await self._batches.get()
+        except asyncio.CancelledError:
+            self.receive_cancelled.set()
+            if self.hold_cancel is not None:
+                await self.hold_cancel.wait()
+            raise
 
     def ack(self, messages: Iterable[SourceMessage]) -> int:
         """Record the packet ids, in order."""
@@ -151,9 +164,10 @@ class FakeSource:
         self.wanted = frozenset(filters)
 
     async def close(self) -> None:
-        """End ``run``."""
+        """End ``run``; a waiting ``receive_batch`` returns ``[]``."""
         self.closed = True
         self._stop.set()
+        self._batches.put_nowait([])
 
 
 @dataclass

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
+from structlog.testing import capture_logs
 
 from iot_bridge.errors import ConfigError, StoreError
+from iot_bridge.service import bridge as bridge_module
 from iot_bridge.service.feed import FeedBatch
 from tests.unit.service.fakes import FakeOutbox, Rig, config, shelly
 
@@ -107,6 +111,52 @@ async def test_a_broker_switch_keeps_the_outbox_and_the_sessions() -> None:
     assert detector.session_id == session
     assert rig.outbox.events[: len(events)] == events
     await rig.stop()
+
+
+async def test_a_stop_right_after_a_broker_switch_ends_the_run() -> None:
+    """A stop while the pipeline still waits for the replaced source's receive to end stops it."""
+    rig = await Rig(config("mill")).start()
+    old = rig.source
+    old.hold_cancel = asyncio.Event()
+    await rig.until(lambda: old.receiving, "the pipeline receiving from the first source")
+    await rig.bridge.configs.apply(config("mill", broker="broker-b"))
+    await rig.until(old.receive_cancelled.is_set, "the switch cancelling that receive")
+    pipeline = next(task for task in asyncio.all_tasks() if task.get_name() == "pipeline")
+    rig.bridge.stop()
+    await rig.until(pipeline.cancelling, "the stop cancelling the pipeline")
+    old.hold_cancel.set()  # the old receive ends only now, after the stop's cancel
+    async with asyncio.timeout(5.0):  # a deadline for the failure, not a timing bound
+        await rig.stop()
+    assert pipeline.cancelled()
+    assert old.closed and rig.source.closed
+
+
+async def test_a_task_that_swallows_its_cancel_is_logged_and_cancelled_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The stop does not wait forever for a task that ignores a cancel: logged, cancelled again."""
+    monkeypatch.setattr(bridge_module, "SHUTDOWN_STEP_TIMEOUT_S", 0.01)
+    started, swallowed = asyncio.Event(), asyncio.Event()
+
+    async def stubborn() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            swallowed.set()
+        await asyncio.Event().wait()  # only a second cancel ends it
+
+    rig = Rig(config("mill"))
+    rig.bridge.add_task("stubborn", stubborn)
+    await rig.start()
+    await rig.until(started.is_set, "the stubborn task running")
+    with capture_logs() as logs:
+        async with asyncio.timeout(5.0):  # a deadline for the failure, not a timing bound
+            await rig.stop()
+    assert swallowed.is_set()
+    stuck = [entry for entry in logs if entry["event"] == "shutdown_task_stuck"]
+    assert [entry["task"] for entry in stuck] == ["stubborn"]
+    assert any("stubborn" in frame for frame in stuck[0]["stack"])
 
 
 async def test_a_slow_feed_subscriber_does_not_slow_the_pipeline() -> None:
