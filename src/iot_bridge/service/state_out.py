@@ -193,7 +193,7 @@ class StateOut:
         """Follow the feed and publish until cancelled (the bridge's task ``state-out``)."""
         while True:
             try:
-                batch = await self._next_batch(self._wait_s())
+                batch = await self._next_batch(self.wait_s())
                 while batch is not None:
                     self.apply(batch)
                     batch = self._subscription.get_nowait()
@@ -225,8 +225,13 @@ class StateOut:
         except TimeoutError:
             return None
 
-    def _wait_s(self) -> float:
-        if not self._power_dirty:
+    def wait_s(self) -> float:
+        """How long ``run`` may sleep: until the next power update is due, at most ``poll_s``.
+
+        Nothing is due while nothing can be published (state out off, or the
+        client disconnected: the next connect publishes everything anyway).
+        """
+        if not self._power_dirty or self._section is None or not self._client().connected:
             return self._poll_s
         now = self._clock()
         due = min(
@@ -273,6 +278,8 @@ class StateOut:
         await self._send_clears(client)
         section = self._section
         if section is None:
+            self._urgent.clear()  # nothing to publish them to
+            self._power_dirty.clear()
             return
         synced = (id(client), client.connection_count)
         if synced != self._synced:

@@ -16,7 +16,7 @@ from iot_bridge.domain.session_config import SessionConfig
 from iot_bridge.errors import MqttError
 from iot_bridge.service.board import MachineStatus
 from iot_bridge.service.feed import Feed, FeedBatch, ReadingAccepted, StateChanged
-from iot_bridge.service.state_out import POWER_INTERVAL_S, StateOut, state_out_will
+from iot_bridge.service.state_out import POLL_S, POWER_INTERVAL_S, StateOut, state_out_will
 
 STATE_KEYS = {
     "device_id",
@@ -132,6 +132,30 @@ async def test_nothing_is_published_when_state_out_is_off() -> None:
             == []
         )
         assert state_out_will(config) is None
+
+
+async def test_readings_while_state_out_is_off_never_make_it_spin() -> None:
+    """Off: readings are forgotten and the loop sleeps ``poll_s`` (it once woke at once, forever)."""
+    rig = Rig(parse_config({}), "cnc")
+    reading = FeedBatch(ts=100.0, readings=(ReadingAccepted("cnc", 100.0, 1.0),))
+    assert await rig.step(reading) == []
+    rig.clock += 60.0
+    assert rig.state_out.wait_s() == POLL_S
+    rig.state_out.apply(reading)
+    assert rig.state_out.wait_s() == POLL_S  # not due, whatever the clock says
+
+
+async def test_readings_while_disconnected_wait_for_the_connect_not_for_the_clock() -> None:
+    """Disconnected with power updates pending: the loop sleeps ``poll_s``, not 0."""
+    rig = Rig(_config("cnc"), "cnc")
+    await rig.step()  # the sync
+    rig.publisher.connected = False
+    rig.clock += 60.0
+    rig.state_out.apply(FeedBatch(ts=rig.clock, readings=(ReadingAccepted("cnc", rig.clock, 1.0),)))
+    assert await rig.step() == []
+    assert rig.state_out.wait_s() == POLL_S
+    rig.publisher.connected = True
+    assert rig.state_out.wait_s() == 0.0  # due at once now that it can be sent
 
 
 async def test_the_first_connect_publishes_availability_discovery_and_states_retained() -> None:
