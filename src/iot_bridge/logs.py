@@ -14,9 +14,31 @@ import time
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
-import structlog
-
 from iot_bridge.errors import ConfigError, ConfigIssue
+
+
+def _import_structlog_without_rich() -> None:
+    """Import structlog without letting it import rich (and pygments), if not yet imported.
+
+    ``structlog.dev`` imports rich whenever it is installed (it is: the demo
+    draws with it), only for tracebacks drawn with colours, which the bridge
+    never uses: ``format_exc_info`` turns exceptions into text first. That
+    import was a sixth of an idle bridge's memory. With rich hidden while
+    structlog loads, structlog uses its plain traceback formatter; rich stays
+    importable afterwards (the demo imports it itself).
+    """
+    if "structlog" in sys.modules or "rich" in sys.modules:
+        return
+    sys.modules["rich"] = None  # type: ignore[assignment]  # makes `import rich` fail
+    try:
+        import structlog  # noqa: F401, PLC0415
+    finally:
+        del sys.modules["rich"]
+
+
+_import_structlog_without_rich()
+
+import structlog  # noqa: E402
 
 
 def task_stack(task: asyncio.Task[Any], limit: int = 12) -> list[str]:
