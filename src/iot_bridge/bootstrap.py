@@ -236,7 +236,13 @@ async def serve(
     app = create_app(bridge, api_token=options.env.api_token, board=board)
     server = _Server(
         uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            # No WebSocket route: uvicorn would load the websockets package (2.4 MiB) for none.
+            ws="none",
+            timeout_graceful_shutdown=5,
         )
     )
     loop = asyncio.get_running_loop()
