@@ -39,7 +39,7 @@ def _escape(text: str) -> str:
 
 def _label_value(text: str) -> str:
     """Label value escaping: backslash, newline and double quote."""
-    return _escape(text).replace('"', r'\"')
+    return _escape(text).replace('"', r"\"")
 
 
 def _labels(names: tuple[str, ...], values: tuple[str, ...]) -> str:
