@@ -20,12 +20,12 @@ import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from iot_bridge.adapters.clock import SystemClock
 from iot_bridge.adapters.mqtt import MqttClient, MqttSettings, WillMessage
-from iot_bridge.adapters.odoo import OdooSender
 from iot_bridge.adapters.store import EventStore
 from iot_bridge.config.model import MqttSection, OdooSection
 from iot_bridge.config.shard import Shard
@@ -39,6 +39,9 @@ from iot_bridge.service.machines import IngestorDirectory
 from iot_bridge.service.pipeline import RECEIVE_MAXIMUM
 from iot_bridge.service.ports import LastWill
 from iot_bridge.service.state_out import StateOut
+
+if TYPE_CHECKING:
+    from iot_bridge.adapters.odoo import OdooSender
 
 log = get_logger(__name__)
 
@@ -153,6 +156,9 @@ def odoo_sender(section: OdooSection | None) -> OdooSender | None:
     """
     if section is None:
         return None
+    # Imported here: a bridge without Odoo (local-only mode) never loads the HTTP client.
+    from iot_bridge.adapters.odoo import OdooSender  # noqa: PLC0415
+
     return OdooSender(
         base_url=section.base_url,
         database=section.database,
@@ -236,7 +242,13 @@ async def serve(
     app = create_app(bridge, api_token=options.env.api_token, board=board)
     server = _Server(
         uvicorn.Config(
-            app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5
+            app,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            # No WebSocket route: uvicorn would load the websockets package (2.4 MiB) for none.
+            ws="none",
+            timeout_graceful_shutdown=5,
         )
     )
     loop = asyncio.get_running_loop()

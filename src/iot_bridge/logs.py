@@ -14,9 +14,38 @@ import time
 from collections.abc import MutableMapping
 from typing import Any, TextIO
 
-import structlog
-
 from iot_bridge.errors import ConfigError, ConfigIssue
+
+_HIDDEN_FROM_STRUCTLOG = ("rich", "greenlet")
+
+
+def _import_structlog_without_rich() -> None:
+    """Import structlog without letting it import rich (and pygments) or greenlet.
+
+    ``structlog.dev`` imports rich whenever it is installed (it is: the demo
+    draws with it), only for tracebacks drawn with colours, which the bridge
+    never uses: ``format_exc_info`` turns exceptions into text first. That
+    import was a sixth of an idle bridge's memory. ``structlog.threadlocal``
+    imports greenlet when installed (playwright brings it), for greenlet
+    servers; the bridge runs on asyncio. With both hidden while structlog
+    loads, structlog uses its plain traceback formatter and ``threading.local``;
+    both stay importable afterwards (the demo imports rich itself).
+    """
+    if "structlog" in sys.modules:
+        return
+    hidden = [name for name in _HIDDEN_FROM_STRUCTLOG if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # makes `import <name>` fail
+    try:
+        import structlog  # noqa: F401, PLC0415
+    finally:
+        for name in hidden:
+            del sys.modules[name]
+
+
+_import_structlog_without_rich()
+
+import structlog  # noqa: E402
 
 
 def task_stack(task: asyncio.Task[Any], limit: int = 12) -> list[str]:

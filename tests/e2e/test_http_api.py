@@ -181,6 +181,64 @@ def test_events_limit_is_bounded(api_bridge: Any) -> None:
     assert bridge.get("/events", params={"limit": "x"}).status_code == 422
 
 
+def test_query_errors_keep_their_detail_shape(api_bridge: Any) -> None:
+    """Bad query parameters are 422 with ``{"detail": [...]}``: type, loc, msg, input (as before)."""
+    bridge, _ = api_bridge
+    assert bridge.get("/events", params={"limit": 0}).json() == {
+        "detail": [
+            {
+                "type": "greater_than_equal",
+                "loc": ["query", "limit"],
+                "msg": "Input should be greater than or equal to 1",
+                "input": "0",
+                "ctx": {"ge": 1},
+            }
+        ]
+    }
+    assert bridge.get("/events", params={"limit": "x"}).json()["detail"][0]["type"] == "int_parsing"
+    tuning = "/board/devices/mill/tuning"
+    reply = bridge.get(tuning, params={"bogus": "1", "standby_threshold_w": "abc"})
+    assert reply.status_code == 422
+    assert [(e["type"], e["loc"], e["input"]) for e in reply.json()["detail"]] == [
+        ("float_parsing", ["query", "standby_threshold_w"], "abc"),
+        ("extra_forbidden", ["query", "bogus"], "1"),
+    ]
+    assert bridge.get(tuning, params={"standby_threshold_w": "1"}).status_code == 200
+
+
+def test_unknown_paths_and_methods_answer_json_detail(api_bridge: Any) -> None:
+    """404 and 405 carry ``{"detail": ...}``; 405 names the allowed method; no implicit HEAD."""
+    bridge, _ = api_bridge
+    missing = httpx.get(f"{bridge.url}/nope", timeout=10)
+    assert (missing.status_code, missing.json()) == (404, {"detail": "Not Found"})
+    for method, path, allowed in (
+        ("POST", "/health", "GET"),
+        ("HEAD", "/health", "GET"),
+        ("PUT", "/config", "POST"),
+        ("GET", "/events/retry-dead", "POST"),
+    ):
+        reply = httpx.request(method, f"{bridge.url}{path}", timeout=10)
+        assert reply.status_code == 405, (method, path)
+        assert reply.headers["allow"] == allowed
+        if method != "HEAD":
+            assert reply.json() == {"detail": "Method Not Allowed"}
+
+
+def test_openapi_document_and_docs_page(api_bridge: Any) -> None:
+    """/openapi.json carries the config schema; /docs lists the operations without any CDN."""
+    bridge, _ = api_bridge
+    document = httpx.get(f"{bridge.url}/openapi.json", timeout=10).json()
+    body = document["paths"]["/config"]["post"]["requestBody"]["content"]["application/json"]
+    assert "devices" in body["schema"]["properties"]
+    assert "DeviceConfig" in document["components"]["schemas"]
+    page = httpx.get(f"{bridge.url}/docs", timeout=10)
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    assert "/events/retry-dead" in page.text
+    assert "https://" not in page.text
+    assert "<script" not in page.text
+
+
 @pytest.fixture(scope="module")
 def api_schema(api_bridge: Any) -> Any:
     bridge, _ = api_bridge

@@ -25,18 +25,25 @@ import math
 import time
 from collections.abc import AsyncIterator
 from importlib import resources
-from typing import Annotated, Any, Final
+from typing import Any, Final
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from iot_bridge.config.model import SessionConfigModel
-from iot_bridge.entrypoints.http_api import Unauthorized, get_bridge, require_token
+from iot_bridge.entrypoints.http_api import (
+    Unauthorized,
+    dump_json,
+    get_bridge,
+    query_errors,
+    require_token,
+    route,
+)
 from iot_bridge.logs import get_logger
 from iot_bridge.service.board import BoardService, StreamThrottle, machine_view
-from iot_bridge.service.bridge import Bridge
 from iot_bridge.service.feed import FeedBatch, Subscription
 from iot_bridge.service.status import StatusQueries
 from iot_bridge.service.tuning import compare, tunable_settings
@@ -63,9 +70,7 @@ _PAGE_HEADERS: Final = {
     "Cache-Control": "no-cache",
 }
 _NO_STORE: Final = {"Cache-Control": "no-store"}
-_AUTH: Final[dict[int | str, dict[str, Any]]] = {
-    401: {"description": "Missing or wrong bearer token"}
-}
+_AUTH_NEEDED: Final = TypeAdapter(dict[str, bool])
 
 
 def _static_file(name: str) -> bytes:
@@ -119,6 +124,25 @@ class TuningQuery(BaseModel):
     start_debounce_s: float | None = None
     stop_debounce_s: float | None = None
     message_timeout_s: float | None = None
+
+
+def tuning_query(request: Request) -> TuningQuery:
+    """The query string as a ``TuningQuery``, the way FastAPI reads a query model.
+
+    Each field takes the last value given; a key that is no field goes in as
+    given (a list when repeated) for ``extra="forbid"`` to refuse. Raises
+    ``ValidationError``.
+    """
+    params = request.query_params
+    values: dict[str, Any] = {
+        name: params[name] for name in TuningQuery.model_fields if name in params
+    }
+    extras: dict[str, list[str]] = {}
+    for key, value in params.multi_items():
+        if key not in TuningQuery.model_fields:
+            extras.setdefault(key, []).append(value)
+    values.update({key: found[0] if len(found) == 1 else found for key, found in extras.items()})
+    return TuningQuery.model_validate(values, from_attributes=True)
 
 
 def require_stream_token(request: Request) -> None:
@@ -225,72 +249,68 @@ class _BoardApi:
             log.info("board_stream_closed", stream=stream_id)
 
 
-def board_router(service: BoardService) -> APIRouter:
-    """The board's routes; ``create_app`` includes them."""
-    router = APIRouter()
+def board_routes(service: BoardService) -> list[Route]:
+    """The board's routes; ``create_app`` adds them."""
     api = _BoardApi(service)
-    protected = APIRouter(dependencies=[Depends(require_token)], responses=_AUTH)
 
-    @router.get("/", include_in_schema=False)
-    async def page() -> Response:
+    async def page(_: Request) -> Response:
         """The board page (static; no data in it)."""
         return Response(
             _static_file("index.html"), media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS
         )
 
-    @router.get("/board/static/{name}", include_in_schema=False)
-    async def static(name: str) -> Response:
+    async def static(request: Request) -> Response:
         """The page's own scripts and style sheet (a fixed list)."""
+        name = request.path_params["name"]
         media_type = _STATIC.get(name)
         if media_type is None:
             return Response(status_code=404)
         return Response(_static_file(name), media_type=media_type, headers=_PAGE_HEADERS)
 
-    @router.get("/board/auth", include_in_schema=False)
-    async def auth(request: Request) -> dict[str, bool]:
+    async def auth(request: Request) -> Response:
         """Whether the board's data needs a token (so the page asks before trying)."""
-        return {"token_required": request.app.state.api_token is not None}
+        return dump_json(_AUTH_NEEDED, {"token_required": request.app.state.api_token is not None})
 
-    @protected.get("/board")
-    async def board(bridge: Annotated[Bridge, Depends(get_bridge)]) -> Response:
+    async def board(request: Request) -> Response:
         """Everything the board draws: machines with their last hour, sessions, delivery."""
-        body = orjson.dumps(await api.snapshot(bridge.status))
+        require_token(request)
+        body = orjson.dumps(await api.snapshot(get_bridge(request).status))
         return Response(body, media_type="application/json", headers=_NO_STORE)
 
-    @protected.get(
-        "/board/devices/{device_id}/tuning",
-        responses={
-            404: {"description": "No such device"},
-            422: {"description": "A proposed setting is out of range"},
-        },
-    )
-    async def tuning(device_id: str, query: Annotated[TuningQuery, Query()]) -> Response:
+    async def tuning(request: Request) -> Response:
         """The sessions the kept readings give with the current and the proposed settings.
 
         Settings not given keep their current value. Nothing on the bridge changes.
         """
-        return api.tuning(device_id, query)
+        require_token(request)
+        try:
+            query = tuning_query(request)
+        except ValidationError as err:
+            return query_errors(err)
+        return api.tuning(request.path_params["device_id"], query)
 
-    @router.get(
-        "/stream",
-        dependencies=[Depends(require_stream_token)],
-        responses={200: {"content": {"text/event-stream": {}}}, **_AUTH},
-    )
-    async def stream(bridge: Annotated[Bridge, Depends(get_bridge)]) -> Response:
+    async def stream(request: Request) -> Response:
         """Server-sent events: ``snapshot``, then ``state``, ``event``, ``reading``, ``health``.
 
         Pass the token as ``Authorization: Bearer`` or ``?token=`` (EventSource).
         """
+        require_stream_token(request)
         number = next(api.streams)
         subscription = service.subscribe_stream(f"stream-{number}", STREAM_QUEUE_BATCHES)
         return StreamingResponse(
-            api.events(subscription, f"{api.boot}-{number}", bridge.status),
+            api.events(subscription, f"{api.boot}-{number}", get_bridge(request).status),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    router.include_router(protected)
-    return router
+    return [
+        route("/", page),
+        route("/board/static/{name}", static),
+        route("/board/auth", auth),
+        route("/board", board),
+        route("/board/devices/{device_id}/tuning", tuning),
+        route("/stream", stream),
+    ]
 
 
 async def _next_batch(subscription: Subscription, timeout_s: float) -> FeedBatch | None:

@@ -1,22 +1,36 @@
-"""The HTTP API (CONTRACT section 3): a thin FastAPI layer over the bridge's service objects.
+"""The HTTP API (CONTRACT section 3): a thin Starlette layer over the bridge's service objects.
 
 Routes read through ``bridge.status`` (health, devices, events), push
 through ``bridge.configs`` (``POST /config``) and ``bridge.retry_dead``. The
-bridge is also on ``app.state.bridge`` (``Depends(get_bridge)``) for route
-modules mounted with ``app.include_router`` in ``create_app``; a route that
-needs the bearer token adds ``dependencies=[Depends(require_token)]``.
+bridge is also on ``app.state.bridge`` (``get_bridge``) for route modules
+added in ``create_app``; a route that needs the bearer token calls
+``require_token(request)`` first (``Unauthorized`` is answered 401).
+
+Starlette, not FastAPI: FastAPI doubled the idle bridge's memory for what it
+gave here (validation of two query strings and a generated OpenAPI document).
+The replies are the same as FastAPI's were: response bodies through the
+models below (``dump_json``, as FastAPI's ``response_model``), query errors
+as ``{"detail": [...]}`` (``query_errors``), 404/405 as ``{"detail": ...}``.
+``GET /openapi.json`` serves ``openapi.json`` beside this module, with the
+config schema filled in from ``BridgeConfig``; ``GET /docs`` a page listing it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-from typing import Any
+from collections.abc import Awaitable, Callable
+from html import escape
+from importlib import resources
+from typing import Annotated, Any, Final
 
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from iot_bridge.config.model import BridgeConfig
 from iot_bridge.config.parse import parse_config
@@ -123,9 +137,47 @@ class RetryDeadResponse(BaseModel):
     retried: int
 
 
-_AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorResponse, "description": "Missing or wrong bearer token"},
-}
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def route(path: str, endpoint: Endpoint, method: str = "GET") -> Route:
+    """A route answering ``method`` only (no implicit HEAD: 405, as FastAPI's routes)."""
+    made = Route(path, endpoint, methods=[method])
+    assert made.methods is not None
+    made.methods.discard("HEAD")
+    return made
+
+
+def dump_json(
+    adapter: TypeAdapter[Any], content: Any, headers: dict[str, str] | None = None
+) -> Response:
+    """``content`` validated and serialized by ``adapter``, as FastAPI's ``response_model`` does."""
+    value = adapter.validate_python(content, from_attributes=True)
+    return Response(adapter.dump_json(value), media_type="application/json", headers=headers)
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return str(value)
+
+
+def query_errors(err: ValidationError, loc: tuple[str, ...] = ("query",)) -> JSONResponse:
+    """The 422 FastAPI answers for invalid query parameters: ``{"detail": [...]}``."""
+    detail = [{**e, "loc": [*loc, *e["loc"]]} for e in err.errors(include_url=False)]
+    return JSONResponse({"detail": _jsonable(detail)}, status_code=422)
+
+
+_LIMIT: Final = TypeAdapter(Annotated[int, Field(ge=1, le=1000)])
+_HEALTH: Final = TypeAdapter(HealthResponse)
+_DEVICES: Final = TypeAdapter(list[DeviceView])
+_EVENTS: Final = TypeAdapter(list[EventView])
+_APPLIED: Final = TypeAdapter(ConfigAppliedResponse)
+_RETRIED: Final = TypeAdapter(RetryDeadResponse)
 
 
 def _error(
@@ -144,13 +196,13 @@ class Unauthorized(Exception):
 
 
 def get_bridge(request: Request) -> Bridge:
-    """FastAPI dependency: the bridge this app serves."""
+    """The bridge this app serves."""
     bridge: Bridge = request.app.state.bridge
     return bridge
 
 
 def require_token(request: Request) -> None:
-    """FastAPI dependency: raise ``Unauthorized`` unless the bearer token matches.
+    """Raise ``Unauthorized`` unless the bearer token matches.
 
     No token configured (``BRIDGE_API_TOKEN`` unset) lets every request in.
     """
@@ -165,7 +217,7 @@ def require_token(request: Request) -> None:
         raise Unauthorized
 
 
-async def _unauthorized(request: Request, _: Exception) -> JSONResponse:
+async def _unauthorized(request: Request, _: Exception) -> Response:
     log.warning(
         "request_rejected",
         reason="unauthorized",
@@ -176,47 +228,98 @@ async def _unauthorized(request: Request, _: Exception) -> JSONResponse:
     return _error(401, "missing or wrong bearer token")
 
 
+async def _http_error(_: Request, exc: Exception) -> Response:
+    """404, 405 and the like as ``{"detail": ...}`` (FastAPI's shape)."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code in (204, 304) or exc.status_code < 200:
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+class _OpenApi:
+    """``openapi.json`` beside this module, with the config schema from ``BridgeConfig``."""
+
+    def __init__(self) -> None:
+        self._body: bytes | None = None
+
+    def document(self) -> dict[str, Any]:
+        """The OpenAPI document the bridge serves."""
+        raw = (resources.files("iot_bridge.entrypoints") / "openapi.json").read_bytes()
+        document: dict[str, Any] = orjson.loads(raw)
+        schema = BridgeConfig.model_json_schema(ref_template="#/components/schemas/{model}")
+        defs = schema.pop("$defs", {})
+        body = document["paths"]["/config"]["post"]["requestBody"]
+        body["content"]["application/json"]["schema"] = _without_nulls(schema)
+        document["components"]["schemas"].update(defs)
+        return document
+
+    async def serve(self, _: Request) -> Response:
+        """``GET /openapi.json``."""
+        if self._body is None:
+            self._body = orjson.dumps(self.document())
+        return Response(self._body, media_type="application/json")
+
+    async def docs(self, _: Request) -> Response:
+        """``GET /docs``: the operations of the document, as a page (no script, no CDN)."""
+        return Response(docs_page(self.document()), media_type="text/html; charset=utf-8")
+
+
+def docs_page(document: dict[str, Any]) -> str:
+    """An HTML page listing ``document``'s operations, with a link to the document."""
+    rows: list[str] = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            needs_token = "401" in operation.get("responses", {})
+            codes = ", ".join(operation.get("responses", {}))
+            rows.append(
+                "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td>"
+                "<td>{}</td></tr>".format(
+                    escape(method.upper()),
+                    escape(path),
+                    "token" if needs_token else "",
+                    escape(operation.get("description") or operation.get("summary", "")),
+                    escape(codes),
+                )
+            )
+    info = document["info"]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{escape(info['title'])} API</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:.3em .6em;"
+        "border-bottom:1px solid #ddd;text-align:left;vertical-align:top}"
+        "td:nth-child(4){white-space:pre-line}</style></head><body>"
+        f"<h1>{escape(info['title'])} {escape(info['version'])}</h1>"
+        f"<p>{escape(info.get('description', ''))}</p>"
+        '<p>The full OpenAPI document: <a href="/openapi.json">/openapi.json</a> '
+        "(load it into any OpenAPI viewer). Routes marked <em>token</em> need "
+        "<code>Authorization: Bearer &lt;BRIDGE_API_TOKEN&gt;</code> when it is set.</p>"
+        "<table><tr><th>method</th><th>path</th><th>auth</th><th>what</th><th>answers</th></tr>"
+        + "".join(rows)
+        + "</table></body></html>\n"
+    )
+
+
+def _without_nulls(value: Any) -> Any:
+    """``value`` without the keys set to None (FastAPI wrote the body schema so)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
 def create_app(
     bridge: Bridge, *, api_token: str | None, board: BoardService | None = None
-) -> FastAPI:
-    """The FastAPI application serving ``bridge`` (and the live board, when given)."""
-    app = FastAPI(
-        title="iot-bridge",
-        version="0.1.0",
-        description="Smart-plug power readings in, machine-usage sessions out to Odoo.",
-    )
-    app.state.bridge = bridge
-    app.state.api_token = api_token.encode("utf-8") if api_token else None
-    app.add_exception_handler(Unauthorized, _unauthorized)
-    protected = APIRouter(dependencies=[Depends(require_token)], responses=_AUTH_RESPONSES)
-    config_schema = BridgeConfig.model_json_schema(ref_template="#/components/schemas/{model}")
-    config_defs = config_schema.pop("$defs", {})
+) -> Starlette:
+    """The application serving ``bridge`` (and the live board, when given)."""
 
-    @app.get("/health", response_model=HealthResponse)
-    async def health() -> dict[str, Any]:
+    async def health(_: Request) -> Response:
         """Liveness and readiness: 200 while the process runs; ``status`` says degraded."""
-        return await bridge.status.health()
+        return dump_json(_HEALTH, await bridge.status.health())
 
-    @protected.post(
-        "/config",
-        response_model=ConfigAppliedResponse,
-        responses={
-            413: {"model": ErrorResponse, "description": "Body over 16 MiB"},
-            503: {"model": ErrorResponse, "description": "The config could not be saved"},
-            422: {
-                "model": ErrorResponse,
-                "description": "Invalid config; every error with its path",
-            },
-        },
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": config_schema}},
-            }
-        },
-    )
-    async def post_config(request: Request) -> Any:
+    async def post_config(request: Request) -> Response:
         """Apply a config pushed by Odoo, as a whole or not at all."""
+        require_token(request)
         parsed = await _read_config(request)
         if isinstance(parsed, JSONResponse):
             return parsed
@@ -229,66 +332,68 @@ def create_app(
         except StoreError as err:
             log.error("config_persist_failed", error=str(err))
             return _error(503, f"the config could not be saved, nothing changed: {err}")
-        return {
-            "status": "success",
-            "message": "Configuration applied",
-            "devices_configured": applied.devices_configured,
-            "mqtt_reconnected": applied.mqtt_reconnected,
-            "timestamp": applied.timestamp,
-        }
+        return dump_json(
+            _APPLIED,
+            {
+                "status": "success",
+                "message": "Configuration applied",
+                "devices_configured": applied.devices_configured,
+                "mqtt_reconnected": applied.mqtt_reconnected,
+                "timestamp": applied.timestamp,
+            },
+        )
 
-    @protected.get("/config", responses={200: {"content": {"application/json": {}}}})
-    async def get_config() -> Any:
+    async def get_config(request: Request) -> Response:
         """The active config, with every secret replaced by ``***``."""
-        return bridge.configs.config.masked()
+        require_token(request)
+        return JSONResponse(bridge.configs.config.masked())
 
-    @app.get("/devices", response_model=list[DeviceView])
-    async def devices() -> list[dict[str, Any]]:
+    async def devices(_: Request) -> Response:
         """Every configured device with its live state."""
-        return bridge.status.devices()
+        return dump_json(_DEVICES, bridge.status.devices())
 
-    @app.get("/events", response_model=list[EventView])
-    async def events(limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+    async def events(request: Request) -> Response:
         """The most recent events, newest first, with their delivery status."""
-        return await bridge.status.recent_events(limit)
+        given = request.query_params.get("limit")
+        try:
+            limit = 100 if given is None else _LIMIT.validate_python(given)
+        except ValidationError as err:
+            return query_errors(err, ("query", "limit"))
+        return dump_json(_EVENTS, await bridge.status.recent_events(limit))
 
-    @protected.post("/events/retry-dead", response_model=RetryDeadResponse)
-    async def retry_dead() -> Any:
+    async def retry_dead(request: Request) -> Response:
         """Put dead events back into delivery."""
-        return {"status": "success", "retried": await bridge.retry_dead()}
+        require_token(request)
+        return dump_json(_RETRIED, {"status": "success", "retried": await bridge.retry_dead()})
 
-    @app.get("/metrics", response_class=Response)
-    async def metrics() -> Response:
+    async def metrics(_: Request) -> Response:
         """Prometheus text format; no token needed."""
         body = await asyncio.to_thread(bridge.metrics.exposition)
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    app.include_router(protected)
+    routes = [
+        route("/health", health),
+        route("/devices", devices),
+        route("/events", events),
+        route("/metrics", metrics),
+        route("/config", post_config, "POST"),
+        route("/config", get_config),
+        route("/events/retry-dead", retry_dead, "POST"),
+    ]
     if board is not None:
-        # The board's routes build on this module's dependencies: imported here.
-        from iot_bridge.entrypoints.board_routes import board_router  # noqa: PLC0415
+        # The board's routes build on this module's helpers: imported here.
+        from iot_bridge.entrypoints.board_routes import board_routes  # noqa: PLC0415
 
-        app.include_router(board_router(board))
-    _document_config_models(app, config_defs)
+        routes += board_routes(board)
+    openapi = _OpenApi()
+    routes += [route("/openapi.json", openapi.serve), route("/docs", openapi.docs)]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _http_error, Unauthorized: _unauthorized},
+    )
+    app.state.bridge = bridge
+    app.state.api_token = api_token.encode("utf-8") if api_token else None
     return app
-
-
-def _document_config_models(app: FastAPI, config_defs: dict[str, Any]) -> None:
-    """Add the config models to the OpenAPI components, where the body's $refs point.
-
-    The config body is read raw (for 413 and our 422 shape), so FastAPI does
-    not know its models by itself.
-    """
-    default_openapi = app.openapi
-
-    def openapi_with_config_models() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = default_openapi()
-            document.setdefault("components", {}).setdefault("schemas", {}).update(config_defs)
-            app.openapi_schema = document
-        return app.openapi_schema
-
-    app.openapi = openapi_with_config_models  # type: ignore[method-assign]
 
 
 def _invalid(err: ConfigError) -> JSONResponse:
