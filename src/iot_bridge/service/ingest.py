@@ -18,6 +18,7 @@ import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from iot_bridge.config.shard import Shard
@@ -349,8 +350,8 @@ class Ingestor:
             StateChanged(
                 device_id=detector.device_id,
                 ts=now,
-                previous=str(before),
-                state=str(detector.state),
+                previous=before.value,  # the one plain str of the state, not a copy
+                state=detector.state.value,
                 session_id=detector.session_id,
             )
         )
@@ -369,7 +370,8 @@ class Ingestor:
     def _routes(self) -> list[tuple[str, Route]]:
         entries: list[tuple[str, Route]] = []
         for device_id, device in self._devices.items():
-            entries.extend((topic, Route(device_id, DATA)) for topic in device.parser.data_topics)
+            data = Route(device_id, DATA)  # one per device and role, shared by its topics
+            entries.extend((topic, data) for topic in device.parser.data_topics)
             if device.parser.availability_topic:
                 entries.append((device.parser.availability_topic, Route(device_id, AVAILABILITY)))
         return entries
@@ -424,21 +426,43 @@ def _log_transition(device: _Device, before: Any) -> None:
     )
 
 
+_NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
+
+
 def device_specs(config: Any, shard: Shard | None = None) -> list[DeviceSpec]:
     """The ingestor's view of a validated ``BridgeConfig``'s devices.
 
     With a ``shard`` (``BRIDGE_SHARD``), only the devices of that shard: the
     ones this instance runs; the config itself stays whole.
     """
-    specs = [
-        DeviceSpec(
-            device_id=device.device_id,
-            machine_name=device.machine_name,
-            mqtt_topic=device.mqtt_topic,
-            parser_type=device.parser_type,
-            parser_options=device.parser_options.model_dump(exclude_none=True),
-            session_config=device.session_config.to_domain(),
+    # Devices usually share their settings: one mapping and one SessionConfig per
+    # distinct (validated, immutable) model, not one per device (10,000 devices).
+    options_of: dict[int, Mapping[str, Any]] = {}
+    session_of: dict[int, SessionConfig] = {}
+    shared: dict[object, Any] = {}
+    specs = []
+    for device in config.devices:
+        options_model, session_model = device.parser_options, device.session_config
+        options = options_of.get(id(options_model))
+        if options is None:
+            dumped = options_model.model_dump(exclude_none=True)
+            options = options_of[id(options_model)] = (
+                shared.setdefault(("options", repr(dumped)), dumped) if dumped else _NO_OPTIONS
+            )
+        session = session_of.get(id(session_model))
+        if session is None:
+            domain = session_model.to_domain()
+            session = session_of[id(session_model)] = shared.setdefault(
+                ("session", repr(domain)), domain
+            )
+        specs.append(
+            DeviceSpec(
+                device_id=device.device_id,
+                machine_name=device.machine_name,
+                mqtt_topic=device.mqtt_topic,
+                parser_type=device.parser_type,
+                parser_options=options,
+                session_config=session,
+            )
         )
-        for device in config.devices
-    ]
     return specs if shard is None else shard.select(specs)
