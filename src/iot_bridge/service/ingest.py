@@ -34,6 +34,10 @@ from iot_bridge.service.routing import AVAILABILITY, DATA, Route, Router
 log = get_logger(__name__)
 
 
+# Due timers fired per ``handle``: bounds the events and snapshots of one commit.
+TICK_LIMIT = 1000
+
+
 class Message(Protocol):
     """What the ingestor needs of an MQTT message."""
 
@@ -214,8 +218,16 @@ class Ingestor:
     # -- the hot path --------------------------------------------------
 
     def handle(self, messages: Iterable[Message], now: float) -> list[Event]:
-        """Route, parse and detect a batch of messages that arrived at ``now``."""
-        events = self.tick(now)
+        """Route, parse and detect a batch of messages that arrived at ``now``.
+
+        Fires at most ``TICK_LIMIT`` due timers first (``tick``); the caller
+        sees ``next_deadline() <= now`` and comes back for the rest. A device
+        with a message here fires its own due timers anyway (the detector
+        applies every timer due before a message), so only the commit batches
+        change: 10,000 sessions starting at once are committed in chunks, not
+        as one batch of 10,000 events and snapshots held in memory together.
+        """
+        events = self.tick(now, limit=TICK_LIMIT)
         devices = self._devices
         routes_for = self._router.routes
         changed = self._changed
@@ -271,11 +283,15 @@ class Ingestor:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
-    def tick(self, now: float) -> list[Event]:
-        """Fire every timer due at or before ``now``, across devices in time order."""
+    def tick(self, now: float, limit: int | None = None) -> list[Event]:
+        """Fire every timer due at or before ``now``, across devices in time order.
+
+        With ``limit``, the earliest ``limit`` devices' timers only (the rest stay due).
+        """
         events: list[Event] = []
         heap = self._heap
-        while heap and heap[0][0] <= now:
+        left = -1 if limit is None else limit
+        while heap and heap[0][0] <= now and left:
             due, device_id = heapq.heappop(heap)
             if self._scheduled.get(device_id) != due:
                 continue
@@ -283,6 +299,7 @@ class Ingestor:
             device = self._devices.get(device_id)
             if device is None:
                 continue
+            left -= 1
             before = device.detector.state
             new = device.detector.tick(due)
             if device.detector.state is not before:
