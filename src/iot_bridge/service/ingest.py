@@ -232,14 +232,19 @@ class Ingestor:
         routes_for = self._router.routes
         changed = self._changed
         received = self._received
+        scheduled = self._scheduled
+        heap = self._heap
         # Checked once per batch; None skips building the feed's readings.
         readings = self._readings if self._observing() else None
         for message in messages:
             topic = message.topic
             for route in routes_for(topic):
-                device = devices[route.device_id]
-                before = device.detector.state
-                received[device.spec.parser_type] += 1
+                device_id = route.device_id
+                device = devices[device_id]
+                detector = device.detector
+                before = detector.state
+                parser_type = device.spec.parser_type
+                received[parser_type] += 1
                 try:
                     if route.role == DATA:
                         if getattr(message, "retain", False):
@@ -248,23 +253,29 @@ class Ingestor:
                             continue
                         reading = device.parser.parse(topic, message.payload)
                         if reading.negative_power:
-                            self._negative_power[device.spec.parser_type] += 1
-                        new = device.detector.on_reading(now, reading)
+                            self._negative_power[parser_type] += 1
+                        new = detector.on_reading(now, reading)
                         if readings is not None and reading.power_w is not None:
-                            readings.append(ReadingAccepted(route.device_id, now, reading.power_w))
+                            readings.append(ReadingAccepted(device_id, now, reading.power_w))
                     else:
                         online = device.parser.parse_availability(message.payload)
-                        new = device.detector.on_availability(now, online)
+                        new = detector.on_availability(now, online)
                 except PayloadError as err:
                     self._reject(device.spec, topic, err, now)
                     continue
                 if new:
                     events.extend(new)
                     self._count(new)
-                if device.detector.state is not before:
+                if detector.state is not before:
                     self._transition(device, before, now)
-                changed[route.device_id] = None  # snapshot taken once per batch
-                self._schedule(route.device_id, device.detector)
+                changed[device_id] = None  # snapshot taken once per batch
+                # self._schedule, inlined (the hot path)
+                deadline = detector.next_deadline()
+                if deadline is not None:
+                    due = scheduled.get(device_id)
+                    if due is None or deadline < due:
+                        scheduled[device_id] = deadline
+                        heapq.heappush(heap, (deadline, device_id))
         return events
 
     def excuse_silence(self, now: float) -> None:
@@ -367,8 +378,8 @@ class Ingestor:
             StateChanged(
                 device_id=detector.device_id,
                 ts=now,
-                previous=before.value,  # the one plain str of the state, not a copy
-                state=detector.state.value,
+                previous=before._value_,  # the one plain str of the state, not a copy
+                state=detector.state._value_,
                 session_id=detector.session_id,
             )
         )
