@@ -23,6 +23,7 @@ from pydantic import (
     Field,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
@@ -287,6 +288,61 @@ class DeviceConfig(BaseModel):
         """This device's detector settings."""
         return self.session_config.to_domain()
 
+    @model_validator(mode="after")
+    def _share_with_earlier_devices(self, info: ValidationInfo) -> DeviceConfig:
+        # With parse_config's context, right after each device: the copies are
+        # freed before the next device is read (a lower peak than sharing at the end).
+        context = info.context
+        shared = context.get(SHARED_PARTS) if isinstance(context, dict) else None
+        if isinstance(shared, SharedParts):
+            shared.share(self)
+        return self
+
+
+def _part_key(part: BaseModel) -> tuple[object, ...]:
+    # repr: -0.0 and 0.0 (or 1 and 1.0) are equal but must stay as pushed.
+    return (
+        type(part),
+        frozenset(part.__pydantic_fields_set__),
+        tuple(repr(value) for value in part.__dict__.values()),
+    )
+
+
+class SharedParts:
+    """Lets devices with equal settings share one (frozen) model: memory, not behaviour.
+
+    A config of 10,000 devices holds a handful of distinct ``session_config``
+    and ``parser_options``; one model each instead of one per device saves
+    about 1 KB a device. The sets of fields set are shared the same way (the
+    models are frozen: nothing changes them after validation).
+    """
+
+    def __init__(self) -> None:
+        self._parts: dict[tuple[object, ...], BaseModel] = {}
+        self._fields_sets: dict[frozenset[str], set[str]] = {}
+
+    def share(self, device: DeviceConfig) -> None:
+        """Replace ``device``'s parts by equal ones seen before (the first of each is kept)."""
+        values = device.__dict__
+        for name in ("session_config", "parser_options"):
+            part = values[name]
+            values[name] = self._parts.setdefault(_part_key(part), part)
+        fields_set = device.__pydantic_fields_set__
+        shared = self._fields_sets.setdefault(frozenset(fields_set), fields_set)
+        if shared is not fields_set:
+            object.__setattr__(device, "__pydantic_fields_set__", shared)
+
+
+# The validation context key under which parse_config passes its ``SharedParts``.
+SHARED_PARTS: Final = "iot_bridge.shared_parts"
+
+
+def _share_parts(devices: list[DeviceConfig]) -> None:
+    """Share equal parts between ``devices`` (a no-op for parts already shared)."""
+    shared = SharedParts()
+    for device in devices:
+        shared.share(device)
+
 
 class BridgeConfig(BaseModel):
     """The whole document: the body of ``POST /config`` and of the config files."""
@@ -302,7 +358,9 @@ class BridgeConfig(BaseModel):
 
     @field_validator("devices")
     @classmethod
-    def _unique_device_ids(cls, devices: list[DeviceConfig]) -> list[DeviceConfig]:
+    def _unique_device_ids(
+        cls, devices: list[DeviceConfig], info: ValidationInfo
+    ) -> list[DeviceConfig]:
         counts = Counter(device.device_id for device in devices)
         duplicates = sorted(device_id for device_id, count in counts.items() if count > 1)
         if duplicates:
@@ -312,6 +370,8 @@ class BridgeConfig(BaseModel):
                 "device_id must be unique: {duplicates} used more than once",
                 {"duplicates": ", ".join(duplicates)},
             )
+        if not (isinstance(info.context, dict) and SHARED_PARTS in info.context):
+            _share_parts(devices)  # not shared device by device (a direct model_validate)
         return devices
 
     def masked(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from iot_bridge.config._issues import check_raw_devices, check_valid_devices, issues_from_validation
-from iot_bridge.config.model import BridgeConfig
+from iot_bridge.config.model import SHARED_PARTS, BridgeConfig, SharedParts
 from iot_bridge.errors import ConfigError, ConfigIssue
 
 
@@ -26,7 +26,7 @@ def parse_config(data: object, *, source: str = "config") -> BridgeConfig:
     parser are rejected here, with paths like ``devices.2.parser_options.channel``.
     """
     try:
-        config = BridgeConfig.model_validate(data)
+        config = BridgeConfig.model_validate(data, context={SHARED_PARTS: SharedParts()})
     except ValidationError as err:
         issues = issues_from_validation(err)
         issues.extend(check_raw_devices(data, already_reported=issues))

@@ -828,7 +828,7 @@ def _float_or_none(value: float | None) -> float | None:
 # The snapshot's writers, compiled once from the field lists of session_snapshot.
 _write_device = compile_writer(
     DEVICE_FIELDS,
-    f"'version': {SNAPSHOT_VERSION}, 'device_id': o._device_id, 'state': o._state.value",
+    f"'version': {SNAPSHOT_VERSION}, 'device_id': o._device_id, 'state': o._state._value_",
 )
 _write_session = compile_writer(SESSION_FIELDS)
 _write_stopping = compile_writer(STOPPING_FIELDS)

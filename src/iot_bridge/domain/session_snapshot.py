@@ -181,7 +181,7 @@ _V1_STOPPING_KEYS = {
 _VALUE_CODE = {
     "due": "(None if o.{0} == _INF else o.{0})",
     "past": "(None if o.{0} == _NEG_INF else o.{0})",
-    "state": "o.{0}.value",
+    "state": "o.{0}._value_",  # the plain attribute: ``.value`` is a slow descriptor
 }
 
 

@@ -18,6 +18,7 @@ import heapq
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from iot_bridge.config.shard import Shard
@@ -31,6 +32,10 @@ from iot_bridge.service.feed import Feed, ReadingAccepted, StateChanged
 from iot_bridge.service.routing import AVAILABILITY, DATA, Route, Router
 
 log = get_logger(__name__)
+
+
+# Due timers fired per ``handle``: bounds the events and snapshots of one commit.
+TICK_LIMIT = 1000
 
 
 class Message(Protocol):
@@ -213,20 +218,33 @@ class Ingestor:
     # -- the hot path --------------------------------------------------
 
     def handle(self, messages: Iterable[Message], now: float) -> list[Event]:
-        """Route, parse and detect a batch of messages that arrived at ``now``."""
-        events = self.tick(now)
+        """Route, parse and detect a batch of messages that arrived at ``now``.
+
+        Fires at most ``TICK_LIMIT`` due timers first (``tick``); the caller
+        sees ``next_deadline() <= now`` and comes back for the rest. A device
+        with a message here fires its own due timers anyway (the detector
+        applies every timer due before a message), so only the commit batches
+        change: 10,000 sessions starting at once are committed in chunks, not
+        as one batch of 10,000 events and snapshots held in memory together.
+        """
+        events = self.tick(now, limit=TICK_LIMIT)
         devices = self._devices
         routes_for = self._router.routes
         changed = self._changed
         received = self._received
+        scheduled = self._scheduled
+        heap = self._heap
         # Checked once per batch; None skips building the feed's readings.
         readings = self._readings if self._observing() else None
         for message in messages:
             topic = message.topic
             for route in routes_for(topic):
-                device = devices[route.device_id]
-                before = device.detector.state
-                received[device.spec.parser_type] += 1
+                device_id = route.device_id
+                device = devices[device_id]
+                detector = device.detector
+                before = detector.state
+                parser_type = device.spec.parser_type
+                received[parser_type] += 1
                 try:
                     if route.role == DATA:
                         if getattr(message, "retain", False):
@@ -235,23 +253,29 @@ class Ingestor:
                             continue
                         reading = device.parser.parse(topic, message.payload)
                         if reading.negative_power:
-                            self._negative_power[device.spec.parser_type] += 1
-                        new = device.detector.on_reading(now, reading)
+                            self._negative_power[parser_type] += 1
+                        new = detector.on_reading(now, reading)
                         if readings is not None and reading.power_w is not None:
-                            readings.append(ReadingAccepted(route.device_id, now, reading.power_w))
+                            readings.append(ReadingAccepted(device_id, now, reading.power_w))
                     else:
                         online = device.parser.parse_availability(message.payload)
-                        new = device.detector.on_availability(now, online)
+                        new = detector.on_availability(now, online)
                 except PayloadError as err:
                     self._reject(device.spec, topic, err, now)
                     continue
                 if new:
                     events.extend(new)
                     self._count(new)
-                if device.detector.state is not before:
+                if detector.state is not before:
                     self._transition(device, before, now)
-                changed[route.device_id] = None  # snapshot taken once per batch
-                self._schedule(route.device_id, device.detector)
+                changed[device_id] = None  # snapshot taken once per batch
+                # self._schedule, inlined (the hot path)
+                deadline = detector.next_deadline()
+                if deadline is not None:
+                    due = scheduled.get(device_id)
+                    if due is None or deadline < due:
+                        scheduled[device_id] = deadline
+                        heapq.heappush(heap, (deadline, device_id))
         return events
 
     def excuse_silence(self, now: float) -> None:
@@ -270,11 +294,15 @@ class Ingestor:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
-    def tick(self, now: float) -> list[Event]:
-        """Fire every timer due at or before ``now``, across devices in time order."""
+    def tick(self, now: float, limit: int | None = None) -> list[Event]:
+        """Fire every timer due at or before ``now``, across devices in time order.
+
+        With ``limit``, the earliest ``limit`` devices' timers only (the rest stay due).
+        """
         events: list[Event] = []
         heap = self._heap
-        while heap and heap[0][0] <= now:
+        left = -1 if limit is None else limit
+        while heap and heap[0][0] <= now and left:
             due, device_id = heapq.heappop(heap)
             if self._scheduled.get(device_id) != due:
                 continue
@@ -282,6 +310,7 @@ class Ingestor:
             device = self._devices.get(device_id)
             if device is None:
                 continue
+            left -= 1
             before = device.detector.state
             new = device.detector.tick(due)
             if device.detector.state is not before:
@@ -349,8 +378,8 @@ class Ingestor:
             StateChanged(
                 device_id=detector.device_id,
                 ts=now,
-                previous=str(before),
-                state=str(detector.state),
+                previous=before._value_,  # the one plain str of the state, not a copy
+                state=detector.state._value_,
                 session_id=detector.session_id,
             )
         )
@@ -369,7 +398,8 @@ class Ingestor:
     def _routes(self) -> list[tuple[str, Route]]:
         entries: list[tuple[str, Route]] = []
         for device_id, device in self._devices.items():
-            entries.extend((topic, Route(device_id, DATA)) for topic in device.parser.data_topics)
+            data = Route(device_id, DATA)  # one per device and role, shared by its topics
+            entries.extend((topic, data) for topic in device.parser.data_topics)
             if device.parser.availability_topic:
                 entries.append((device.parser.availability_topic, Route(device_id, AVAILABILITY)))
         return entries
@@ -424,21 +454,43 @@ def _log_transition(device: _Device, before: Any) -> None:
     )
 
 
+_NO_OPTIONS: Mapping[str, Any] = MappingProxyType({})
+
+
 def device_specs(config: Any, shard: Shard | None = None) -> list[DeviceSpec]:
     """The ingestor's view of a validated ``BridgeConfig``'s devices.
 
     With a ``shard`` (``BRIDGE_SHARD``), only the devices of that shard: the
     ones this instance runs; the config itself stays whole.
     """
-    specs = [
-        DeviceSpec(
-            device_id=device.device_id,
-            machine_name=device.machine_name,
-            mqtt_topic=device.mqtt_topic,
-            parser_type=device.parser_type,
-            parser_options=device.parser_options.model_dump(exclude_none=True),
-            session_config=device.session_config.to_domain(),
+    # Devices usually share their settings: one mapping and one SessionConfig per
+    # distinct (validated, immutable) model, not one per device (10,000 devices).
+    options_of: dict[int, Mapping[str, Any]] = {}
+    session_of: dict[int, SessionConfig] = {}
+    shared: dict[object, Any] = {}
+    specs = []
+    for device in config.devices:
+        options_model, session_model = device.parser_options, device.session_config
+        options = options_of.get(id(options_model))
+        if options is None:
+            dumped = options_model.model_dump(exclude_none=True)
+            options = options_of[id(options_model)] = (
+                shared.setdefault(("options", repr(dumped)), dumped) if dumped else _NO_OPTIONS
+            )
+        session = session_of.get(id(session_model))
+        if session is None:
+            domain = session_model.to_domain()
+            session = session_of[id(session_model)] = shared.setdefault(
+                ("session", repr(domain)), domain
+            )
+        specs.append(
+            DeviceSpec(
+                device_id=device.device_id,
+                machine_name=device.machine_name,
+                mqtt_topic=device.mqtt_topic,
+                parser_type=device.parser_type,
+                parser_options=options,
+                session_config=session,
+            )
         )
-        for device in config.devices
-    ]
     return specs if shard is None else shard.select(specs)

@@ -32,7 +32,7 @@ class IngestorDirectory:
         return MachineStatus(
             device_id=device_id,
             machine_name=spec.machine_name,
-            state=str(detector.state),
+            state=detector.state._value_,
             online=detector.online,
             last_seen=detector.last_seen,
             power_w=detector.power_w,

@@ -25,14 +25,19 @@ class Router:
     _CACHE_LIMIT = 50_000
 
     def __init__(self, entries: Iterable[tuple[str, Route]] = ()) -> None:
-        self._exact: dict[str, list[Route]] = {}
+        exact: dict[str, list[Route]] = {}
         self._wildcard: list[tuple[str, Route]] = []
         self._cache: dict[str, tuple[Route, ...]] = {}
         for topic_filter, route in entries:
             if "+" in topic_filter or "#" in topic_filter:
                 self._wildcard.append((topic_filter, route))
             else:
-                self._exact.setdefault(topic_filter, []).append(route)
+                exact.setdefault(topic_filter, []).append(route)
+        # Tuples (one allocation, no spare room) shared with the answers: without
+        # wildcards a topic's routes are the exact ones and need no cache entry.
+        self._exact: dict[str, tuple[Route, ...]] = {
+            topic: tuple(routes) for topic, routes in exact.items()
+        }
 
     @property
     def filters(self) -> frozenset[str]:
@@ -41,6 +46,8 @@ class Router:
 
     def routes(self, topic: str) -> tuple[Route, ...]:
         """The devices a topic feeds; empty when none."""
+        if not self._wildcard:
+            return self._exact.get(topic, ())
         cached = self._cache.get(topic)
         if cached is not None:
             return cached

@@ -681,3 +681,37 @@ def test_config_is_immutable() -> None:
     config = parse_config(DOCUMENT)
     with pytest.raises(ValueError, match="frozen"):
         config.devices[0].device_id = "x"  # type: ignore[misc]
+
+
+def _devices(*sessions: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "devices": [
+            {**DEVICE, "device_id": f"d{i}", "session_config": session}
+            for i, session in enumerate(sessions)
+        ]
+    }
+
+
+def test_equal_session_settings_share_one_model_and_keep_the_document() -> None:
+    """Devices with equal settings share one (frozen) model; the document reads back as pushed.
+
+    -0.0 and 0.0 (or values set and left default) are equal but not the same text:
+    they are not merged, so GET /config and the persisted file keep each as sent.
+    """
+    same = {"standby_threshold_w": 5.0, "start_debounce_s": 1.0}
+    doc = _devices(same, dict(same), {**same, "start_debounce_s": -0.0}, {"start_debounce_s": 0.0})
+    config = parse_config(copy.deepcopy(doc))
+    devices = config.devices
+    assert devices[0].session_config is devices[1].session_config
+    assert devices[2].session_config is not devices[3].session_config
+    dumped = config.model_dump(mode="json")["devices"]
+    assert [d["session_config"]["start_debounce_s"] for d in dumped] == [1.0, 1.0, -0.0, 0.0]
+    assert str(dumped[2]["session_config"]["start_debounce_s"]) == "-0.0"
+    assert config.masked()["devices"] == dumped
+    assert config.devices[3].session_config.model_dump(exclude_unset=True) == {
+        "start_debounce_s": 0.0
+    }
+    # Validated directly (no parse_config context): shared as well, same result.
+    direct = BridgeConfig.model_validate(copy.deepcopy(doc))
+    assert direct.devices[0].session_config is direct.devices[1].session_config
+    assert direct.model_dump(mode="json") == config.model_dump(mode="json")
