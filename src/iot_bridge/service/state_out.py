@@ -226,7 +226,8 @@ class StateOut:
             return None
 
     def _wait_s(self) -> float:
-        if not self._power_dirty:
+        if not self._power_dirty or not self._client().connected:
+            # Disconnected: the (re)connect publishes everything; polled, not spun on.
             return self._poll_s
         now = self._clock()
         due = min(
@@ -273,6 +274,9 @@ class StateOut:
         await self._send_clears(client)
         section = self._section
         if section is None:
+            # Switched off: nothing to publish (and nothing due, or ``_wait_s`` would spin).
+            self._urgent.clear()
+            self._power_dirty.clear()
             return
         synced = (id(client), client.connection_count)
         if synced != self._synced:
