@@ -13,6 +13,8 @@ Ports are called once per batch: ``MessageSource.receive_batch`` and ``ack``,
 from __future__ import annotations
 
 import asyncio
+import functools
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -25,6 +27,7 @@ from iot_bridge.service.ingest import DeviceSpec, Ingestor
 from iot_bridge.service.metrics import Metrics
 from iot_bridge.service.ports import KEPT_BATCHES, Clock, MessageSource, Outbox, SourceMessage
 from iot_bridge.service.redelivery import split_redelivered
+from iot_bridge.service.store_thread import StoreThread
 
 log = get_logger(__name__)
 
@@ -64,6 +67,10 @@ class Pipeline:
         self._last_now = 0.0
         # Fingerprints of the last committed batches (see ``_unseen``).
         self._committed: deque[set[int]] = deque(maxlen=KEPT_BATCHES)
+        # Commits run on one persistent thread, in order (see store_thread); it ends
+        # with the pipeline.
+        self._store_thread = StoreThread()
+        weakref.finalize(self, self._store_thread.close, 0.0)
 
     def now(self) -> float:
         """Wall-clock time that never runs backwards within this process."""
@@ -158,8 +165,8 @@ class Pipeline:
         if not events and not changes:
             return
         try:
-            await asyncio.to_thread(
-                self._outbox.commit, events, changes, now=now, batch=fingerprints
+            await self._store_thread.call(
+                functools.partial(self._outbox.commit, events, changes, now=now, batch=fingerprints)
             )
         except StoreError as err:
             log.critical("store_commit_failed", error=str(err))
