@@ -15,6 +15,7 @@ job whose awaiting task was cancelled still runs to its end (like
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -89,7 +90,5 @@ def _settle(
         else:
             future.set_result(result)
 
-    try:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
         loop.call_soon_threadsafe(settle)
-    except RuntimeError:  # the loop is closed: nobody waits any more
-        pass
