@@ -460,13 +460,15 @@ def row_down_ra(directory: pathlib.Path, args: argparse.Namespace) -> dict[str, 
     return _outage(directory, args, 1000, 20, retry_after=10)
 
 
-def _profile(pid: int, args: argparse.Namespace, name: str) -> subprocess.Popen[bytes] | None:
+def _profile(
+    pid: int, args: argparse.Namespace, name: str, rate: int = 200
+) -> subprocess.Popen[bytes] | None:
     """py-spy sampling the bridge (``--profile DIR``): collapsed stacks in DIR/<row>.txt."""
     if args.profile is None:
         return None
     args.profile.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "200",
+        ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", str(rate),
          "--output", str(args.profile / f"{name}.txt"), "--nonblocking"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -571,9 +573,13 @@ def row_trickle(directory: pathlib.Path, args: argparse.Namespace) -> dict[str, 
         wait_until(lambda: standin.stats()["events"] >= 20, timeout_s=30)  # online + started x10
         time.sleep(1.0)
         window = 10.0 if args.quick else 30.0
+        profiler = _profile(pid, args, "trickle", rate=2000)  # little CPU: sample often
         cpu0, sys0, w0, t0 = cpu_s(pid), sys_cpu_s(pid), wakeups(pid), time.monotonic()
         time.sleep(window)
         cpu1, sys1, w1, t1 = cpu_s(pid), sys_cpu_s(pid), wakeups(pid), time.monotonic()
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)
+            profiler.wait(60)
         stop.set()
         thread.join()
         publisher.close()
@@ -822,7 +828,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="short windows (and one run)")
     parser.add_argument("--json", type=pathlib.Path, help="also write every run's figures here")
     parser.add_argument(
-        "--profile", type=pathlib.Path, help="py-spy the drain rows into this directory"
+        "--profile", type=pathlib.Path, help="py-spy the drain and trickle rows into this directory"
     )
     args = parser.parse_args()
     runs = args.runs or (1 if args.quick else 3)

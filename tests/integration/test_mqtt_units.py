@@ -462,6 +462,17 @@ async def test_small_reads_pause_briefly_and_floods_do_not() -> None:
     assert not transport.paused
 
 
+async def test_an_isolated_small_read_does_not_pause() -> None:
+    """A trickle (the last read long ago) is read at once: no timer, no pause."""
+    queue = InboundQueue(1_000_000)
+    connection, transport = connect(queue, read_coalesce_s=0.001)
+    connection.last_received -= 1.0  # the previous read was a second ago
+    connection.data_received(publish_packet("t", b"small"))
+    assert not transport.paused
+    connection.data_received(publish_packet("t", b"next"))  # right behind it: a stream
+    assert transport.paused
+
+
 async def test_coalescing_timer_does_not_override_back_pressure() -> None:
     """When the queue is full, the end of a coalescing pause leaves reading paused."""
     queue = InboundQueue(2)

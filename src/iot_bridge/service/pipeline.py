@@ -13,6 +13,8 @@ Ports are called once per batch: ``MessageSource.receive_batch`` and ``ack``,
 from __future__ import annotations
 
 import asyncio
+import functools
+import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -25,6 +27,7 @@ from iot_bridge.service.ingest import DeviceSpec, Ingestor
 from iot_bridge.service.metrics import Metrics
 from iot_bridge.service.ports import KEPT_BATCHES, Clock, MessageSource, Outbox, SourceMessage
 from iot_bridge.service.redelivery import split_redelivered
+from iot_bridge.service.store_thread import StoreThread
 
 log = get_logger(__name__)
 
@@ -33,6 +36,10 @@ log = get_logger(__name__)
 RECEIVE_MAXIMUM = 10_000
 BATCH_MAX_MESSAGES = RECEIVE_MAXIMUM
 DISCONNECTED_WAKE_S = 1.0
+# A commit of at most this many messages, this long after the previous one, runs
+# on the loop thread (see ``Pipeline._trickle``).
+TRICKLE_MAX_MESSAGES = 16
+TRICKLE_GAP_S = 0.05
 
 
 class Pipeline:
@@ -64,6 +71,11 @@ class Pipeline:
         self._last_now = 0.0
         # Fingerprints of the last committed batches (see ``_unseen``).
         self._committed: deque[set[int]] = deque(maxlen=KEPT_BATCHES)
+        # Commits run on one persistent thread, in order (see store_thread); it ends
+        # with the pipeline.
+        self._store_thread = StoreThread()
+        weakref.finalize(self, self._store_thread.close, 0.0)
+        self._last_commit_at = -float("inf")  # loop time of the last commit
 
     def now(self) -> float:
         """Wall-clock time that never runs backwards within this process."""
@@ -142,6 +154,18 @@ class Pipeline:
             log.info("mqtt_redelivery_skipped", messages=skipped, reason="already committed")
         return fresh, fingerprints
 
+    def _trickle(self, messages: int) -> bool:
+        """Whether this commit is a trickle's: small, and the last one long ago.
+
+        Then it runs on the loop thread: its fsync blocks the loop for about a
+        millisecond, at most once per ``TRICKLE_GAP_S``, and saves the hop to the
+        store thread and back (two threads woken, the GIL handed over twice).
+        """
+        at = asyncio.get_running_loop().time()
+        quiet = at - self._last_commit_at >= TRICKLE_GAP_S
+        self._last_commit_at = at
+        return quiet and messages <= TRICKLE_MAX_MESSAGES
+
     async def commit(
         self, events: list[Event], now: float, fingerprints: list[int] | None = None
     ) -> None:
@@ -157,10 +181,14 @@ class Pipeline:
         self._metrics.add_ingest(self.ingestor.drain_counters())
         if not events and not changes:
             return
+        commit = functools.partial(
+            self._outbox.commit, events, changes, now=now, batch=fingerprints
+        )
         try:
-            await asyncio.to_thread(
-                self._outbox.commit, events, changes, now=now, batch=fingerprints
-            )
+            if self._trickle(len(fingerprints or ())):
+                commit()
+            else:
+                await self._store_thread.call(commit)
         except StoreError as err:
             log.critical("store_commit_failed", error=str(err))
             self._on_fatal(err)

@@ -257,6 +257,19 @@ async def test_nothing_is_published_while_disconnected_and_all_after() -> None:
     assert "iot-bridge/cnc/state" in [t for t, *_ in await rig.step()]
 
 
+async def test_readings_never_make_it_busy_wait_when_off_or_disconnected() -> None:
+    """Switched off, or disconnected: after readings its next wait is the poll, not zero."""
+    off = Rig(_config("cnc", enabled=False), "cnc")
+    disconnected = Rig(_config("cnc"), "cnc")
+    await disconnected.step()  # synced
+    disconnected.publisher.connected = False
+    for rig in (off, disconnected):
+        rig.clock += 3600.0  # any power publish would be long due
+        reading = FeedBatch(ts=rig.clock, readings=(ReadingAccepted("cnc", rig.clock, 1.0),))
+        assert await rig.step(reading) == []
+        assert rig.state_out.wait_s() == POLL_S
+
+
 async def test_a_removed_device_has_its_state_and_discovery_cleared() -> None:
     """Empty retained messages on the removed device's four topics; the other is untouched."""
     rig = Rig(_config("cnc", "laser"), "cnc", "laser")

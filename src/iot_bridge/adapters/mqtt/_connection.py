@@ -37,8 +37,12 @@ _MAX_PACKET_ID = 65_535
 # 12 us of CPU per message (epoll, recv, callbacks, a PUBACK write each time); pausing
 # 1 ms brings that to about 3 us, leaving the CPU to the broker and the pipeline, and
 # adds at most 1 ms of latency. Big reads (a flood) never pause.
+# Only while reads come close together (a stream of small packets): an isolated read of
+# an idle trickle (messages 100 ms apart) gains nothing from a pause and would cost a
+# timer and two more wake-ups each time.
 SMALL_READ_BYTES = 32 * 1024
 READ_COALESCE_S = 0.001
+COALESCE_WITHIN_S = 0.005
 
 
 def describe_reason(code: object) -> str:
@@ -184,7 +188,8 @@ class MqttConnection(asyncio.Protocol):
             self.lost.set_result(reason)
 
     def data_received(self, data: bytes) -> None:
-        self.last_received = self._loop.time()
+        previous = self.last_received
+        self.last_received = now = self._loop.time()
         if self._partial:
             self._partial += data
             if len(self._partial) < self._needed:
@@ -241,7 +246,11 @@ class MqttConnection(asyncio.Protocol):
             self._needed = _needed_size(self._partial)
         if len(items) != count_before:
             self._queue.after_append(self)
-        if end < SMALL_READ_BYTES and self.read_coalesce_s > 0:
+        if (
+            end < SMALL_READ_BYTES
+            and self.read_coalesce_s > 0
+            and now - previous < COALESCE_WITHIN_S
+        ):
             self._coalesce()
 
     def eof_received(self) -> bool | None:
