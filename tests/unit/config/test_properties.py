@@ -8,7 +8,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from iot_bridge.config.files import _StrictLoader
+from iot_bridge.config._yaml import StrictLoader
 from iot_bridge.config.model import BridgeConfig
 from iot_bridge.config.parse import parse_config
 from iot_bridge.errors import ConfigError
@@ -138,6 +138,6 @@ def test_yaml_dump_and_load_give_an_equal_config(
         }
     )
     text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
-    reloaded = parse_config(yaml.load(text, Loader=_StrictLoader))
+    reloaded = parse_config(yaml.load(text, Loader=StrictLoader))
     assert reloaded == config
     assert isinstance(reloaded, BridgeConfig)
