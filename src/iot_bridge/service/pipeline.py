@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -40,6 +41,10 @@ DISCONNECTED_WAKE_S = 1.0
 # on the loop thread (see ``Pipeline._trickle``).
 TRICKLE_MAX_MESSAGES = 16
 TRICKLE_GAP_S = 0.05
+# A loop-thread commit slower than this (a slow disk's fsync: an SD card) sends
+# every later commit to the store thread: the loop must not stall on the disk.
+TRICKLE_SLOW_COMMIT_S = 0.005
+_elapsed_clock = time.perf_counter  # measures a commit's duration (a test may swap it)
 
 
 class Pipeline:
@@ -76,6 +81,7 @@ class Pipeline:
         self._store_thread = StoreThread()
         weakref.finalize(self, self._store_thread.close, 0.0)
         self._last_commit_at = -float("inf")  # loop time of the last commit
+        self._disk_slow = False  # a loop-thread commit was slow: all go to the store thread
 
     def now(self) -> float:
         """Wall-clock time that never runs backwards within this process."""
@@ -164,7 +170,7 @@ class Pipeline:
         at = asyncio.get_running_loop().time()
         quiet = at - self._last_commit_at >= TRICKLE_GAP_S
         self._last_commit_at = at
-        return quiet and messages <= TRICKLE_MAX_MESSAGES
+        return quiet and messages <= TRICKLE_MAX_MESSAGES and not self._disk_slow
 
     async def commit(
         self, events: list[Event], now: float, fingerprints: list[int] | None = None
@@ -186,7 +192,11 @@ class Pipeline:
         )
         try:
             if self._trickle(len(fingerprints or ())):
+                started = _elapsed_clock()
                 commit()
+                if _elapsed_clock() - started > TRICKLE_SLOW_COMMIT_S:
+                    self._disk_slow = True
+                    log.info("store_commits_off_loop", reason="a small commit took over 5 ms")
             else:
                 await self._store_thread.call(commit)
         except StoreError as err:

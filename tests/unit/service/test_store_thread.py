@@ -96,3 +96,30 @@ async def test_a_failed_commit_is_fatal_and_acks_nothing_on_either_path(commit_p
     await (
         test_bridge_on_fakes.test_a_failed_commit_acknowledges_nothing_and_keeps_the_durable_state()
     )
+
+
+async def test_a_slow_small_commit_sends_every_later_commit_to_the_store_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A slow disk (an SD card's fsync): after one slow loop-thread commit, none on the loop."""
+    monkeypatch.setattr(pipeline_module, "TRICKLE_GAP_S", 0.0)
+    rig = await test_bridge_on_fakes.Rig(test_bridge_on_fakes.config("mill")).start()
+    ticks = iter(range(1_000_000))
+    # From now on each reading of the duration clock is 10 ms after the last: commits look slow.
+    monkeypatch.setattr(pipeline_module, "_elapsed_clock", lambda: next(ticks) * 0.010)
+    threads: list[int] = []
+    commit = rig.outbox.commit
+
+    def recording_commit(*args: object, **kwargs: object) -> None:
+        threads.append(threading.get_ident())
+        commit(*args, **kwargs)  # type: ignore[arg-type]
+
+    rig.outbox.commit = recording_commit  # type: ignore[method-assign]
+    for packet in (1, 2, 3):
+        rig.clock.time += 10.0
+        rig.source.push(test_bridge_on_fakes.shelly("mill", 500.0 + packet, packet))
+        await test_bridge_on_fakes._committed(rig, packet)
+    await rig.stop()
+    loop_thread = threading.get_ident()
+    assert threads[0] == loop_thread  # the first small commit ran on the loop, and was slow
+    assert threads[1:] and all(thread != loop_thread for thread in threads[1:])
