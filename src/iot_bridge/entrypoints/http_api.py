@@ -172,7 +172,7 @@ def query_errors(err: ValidationError, loc: tuple[str, ...] = ("query",)) -> JSO
     return JSONResponse({"detail": _jsonable(detail)}, status_code=422)
 
 
-_LIMIT: Final = TypeAdapter(Annotated[int, Field(ge=1, le=1000)])
+_LIMIT: Final[TypeAdapter[int]] = TypeAdapter(Annotated[int, Field(ge=1, le=1000)])
 _HEALTH: Final = TypeAdapter(HealthResponse)
 _DEVICES: Final = TypeAdapter(list[DeviceView])
 _EVENTS: Final = TypeAdapter(list[EventView])
