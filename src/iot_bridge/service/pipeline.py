@@ -41,9 +41,11 @@ DISCONNECTED_WAKE_S = 1.0
 # on the loop thread (see ``Pipeline._trickle``).
 TRICKLE_MAX_MESSAGES = 16
 TRICKLE_GAP_S = 0.05
-# A loop-thread commit slower than this (a slow disk's fsync: an SD card) sends
-# every later commit to the store thread: the loop must not stall on the disk.
+# Loop-thread commits slower than this, TRICKLE_SLOW_COMMITS of them in a row (a
+# slow disk's fsync: an SD card; not one checkpoint), send every later commit to
+# the store thread: the loop must not stall on the disk.
 TRICKLE_SLOW_COMMIT_S = 0.005
+TRICKLE_SLOW_COMMITS = 3
 _elapsed_clock = time.perf_counter  # measures a commit's duration (a test may swap it)
 
 
@@ -81,7 +83,8 @@ class Pipeline:
         self._store_thread = StoreThread()
         weakref.finalize(self, self._store_thread.close, 0.0)
         self._last_commit_at = -float("inf")  # loop time of the last commit
-        self._disk_slow = False  # a loop-thread commit was slow: all go to the store thread
+        self._slow_commits = 0  # loop-thread commits in a row slower than TRICKLE_SLOW_COMMIT_S
+        self._disk_slow = False  # they were: every commit goes to the store thread
 
     def now(self) -> float:
         """Wall-clock time that never runs backwards within this process."""
@@ -194,9 +197,13 @@ class Pipeline:
             if self._trickle(len(fingerprints or ())):
                 started = _elapsed_clock()
                 commit()
-                if _elapsed_clock() - started > TRICKLE_SLOW_COMMIT_S:
-                    self._disk_slow = True
-                    log.info("store_commits_off_loop", reason="a small commit took over 5 ms")
+                if _elapsed_clock() - started <= TRICKLE_SLOW_COMMIT_S:
+                    self._slow_commits = 0
+                else:
+                    self._slow_commits += 1
+                    if self._slow_commits >= TRICKLE_SLOW_COMMITS:
+                        self._disk_slow = True
+                        log.info("store_commits_off_loop", reason="small commits took over 5 ms")
             else:
                 await self._store_thread.call(commit)
         except StoreError as err:

@@ -101,7 +101,7 @@ async def test_a_failed_commit_is_fatal_and_acks_nothing_on_either_path(commit_p
 async def test_a_slow_small_commit_sends_every_later_commit_to_the_store_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A slow disk (an SD card's fsync): after one slow loop-thread commit, none on the loop."""
+    """A slow disk (an SD card's fsync): after 3 slow loop-thread commits, none on the loop."""
     monkeypatch.setattr(pipeline_module, "TRICKLE_GAP_S", 0.0)
     rig = await test_bridge_on_fakes.Rig(test_bridge_on_fakes.config("mill")).start()
     ticks = iter(range(1_000_000))
@@ -115,11 +115,12 @@ async def test_a_slow_small_commit_sends_every_later_commit_to_the_store_thread(
         commit(*args, **kwargs)  # type: ignore[arg-type]
 
     rig.outbox.commit = recording_commit  # type: ignore[method-assign]
-    for packet in (1, 2, 3):
+    for packet in range(1, 6):
         rig.clock.time += 10.0
         rig.source.push(test_bridge_on_fakes.shelly("mill", 500.0 + packet, packet))
         await test_bridge_on_fakes._committed(rig, packet)
     await rig.stop()
     loop_thread = threading.get_ident()
-    assert threads[0] == loop_thread  # the first small commit ran on the loop, and was slow
-    assert threads[1:] and all(thread != loop_thread for thread in threads[1:])
+    slow = pipeline_module.TRICKLE_SLOW_COMMITS
+    assert threads[:slow] == [loop_thread] * slow  # small commits on the loop, each slow
+    assert threads[slow:] and all(thread != loop_thread for thread in threads[slow:])
