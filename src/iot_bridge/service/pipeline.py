@@ -175,6 +175,18 @@ class Pipeline:
         self._last_commit_at = at
         return quiet and messages <= TRICKLE_MAX_MESSAGES and not self._disk_slow
 
+    def _commit_on_loop(self, commit: Callable[[], None]) -> None:
+        """Run a trickle's commit here; after a few slow ones in a row, never again."""
+        started = _elapsed_clock()
+        commit()
+        if _elapsed_clock() - started <= TRICKLE_SLOW_COMMIT_S:
+            self._slow_commits = 0
+            return
+        self._slow_commits += 1
+        if self._slow_commits >= TRICKLE_SLOW_COMMITS:
+            self._disk_slow = True
+            log.info("store_commits_off_loop", reason="small commits took over 5 ms")
+
     async def commit(
         self, events: list[Event], now: float, fingerprints: list[int] | None = None
     ) -> None:
@@ -195,15 +207,7 @@ class Pipeline:
         )
         try:
             if self._trickle(len(fingerprints or ())):
-                started = _elapsed_clock()
-                commit()
-                if _elapsed_clock() - started <= TRICKLE_SLOW_COMMIT_S:
-                    self._slow_commits = 0
-                else:
-                    self._slow_commits += 1
-                    if self._slow_commits >= TRICKLE_SLOW_COMMITS:
-                        self._disk_slow = True
-                        log.info("store_commits_off_loop", reason="small commits took over 5 ms")
+                self._commit_on_loop(commit)
             else:
                 await self._store_thread.call(commit)
         except StoreError as err:
