@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import uvicorn
 
+from iot_bridge.adapters import heap
 from iot_bridge.adapters.clock import SystemClock
 from iot_bridge.adapters.mqtt import MqttClient, MqttSettings, WillMessage
 from iot_bridge.adapters.store import EventStore
@@ -180,6 +181,7 @@ def build_bridge(options: ServiceOptions, store: EventStore) -> Bridge:
         source_factory=functools.partial(mqtt_source, shard=options.env.shard),
         sender_factory=odoo_sender,
         clock=SystemClock(),
+        settle_heap=heap.settle,
     )
 
 
@@ -261,6 +263,7 @@ async def serve(
     try:
         await bridge.start()
         board.seed(stored_session_events(await asyncio.to_thread(store.recent_events, 1000)))
+        heap.settle()  # modules, config and detectors are here to stay
         server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
         log.info("http_listening", url=url, docs=f"{url}/docs", data_dir=str(options.data_dir))
         if on_ready is not None:

@@ -10,6 +10,7 @@ thresholds, removed devices' sessions ended and committed), the broker
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -90,6 +91,7 @@ class ConfigUseCase:
         pipeline: Pipeline,
         link: BrokerLink,
         delivery: DeliveryWorker,
+        settle_heap: Callable[[], None] = lambda: None,
     ) -> None:
         self.env = env
         self.config = loaded.config
@@ -102,6 +104,7 @@ class ConfigUseCase:
         self._link = link
         self._delivery = delivery
         self._lock = asyncio.Lock()
+        self._settle_heap = settle_heap
 
     @property
     def shard(self) -> str | None:
@@ -158,6 +161,7 @@ class ConfigUseCase:
             broker=self._link.broker_address,
             removed_sessions=sum(1 for e in events if e.data.get("reason") == "device_removed"),
         )
+        self._settle_heap()  # the old devices are garbage now, the new ones here to stay
         return ConfigApplied(
             devices_configured=len(pipeline.ingestor.device_ids),
             mqtt_reconnected=reconnect,

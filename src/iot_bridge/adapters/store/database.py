@@ -4,7 +4,9 @@ One file, ``<data-dir>/bridge.db``, in WAL mode. One writer connection and
 one reader connection, each behind its own lock, both usable from any
 thread: in WAL mode readers never wait for the writer, so the HTTP API can
 read while a commit is being fsynced. ``write`` is THE transaction every
-part of the store writes in; ``query`` the one way to read.
+part of the store writes in; ``query`` the one way to read. WAL checkpoints
+run on a third connection, on a thread of their own (``checkpoint.py``), so
+that no commit waits for one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from iot_bridge.adapters.store.checkpoint import Checkpointer
 from iot_bridge.adapters.store.datadir import lock_dir, prepare_dir
 from iot_bridge.errors import StoreError
 from iot_bridge.fsutil import fsync_dir
@@ -30,6 +33,10 @@ SCHEMA_VERSION = 1
 
 # What a durable write (the group commit) uses; benchmarks/store.py compares it with "NORMAL".
 COMMIT_SYNCHRONOUS = "FULL"
+
+# The checkpoints run on their own thread (``checkpoint.py``); the writer checkpoints
+# itself only as a backstop, when the WAL has grown to this many pages (40 MiB).
+WRITER_AUTOCHECKPOINT_PAGES = 10_000
 
 Row = tuple[Any, ...]
 
@@ -86,6 +93,8 @@ class Database:
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._closed = False
+        self._checkpointer = Checkpointer(db_path, _connect)
+        self._changes = writer.total_changes
 
     @classmethod
     def open(cls, data_dir: Path) -> Database:
@@ -108,6 +117,7 @@ class Database:
                 raise StoreError(f"database {db_path} cannot use WAL mode (got {mode})")
             writer.execute("PRAGMA synchronous = FULL")
             writer.execute("PRAGMA journal_size_limit = 67108864")
+            writer.execute(f"PRAGMA wal_autocheckpoint = {WRITER_AUTOCHECKPOINT_PAGES}")
             version = writer.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise StoreError(
@@ -138,8 +148,14 @@ class Database:
         log.info("store_opened", path=str(db_path), created=created)
         return cls(db_path, writer, reader, lock_fd=lock_fd)
 
+    @property
+    def checkpoints(self) -> int:
+        """WAL checkpoints completed by the checkpoint thread since the store opened."""
+        return self._checkpointer.checkpoints
+
     def close(self) -> None:
         """Close both connections; further calls raise ``StoreError``."""
+        self._checkpointer.close()
         with self._write_lock, self._read_lock:
             if self._closed:
                 return
@@ -168,6 +184,8 @@ class Database:
                         conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
+                changes, self._changes = conn.total_changes - self._changes, conn.total_changes
+                self._checkpointer.changed(changes)
             except sqlite3.Error as err:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
