@@ -225,6 +225,7 @@ async def serve(
     install_signal_handlers: bool = True,
 ) -> None:
     """Run the bridge until SIGINT/SIGTERM (or ``bridge.stop()``), then shut down cleanly."""
+    heap.share_one_arena()  # before the store's threads
     store = await asyncio.to_thread(EventStore.open, options.data_dir)
     try:
         bridge = build_bridge(options, store)
