@@ -196,6 +196,7 @@ def add_views(bridge: Bridge) -> BoardService:
         client=lambda: bridge.link.source,
         clock=bridge.pipeline.now,
     )
+    bridge.configs.add_listener(state_out.config_changed)  # off, it sleeps until a push
     bridge.add_task("board", board.run)
     bridge.add_task("state-out", state_out.run)
     bridge.add_closer(board.close)  # ends the open streams: the HTTP server stops at once

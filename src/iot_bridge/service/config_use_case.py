@@ -105,6 +105,11 @@ class ConfigUseCase:
         self._delivery = delivery
         self._lock = asyncio.Lock()
         self._settle_heap = settle_heap
+        self._listeners: list[Callable[[], None]] = []
+
+    def add_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after every applied push (a view that sleeps until one)."""
+        self._listeners.append(listener)
 
     @property
     def shard(self) -> str | None:
@@ -162,6 +167,8 @@ class ConfigUseCase:
             removed_sessions=sum(1 for e in events if e.data.get("reason") == "device_removed"),
         )
         self._settle_heap()  # the old devices are garbage now, the new ones here to stay
+        for listener in self._listeners:
+            listener()
         return ConfigApplied(
             devices_configured=len(pipeline.ingestor.device_ids),
             mqtt_reconnected=reconnect,

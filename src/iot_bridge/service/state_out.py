@@ -18,6 +18,9 @@ acknowledgements: the pipeline only offers batches to a bounded queue.
 - After every (re)connect everything is published again: the broker may have
   lost retained messages, and a will may have said ``offline``.
 
+While off, with nothing left to clear, it is not even subscribed to the feed:
+it sleeps until ``config_changed`` (each applied push) wakes it.
+
 What has been retained is remembered per process: a device removed while the
 bridge was down keeps its retained topics until cleared by hand.
 """
@@ -37,7 +40,7 @@ from iot_bridge.domain.events import EventType, iso_utc
 from iot_bridge.errors import MqttError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.board import MachineDirectory, MachineStatus
-from iot_bridge.service.feed import Feed, FeedBatch
+from iot_bridge.service.feed import Feed, FeedBatch, Subscription
 from iot_bridge.service.ports import LastWill
 
 log = get_logger(__name__)
@@ -174,7 +177,9 @@ class StateOut:
         self._clock = clock
         self._power_interval_s = power_interval_s
         self._poll_s = poll_s
-        self._subscription = feed.subscribe("state-out", max_batches=4096)
+        self._subscription: Subscription | None = None  # only while on: off costs no wake-up
+        self._config_pushed = asyncio.Event()
+        self._closing = False
         self._seen_config: BridgeConfig | None = None
         self._section: StateOutSection | None = None
         self._synced: tuple[int, int] | None = None  # (id(client), connection_count)
@@ -190,14 +195,24 @@ class StateOut:
     # -- lifecycle -------------------------------------------------------
 
     async def run(self) -> None:
-        """Follow the feed and publish until cancelled (the bridge's task ``state-out``)."""
+        """Follow the feed and publish until cancelled (the bridge's task ``state-out``).
+
+        While state out is off with nothing left to clear, it leaves the feed and
+        sleeps until ``config_changed`` (or ``close``): no wake-up per message,
+        none per second.
+        """
         while True:
             try:
+                await self.step()
+                if self._config() is not self._seen_config:
+                    continue  # pushed while that step published: take it in at once
+                if self.dormant():
+                    await self._sleep_until_config_pushed()
+                    continue
                 batch = await self._next_batch(self.wait_s())
                 while batch is not None:
                     self.apply(batch)
-                    batch = self._subscription.get_nowait()
-                await self.step()
+                    batch = self._next_queued()
             except EOFError:
                 return  # closed
             except Exception:  # a bug here must not end state out for good, nor the bridge
@@ -205,9 +220,37 @@ class StateOut:
                 self._synced = None
                 await asyncio.sleep(self._poll_s)
 
+    def config_changed(self) -> None:
+        """A config push was applied: wake ``run``, asleep while off or waiting on the feed."""
+        self._config_pushed.set()
+        if self._subscription is not None:
+            self._subscription.offer(FeedBatch(ts=self._clock()))  # empty: only a wake-up
+
+    def dormant(self) -> bool:
+        """Off, that config seen, nothing left to clear: nothing to do until a push."""
+        return (
+            self._section is None
+            and not self._to_clear
+            and self._seen_config is not None
+            and self._config() is self._seen_config
+        )
+
+    async def _sleep_until_config_pushed(self) -> None:
+        if self._subscription is not None:
+            self._subscription.close()  # the feed stops offering us batches
+            self._subscription = None
+        self._config_pushed.clear()
+        if self._config() is self._seen_config and not self._closing:
+            await self._config_pushed.wait()
+        if self._closing:
+            raise EOFError("state-out")
+
     async def close(self) -> None:
         """Say ``offline`` (a clean DISCONNECT drops the will); before the link closes."""
-        self._subscription.close()
+        self._closing = True
+        self._config_pushed.set()
+        if self._subscription is not None:
+            self._subscription.close()
         section = self._section
         client = self._client()
         if section is not None and client.connected:
@@ -215,13 +258,25 @@ class StateOut:
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):
                     await client.publish(availability_topic(section), OFFLINE, qos=1, retain=True)
 
+    def _subscribed(self) -> Subscription:
+        if self._closing:
+            raise EOFError("state-out")
+        if self._subscription is None:
+            self._subscription = self._feed.subscribe("state-out", max_batches=4096)
+            self._dropped = 0
+        return self._subscription
+
+    def _next_queued(self) -> FeedBatch | None:
+        return self._subscribed().get_nowait()
+
     async def _next_batch(self, timeout_s: float) -> FeedBatch | None:
-        ready = self._subscription.get_nowait()
+        subscription = self._subscribed()
+        ready = subscription.get_nowait()
         if ready is not None:
             return ready
         try:
             async with asyncio.timeout(timeout_s):
-                return await self._subscription.get()
+                return await subscription.get()
         except TimeoutError:
             return None
 
@@ -244,9 +299,10 @@ class StateOut:
 
     def apply(self, batch: FeedBatch) -> None:
         """Note which devices need publishing after ``batch``."""
-        if self._subscription.dropped != self._dropped:
+        subscription = self._subscription
+        if subscription is not None and subscription.dropped != self._dropped:
             # Batches were missed: the picture is unknown, publish every state again.
-            self._dropped = self._subscription.dropped
+            self._dropped = subscription.dropped
             self._urgent.update(self._device_topics)
         for change in batch.changes:
             self._urgent.add(change.device_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import replace
@@ -384,3 +385,57 @@ def test_state_out_is_off_by_default() -> None:
         True,
         "homeassistant",
     )
+
+
+async def _settle(condition: Any, turns: int = 200) -> None:
+    """Let the loop run until ``condition()`` holds (a bounded number of turns, no clock)."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition never held")
+
+
+async def test_off_it_leaves_the_feed_and_sleeps_until_a_push() -> None:
+    """Off: no subscription (no wake-up per message) and no timer; a push wakes it."""
+    rig = Rig(parse_config({}), "cnc")
+    task = asyncio.create_task(rig.state_out.run())
+    await _settle(rig.state_out.dormant)
+    await _settle(lambda: not rig.feed.has_subscribers)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not task.done()
+    assert rig.publisher.take() == []
+    rig.config = _config("cnc")
+    rig.state_out.config_changed()
+    await _settle(lambda: "iot-bridge/bridge/availability" in rig.publisher.topics())
+    await _settle(lambda: rig.feed.has_subscribers)  # on: it follows the feed again
+    await rig.state_out.close()
+    await asyncio.wait_for(task, 1.0)
+
+
+async def test_turned_off_it_clears_then_sleeps_and_close_ends_it() -> None:
+    """On -> off: the retained topics are cleared first, then it sleeps; close ends the run."""
+    rig = Rig(_config("cnc"), "cnc")
+    task = asyncio.create_task(rig.state_out.run())
+    await _settle(lambda: "iot-bridge/cnc/state" in rig.publisher.topics())
+    rig.publisher.take()
+    rig.config = parse_config({})
+    rig.state_out.config_changed()
+    await _settle(rig.state_out.dormant)
+    assert ("iot-bridge/cnc/state", b"", 1, True) in rig.publisher.take()
+    await _settle(lambda: not rig.feed.has_subscribers)
+    await rig.state_out.close()
+    await asyncio.wait_for(task, 1.0)
+
+
+async def test_a_push_that_keeps_it_off_sleeps_again() -> None:
+    rig = Rig(parse_config({}), "cnc")
+    task = asyncio.create_task(rig.state_out.run())
+    await _settle(rig.state_out.dormant)
+    rig.config = parse_config({"devices": []})
+    rig.state_out.config_changed()
+    await _settle(lambda: rig.state_out.dormant() and rig.state_out._seen_config is rig.config)
+    assert rig.publisher.take() == []
+    await rig.state_out.close()
+    await asyncio.wait_for(task, 1.0)
