@@ -67,7 +67,8 @@ def _validated_filters(filters: Iterable[str]) -> frozenset[str]:
     ]
     if issues:
         raise ConfigError(issues, source="MQTT subscriptions")
-    return frozenset(chosen)
+    # The ingestor's own frozenset is kept as it is: 20,000 filters are a 1 MiB table.
+    return filters if isinstance(filters, frozenset) else frozenset(chosen)
 
 
 # A connection that lasted this long resets the reconnect backoff; one that
@@ -528,6 +529,9 @@ class MqttClient:
         for batch, packet_id, reply in requests:
             await self._await_reply(connection, packet_id, reply, "UNSUBACK")
             self._session_filters.difference_update(batch)
+        if len(subscribe) > SUBSCRIBE_BATCH:
+            # Grown one add at a time, a set's table ends up to twice the size a copy needs.
+            self._session_filters = set(self._session_filters)
 
     async def _await_reply(
         self,
