@@ -280,6 +280,26 @@ async def test_stalled_request_head_is_408(serve: Serve) -> None:
     writer.close()
 
 
+async def test_stalled_request_body_is_408_and_the_app_sees_disconnect(serve: Serve) -> None:
+    """A body that stops arriving: 408 after the request timeout; the waiting app is told."""
+    messages: list[Message] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        while (message := await receive())["type"] == "http.request":
+            messages.append(message)
+        messages.append(message)
+
+    server, port = await serve(app, request_timeout_s=0.2)
+    reader, writer = await connect(port)
+    writer.write(request("POST", "/", "Content-Length: 10") + b"abc")
+    assert (await read_reply(reader)).status == 408
+    assert await until_closed(reader) == b""
+    await wait_for_condition(lambda: server.requests == 0)
+    assert messages[-1] == {"type": "http.disconnect"}
+    assert b"".join(m.get("body", b"") for m in messages) == b"abc"
+    writer.close()
+
+
 async def test_client_disconnect_ends_a_streaming_app(serve: Serve) -> None:
     """A Starlette StreamingResponse (like the board's SSE) ends when its client goes away."""
     streaming = asyncio.Event()
@@ -439,6 +459,24 @@ async def test_head_has_the_headers_of_get_and_no_body(serve: Serve) -> None:
     head = await read_reply(reader, head_request=True)
     assert (head.status, head.headers[b"content-length"]) == (200, b"8")
     assert (await read_reply(reader)).body == b"GET /y "
+    writer.close()
+
+
+async def test_head_of_a_streamed_response_has_no_body(serve: Serve) -> None:
+    """HEAD of a response the app streams without a length: headers only, in every part."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"streamed", "more_body": True})
+        await send({"type": "http.response.body", "body": b" body", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    _, port = await serve(app)
+    reader, writer = await connect(port)
+    writer.write(request("HEAD", "/") + request("GET", "/"))
+    head = await read_reply(reader, head_request=True)
+    assert (head.status, head.headers[b"transfer-encoding"]) == (200, b"chunked")
+    assert (await read_reply(reader)).body == b"streamed body"
     writer.close()
 
 

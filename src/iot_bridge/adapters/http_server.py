@@ -300,19 +300,19 @@ class _Connection(asyncio.Protocol):
         self._update_timer()  # the client now sends its body: a stall counts again
 
     async def write_body(self, cycle: _Cycle, body: bytes, more_body: bool) -> None:
-        parts: list[bytes] = []
+        parts: list[bytes] = []  # head, body and end in one write: one send() for most
         if cycle.pending_head is not None:
             (status, headers), cycle.pending_head = cycle.pending_head, None
             parts.append(self._h11.send(self._response(status, headers)) or b"")
             cycle.head_written = True
         if body and not cycle.head_only:
-            parts.append(self._h11.send(h11.Data(data=body)) or b"")
+            parts += self._h11.send_with_data_passthrough(h11.Data(data=body)) or ()
         if not more_body:
             parts.append(self._h11.send(h11.EndOfMessage()) or b"")
         if self._closed:
             cycle.client_gone()
             raise ClientDisconnected("the HTTP client has gone")
-        self._write(parts[0] if len(parts) == 1 else b"".join(parts))
+        self._write(b"".join(parts))
         if not more_body:
             self._response_done(cycle)
         elif self._write_paused:
@@ -326,11 +326,7 @@ class _Connection(asyncio.Protocol):
                 raise ClientDisconnected("the HTTP client has gone")
 
     def _response(self, status: int, headers: list[tuple[bytes, bytes]]) -> h11.Response:
-        have_date = False
-        for name, _ in headers:
-            if name.lower() == b"date":
-                have_date = True
-        if not have_date:
+        if not any(name.lower() == b"date" for name, _ in headers):
             headers.append((b"date", _date.value()))
         if self._server.closing:
             headers.append((b"connection", b"close"))  # h11 then closes after this response
