@@ -5,7 +5,8 @@
 ``mqtt_source``, ``OdooSender`` the event sender through ``odoo_sender``,
 ``SystemClock``, the data dir's config repository) and the ``Bridge`` that
 uses them through the ports of ``service/ports.py``. ``serve`` runs it with
-the HTTP app (``entrypoints/http_api.create_app``) until SIGINT/SIGTERM.
+the HTTP app (``entrypoints/http_api.create_app``) on ``HttpServer`` until
+SIGINT/SIGTERM.
 The service never names a concrete class: a broker switch or a new Odoo
 section goes through the two factories.
 """
@@ -13,19 +14,17 @@ section goes through the two factories.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import uvicorn
-
 from iot_bridge.adapters import heap
 from iot_bridge.adapters.clock import SystemClock
+from iot_bridge.adapters.http_server import HttpServer
 from iot_bridge.adapters.mqtt import MqttClient, MqttSettings, WillMessage
 from iot_bridge.adapters.store import EventStore
 from iot_bridge.config.model import MqttSection, OdooSection
@@ -47,9 +46,8 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 SHUTDOWN_STEP_TIMEOUT_S = 10.0
-
-
-DATE_HEADER_REFRESH_S = 1.0
+# Requests in flight at the stop get this long to finish (within SHUTDOWN_STEP_TIMEOUT_S).
+HTTP_GRACEFUL_SHUTDOWN_S = 5.0
 
 
 def log_task_dump() -> None:
@@ -63,44 +61,6 @@ def log_task_dump() -> None:
         for task in asyncio.all_tasks()
     ]
     log.warning("task_dump", tasks=sorted(tasks, key=lambda t: str(t["name"])))
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handling (the bridge owns SIGINT/SIGTERM) and
-    without its 10 Hz tick.
-
-    uvicorn's main loop wakes every 0.1 s to see whether it should exit and, every
-    tenth time, to refresh the ``Date`` header: the largest part of an idle
-    bridge's wake-ups. Here it wakes once a second for the header, and at once
-    when ``should_exit`` is set.
-    """
-
-    _exit_requested: asyncio.Event | None = None
-    _should_exit = False
-
-    @property
-    def should_exit(self) -> bool:
-        """Whether the server was asked to stop (setting it wakes the main loop)."""
-        return self._should_exit
-
-    @should_exit.setter
-    def should_exit(self, value: bool) -> None:
-        self._should_exit = value
-        if value and self._exit_requested is not None:
-            self._exit_requested.set()
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-    async def main_loop(self) -> None:
-        """Until asked to exit: refresh the Date header once a second (uvicorn's tick 0)."""
-        self._exit_requested = asyncio.Event()
-        counter = 0
-        while not await self.on_tick(counter):
-            counter = (counter + 10) % 864_000  # on_tick refreshes the header when % 10 == 0
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._exit_requested.wait(), DATE_HEADER_REFRESH_S)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,17 +204,7 @@ async def serve(
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     board = add_views(bridge)
     app = create_app(bridge, api_token=options.env.api_token, board=board)
-    server = _Server(
-        uvicorn.Config(
-            app,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            # No WebSocket route: uvicorn would load the websockets package (2.4 MiB) for none.
-            ws="none",
-            timeout_graceful_shutdown=5,
-        )
-    )
+    server = HttpServer(app, graceful_shutdown_s=HTTP_GRACEFUL_SHUTDOWN_S)
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM) if install_signal_handlers else ()
     for sig in signals:  # before start: a SIGTERM during start-up is a clean stop too
@@ -266,14 +216,14 @@ async def serve(
         await bridge.start()
         board.seed(stored_session_events(await asyncio.to_thread(store.recent_events, 1000)))
         heap.settle()  # modules, config and detectors are here to stay
-        server_task = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+        server_task = asyncio.create_task(server.serve(sock), name="http")
         log.info("http_listening", url=url, docs=f"{url}/docs", data_dir=str(options.data_dir))
         if on_ready is not None:
             on_ready(bridge, url)
         await bridge.run()
     finally:
         if server_task is not None:
-            server.should_exit = True
+            server.stop()
             try:
                 await asyncio.wait_for(server_task, SHUTDOWN_STEP_TIMEOUT_S)
             except TimeoutError:
