@@ -1,7 +1,9 @@
 """The process heap after a big change (start-up, a config push): collect, freeze, give back.
 
 ``settle()`` runs after the bridge has built its long-lived state: the loaded
-modules, the config and one detector per device. It does three things:
+modules, the config and one detector per device (at the start without the
+full collection, which follows 10 s later; after each config push in full).
+It does three things:
 
 - ``gc.collect()`` once, then ``gc.freeze()``: everything alive now moves to
   the collector's permanent generation, so later full collections no longer
@@ -47,10 +49,15 @@ def share_one_arena() -> None:
         libc.mallopt(_M_ARENA_MAX, 1)
 
 
-def settle() -> None:
-    """Collect, freeze what is alive, and return the free C heap to the system."""
+def settle(*, collect: bool = True) -> None:
+    """Collect, freeze what is alive, and return the free C heap to the system.
+
+    ``collect=False`` freezes without the full collection (about 0.1 s at 10,000
+    devices): for the start, where a later ``settle()`` collects what it froze.
+    """
     gc.unfreeze()
-    gc.collect()
+    if collect:
+        gc.collect()
     gc.freeze()
     libc = _glibc()
     if libc is not None:

@@ -48,3 +48,14 @@ def test_the_c_heap_calls_are_there_on_glibc() -> None:
     assert heap._glibc() is not None  # this machine's Python (and the image's) run on glibc
     heap.share_one_arena()
     heap.settle()
+
+
+def test_a_settle_without_collection_freezes_and_the_next_collects() -> None:
+    dropped = _Node()
+    gone = weakref.ref(dropped)
+    del dropped
+    heap.settle(collect=False)  # frozen with the rest, garbage or not
+    gc.collect()
+    assert gone() is not None
+    heap.settle()
+    assert gone() is None
