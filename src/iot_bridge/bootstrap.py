@@ -135,7 +135,7 @@ def build_bridge(options: ServiceOptions, store: EventStore) -> Bridge:
     loaded = load_active_config(
         data_dir=options.data_dir, config_file=options.config_file, env=options.env
     )
-    return Bridge(
+    bridge = Bridge(
         env=options.env,
         loaded=loaded,
         outbox=store,
@@ -143,8 +143,9 @@ def build_bridge(options: ServiceOptions, store: EventStore) -> Bridge:
         source_factory=functools.partial(mqtt_source, shard=options.env.shard),
         sender_factory=odoo_sender,
         clock=SystemClock(),
-        settle_heap=heap.settle,
     )
+    bridge.configs.add_listener(heap.settle)  # after a push: the old devices are garbage
+    return bridge
 
 
 def add_views(bridge: Bridge) -> BoardService:

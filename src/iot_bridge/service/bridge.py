@@ -95,12 +95,8 @@ class Bridge:
         source_factory: MessageSourceFactory,
         sender_factory: EventSenderFactory,
         clock: Clock,
-        settle_heap: Callable[[], None] = lambda: None,
     ) -> None:
-        """Wire the parts from the ports (the adapters come from ``bootstrap.py``).
-
-        ``settle_heap`` runs after a config push has been applied (``adapters/heap.py``).
-        """
+        """Wire the parts from the ports (the adapters come from ``bootstrap.py``)."""
         config = loaded.config
         self.metrics = Metrics()
         self.feed = Feed()
@@ -141,7 +137,6 @@ class Bridge:
             pipeline=self.pipeline,
             link=self.link,
             delivery=self.delivery,
-            settle_heap=settle_heap,
         )
         self.status = StatusQueries(
             pipeline=self.pipeline,

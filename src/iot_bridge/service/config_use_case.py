@@ -91,7 +91,6 @@ class ConfigUseCase:
         pipeline: Pipeline,
         link: BrokerLink,
         delivery: DeliveryWorker,
-        settle_heap: Callable[[], None] = lambda: None,
     ) -> None:
         self.env = env
         self.config = loaded.config
@@ -104,11 +103,11 @@ class ConfigUseCase:
         self._link = link
         self._delivery = delivery
         self._lock = asyncio.Lock()
-        self._settle_heap = settle_heap
         self._listeners: list[Callable[[], None]] = []
 
     def add_listener(self, listener: Callable[[], None]) -> None:
-        """Call ``listener()`` after every applied push (a view that sleeps until one)."""
+        """Call ``listener()`` after every applied push (a view that sleeps until one,
+        the heap's settling: the old devices are garbage then)."""
         self._listeners.append(listener)
 
     @property
@@ -166,7 +165,6 @@ class ConfigUseCase:
             broker=self._link.broker_address,
             removed_sessions=sum(1 for e in events if e.data.get("reason") == "device_removed"),
         )
-        self._settle_heap()  # the old devices are garbage now, the new ones here to stay
         for listener in self._listeners:
             listener()
         return ConfigApplied(

@@ -240,7 +240,7 @@ class StateOut:
             self._subscription.close()  # the feed stops offering us batches
             self._subscription = None
         self._config_pushed.clear()
-        if self._config() is self._seen_config and not self._closing:
+        if not self._closing:
             await self._config_pushed.wait()
         if self._closing:
             raise EOFError("state-out")
