@@ -122,6 +122,12 @@ def odoo_sender(section: OdooSection | None) -> OdooSender | None:
     # Imported here: a bridge without Odoo (local-only mode) never loads the HTTP client.
     from iot_bridge.adapters.odoo import OdooSender  # noqa: PLC0415
 
+    if section.request_format == "batch":
+        from iot_bridge.adapters.odoo_batch import OdooBatchSender  # noqa: PLC0415
+
+        return OdooBatchSender(
+            base_url=section.base_url, database=section.database, api_key=section.api_key
+        )
     return OdooSender(
         base_url=section.base_url,
         database=section.database,

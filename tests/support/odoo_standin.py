@@ -1,4 +1,4 @@
-"""A stand-in for Odoo's ``POST /ows/iot/event`` route (CONTRACT §6), for tests.
+"""A stand-in for Odoo's ``POST /ows/iot/event`` and ``/ows/iot/events`` routes (CONTRACT §6).
 
 A real HTTP/1.1 server (keep-alive) on 127.0.0.1 in a background thread. It
 speaks JSON-RPC 2.0 like an Odoo ``type="json"`` route, dedupes by
@@ -36,6 +36,26 @@ must be the EVENT object alone, and a success is 200 with a small JSON body
 (no JSON-RPC ``result``); the JSON-RPC error modes then answer 400 (a
 ``ValidationError`` / ``UserError`` raised in such a controller) or 500.
 
+The batch route ``/ows/iot/events`` (``request_format: batch`` of the bridge;
+served unless ``request_format="json"``) takes ``{"jsonrpc": "2.0", "method":
+"call", "id": ..., "params": {"events": [EVENT, ...]}}`` and answers
+``{"results": [{"event_uid", "status": "ok"|"duplicate"|"error", "error":
+{"name", "message"}}, ...]}``, one per event in order, as §6 says:
+
+- the whole call fails (as on the single route) in the global mode, or when a
+  rule of mode ``down``, ``slow``, ``rate_limited``, ``unauthorized`` or
+  ``status`` matches any event in it, or a rule made with ``whole_call=True``
+  (a JSON-RPC error of the whole call, e.g. a ``ValidationError``);
+- otherwise each event gets its own result: a ``validation_error`` /
+  ``user_error`` / ``rpc_error`` rule matching it answers that error for the
+  event alone; after a transient one (``rpc_error``) the device's later events
+  in the call are answered ``Skipped``; a malformed event gets a
+  ``ValidationError`` (and is listed in ``invalid``).
+- A rule made with ``min_events=N`` matches only calls of at least N events
+  (e.g. a 413 for batches, while calls of one event go through).
+- More than 500 events, or more than 1 MiB of body with more than one event,
+  is answered 413 and listed in ``invalid`` (the bridge must not send that).
+
 Run alone for benchmarks: ``python3 -m tests.support.odoo_standin --port 8999``;
 ``GET /_standin/stats`` returns the counts as JSON, ``GET /_standin/arrivals``
 every accepted event's ``[device_id, event_type, monotonic time]``, and
@@ -63,6 +83,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 EVENT_PATH = "/ows/iot/event"
+EVENTS_PATH = "/ows/iot/events"
+MAX_BATCH_EVENTS = 500
+MAX_BATCH_BYTES = 1024 * 1024
+SKIPPED = "Skipped"
+EARLY_MODES = frozenset({"down", "slow", "rate_limited", "unauthorized", "status"})
+ERROR_NAMES = {
+    "validation_error": "odoo.exceptions.ValidationError",
+    "user_error": "odoo.exceptions.UserError",
+}
 EVENT_FIELDS = frozenset(
     {"event_uid", "event_type", "device_id", "machine_name", "session_id", "timestamp", "data"}
 )
@@ -91,10 +120,14 @@ class Rule:
     event_uid: str | None = None
     device_id: str | None = None
     times: int | None = None
+    min_events: int = 1  # only calls carrying at least this many events
+    whole_call: bool = False  # a JSON-RPC error mode failing a whole batch call
 
-    def matches(self, event_uid: str | None, device_id: str | None) -> bool:
-        """Whether this rule applies to a request for that event."""
+    def matches(self, event_uid: str | None, device_id: str | None, events: int = 1) -> bool:
+        """Whether this rule applies to that event in a call of ``events`` events."""
         if self.times is not None and self.times <= 0:
+            return False
+        if events < self.min_events:
             return False
         if self.event_uid is not None and self.event_uid != event_uid:
             return False
@@ -108,8 +141,13 @@ class RequestRecord:
     event_uid: str | None
     device_id: str | None
     status: int
-    outcome: str  # "accepted", "duplicate", or the failure mode / reason
+    outcome: str  # "accepted", "duplicate", "batch", or the failure mode / reason
     at: float = field(default_factory=time.monotonic)
+    path: str = EVENT_PATH
+    # A call to the batch route: (event_uid, device_id, result status) of each event,
+    # or (..., "") when the call failed as a whole.
+    batch: tuple[tuple[str | None, str | None, str], ...] = ()
+    body_bytes: int = 0
 
 
 class _Server(ThreadingHTTPServer):
@@ -377,12 +415,27 @@ class OdooStandin:
         event_uid: str | None = None,
         device_id: str | None = None,
         times: int | None = None,
+        min_events: int = 1,
+        whole_call: bool = False,
         **params: Any,
     ) -> Rule:
-        """Answer matching requests in ``mode`` (before the global mode); ``times`` caps it."""
+        """Answer matching requests in ``mode`` (before the global mode); ``times`` caps it.
+
+        ``min_events`` and ``whole_call`` shape rules for the batch route (module doc).
+        """
         if mode not in MODES - {"refused"}:
             raise ValueError(f"mode {mode!r} cannot be a rule")
-        rule = Rule(mode, params, event_uid=event_uid, device_id=device_id, times=times)
+        if whole_call and mode in EARLY_MODES:
+            raise ValueError(f"mode {mode!r} always fails the whole call")
+        rule = Rule(
+            mode,
+            params,
+            event_uid=event_uid,
+            device_id=device_id,
+            times=times,
+            min_events=min_events,
+            whole_call=whole_call,
+        )
         with self._lock:
             self._rules.append(rule)
         return rule
@@ -419,6 +472,12 @@ class OdooStandin:
             return list(self._requests)
 
     @property
+    def batches(self) -> list[RequestRecord]:
+        """The calls to the batch route, in order (whatever the answer)."""
+        with self._lock:
+            return [record for record in self._requests if record.path == EVENTS_PATH]
+
+    @property
     def received_count(self) -> int:
         """Requests that reached the route, whatever the answer."""
         with self._lock:
@@ -449,6 +508,8 @@ class OdooStandin:
                 "received": len(self._requests),
                 "invalid": len(self._invalid),
                 "connections_opened": self._connections_opened,
+                "batches": sum(1 for r in self._requests if r.path == EVENTS_PATH),
+                "batch_events": sum(len(r.batch) for r in self._requests),
             }
 
     def arrivals(self) -> list[tuple[str, str, float]]:
@@ -516,11 +577,41 @@ class OdooStandin:
                     return rule.mode, rule.params
             return self._mode, self._mode_params
 
+    def _call_failure_for(
+        self, keys: list[tuple[str | None, str | None]]
+    ) -> tuple[str, dict[str, Any]]:
+        """The batch route: a rule failing the whole call, else the global mode."""
+        with self._lock:
+            for rule in self._rules:
+                if not (rule.mode in EARLY_MODES or rule.whole_call):
+                    continue
+                if any(rule.matches(uid, device, len(keys)) for uid, device in keys):
+                    if rule.times is not None:
+                        rule.times -= 1
+                    return rule.mode, rule.params
+            return self._mode, self._mode_params
+
+    def _event_failure_for(
+        self, uid: str | None, device: str | None, events: int
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The batch route: a rule answering this one event with an error, if any."""
+        with self._lock:
+            for rule in self._rules:
+                if rule.mode in EARLY_MODES or rule.whole_call:
+                    continue
+                if rule.matches(uid, device, events):
+                    if rule.times is not None:
+                        rule.times -= 1
+                    return rule.mode, rule.params
+        return None
+
     def _handle(
         self, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, bytes, str, dict[str, str]]:
         """Answer one POST: (status, body, content type, extra headers); 0 = drop."""
         split = urlsplit(path)
+        if split.path == EVENTS_PATH and self.request_format == "jsonrpc":
+            return self._handle_batch(split.query, headers, body)
         if split.path != EVENT_PATH:
             return 404, b"<html>404: Not Found</html>", "text/html", {}
         try:
@@ -548,18 +639,10 @@ class OdooStandin:
         if mode == "slow" and self._stopping.wait(float(params.get("delay_s", 30.0))):
             return 0, b"", "", {}
 
-        query = parse_qs(split.query)
-        if self.database and query.get("db") != [self.database]:
-            self._record(uid, device, 404, "unknown_database")
-            return 404, b"<html>database not found</html>", "text/html", {}
-        lower = {name.lower(): value for name, value in headers.items()}
-        if self.api_key and lower.get("authorization") != f"Bearer {self.api_key}":
-            self._record(uid, device, 401, "bad_api_key")
-            reply = _rpc_error(request_id, "werkzeug.exceptions.Unauthorized", "Invalid apikey")
-            return 401, reply, "application/json", {"WWW-Authenticate": "Bearer"}
-        if lower.get("content-type", "").split(";")[0].strip() != "application/json":
-            self._record(uid, device, 415, "bad_content_type")
-            return 415, b"<html>415: Unsupported Media Type</html>", "text/html", {}
+        refused = self._gate(split.query, headers, request_id)
+        if refused is not None:
+            self._record(uid, device, refused[0], refused[1])
+            return refused[2]
         problem = _event_problem(envelope) if plain else _envelope_problem(envelope)
         if problem is not None:
             with self._lock:
@@ -606,6 +689,144 @@ class OdooStandin:
         }
         return 200, json.dumps(result).encode(), "application/json", {}
 
+    def _gate(
+        self, query_text: str, headers: dict[str, str], request_id: Any
+    ) -> tuple[int, str, tuple[int, bytes, str, dict[str, str]]] | None:
+        """Odoo's checks before a controller runs: database, API key, content type.
+
+        None when they pass, else (status, outcome, reply).
+        """
+        query = parse_qs(query_text)
+        if self.database and query.get("db") != [self.database]:
+            return (
+                404,
+                "unknown_database",
+                (404, b"<html>database not found</html>", "text/html", {}),
+            )
+        lower = {name.lower(): value for name, value in headers.items()}
+        if self.api_key and lower.get("authorization") != f"Bearer {self.api_key}":
+            reply = _rpc_error(request_id, "werkzeug.exceptions.Unauthorized", "Invalid apikey")
+            return (
+                401,
+                "bad_api_key",
+                (401, reply, "application/json", {"WWW-Authenticate": "Bearer"}),
+            )
+        if lower.get("content-type", "").split(";")[0].strip() != "application/json":
+            reply415 = (415, b"<html>415: Unsupported Media Type</html>", "text/html", {})
+            return 415, "bad_content_type", reply415
+        return None
+
+    def _handle_batch(
+        self, query_text: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes, str, dict[str, str]]:
+        """``/ows/iot/events``: per-event results, or a failure of the whole call."""
+        try:
+            envelope = json.loads(body)
+        except ValueError:
+            envelope = None
+        params = envelope.get("params") if isinstance(envelope, dict) else None
+        listed = params.get("events") if isinstance(params, dict) else None
+        events: list[Any] = listed if isinstance(listed, list) else []
+        keys = [
+            (event.get("event_uid"), event.get("device_id"))
+            if isinstance(event, dict)
+            else (None, None)
+            for event in events
+        ]
+        request_id = envelope.get("id") if isinstance(envelope, dict) else None
+
+        def failed(status: int, outcome: str) -> None:
+            with self._lock:
+                self._requests.append(
+                    RequestRecord(
+                        None,
+                        None,
+                        status,
+                        outcome,
+                        path=EVENTS_PATH,
+                        batch=tuple((uid, device, "") for uid, device in keys),
+                        body_bytes=len(body),
+                    )
+                )
+
+        mode, mode_params = self._call_failure_for(keys)
+        early = self._early_failure(mode, mode_params)
+        if early is not None:
+            failed(early[0], mode)
+            return early
+        if mode == "slow" and self._stopping.wait(float(mode_params.get("delay_s", 30.0))):
+            return 0, b"", "", {}
+        refused = self._gate(query_text, headers, request_id)
+        if refused is not None:
+            failed(refused[0], refused[1])
+            return refused[2]
+        problem = _batch_problem(envelope, len(body))
+        if problem is not None:
+            status = 413 if problem.startswith("too large") else 400
+            with self._lock:
+                self._invalid.append(problem)
+            failed(status, "invalid")
+            return status, f"<html>{status}: {problem}</html>".encode(), "text/html", {}
+        if mode in ERROR_NAMES or mode == "rpc_error":
+            name = ERROR_NAMES.get(mode) or str(
+                mode_params.get("name", "odoo.exceptions.AccessError")
+            )
+            message = str(mode_params.get("message", f"{name} for the whole call"))
+            failed(200, mode)
+            return 200, _rpc_error(request_id, name, message), "application/json", {}
+
+        blocked: set[Any] = set()
+        results = [self._batch_event(event, len(events), blocked) for event in events]
+        with self._changed:
+            self._requests.append(
+                RequestRecord(
+                    None,
+                    None,
+                    200,
+                    "batch",
+                    path=EVENTS_PATH,
+                    batch=tuple(
+                        (uid, device, str(result["status"]))
+                        for (uid, device), result in zip(keys, results, strict=True)
+                    ),
+                    body_bytes=len(body),
+                )
+            )
+            self._changed.notify_all()
+        reply = {"jsonrpc": "2.0", "id": request_id, "result": {"results": results}}
+        return 200, json.dumps(reply).encode(), "application/json", {}
+
+    def _batch_event(self, event: Any, events: int, blocked: set[Any]) -> dict[str, Any]:
+        """One event of a batch call: its result; ``blocked`` holds devices to skip."""
+        uid = event.get("event_uid") if isinstance(event, dict) else None
+        device = event.get("device_id") if isinstance(event, dict) else None
+        problem = _event_problem(event)
+        if problem is not None:
+            with self._lock:
+                self._invalid.append(problem)
+            return _event_error(uid, "odoo.exceptions.ValidationError", problem)
+        if device in blocked:
+            return _event_error(
+                uid, SKIPPED, "not processed: an earlier event of this device failed"
+            )
+        failure = self._event_failure_for(uid, device, events)
+        if failure is not None:
+            mode, params = failure
+            name = ERROR_NAMES.get(mode) or str(params.get("name", "odoo.exceptions.AccessError"))
+            if mode not in ERROR_NAMES:
+                blocked.add(device)  # transient: this device's later events wait
+            return _event_error(uid, name, str(params.get("message", f"{name} for {uid}")))
+        assert isinstance(event, dict)
+        with self._changed:
+            duplicate = uid in self._uids
+            if duplicate:
+                self._duplicates.append(event)
+            else:
+                self._uids.add(str(uid))
+                self._events.append(event)
+                self._arrivals.append((str(device), str(event.get("event_type")), time.monotonic()))
+        return {"event_uid": uid, "status": "duplicate" if duplicate else "ok"}
+
     @staticmethod
     def _early_failure(
         mode: str, params: dict[str, Any]
@@ -639,6 +860,26 @@ def _event_problem(event: Any) -> str | None:
         return f"event lacks {sorted(missing)}"
     if not isinstance(event["event_uid"], str):
         return "event_uid must be a string"
+    return None
+
+
+def _event_error(uid: Any, name: str, message: str) -> dict[str, Any]:
+    return {"event_uid": uid, "status": "error", "error": {"name": name, "message": message}}
+
+
+def _batch_problem(envelope: Any, body_bytes: int) -> str | None:
+    if not isinstance(envelope, dict):
+        return "body is not a JSON object"
+    if envelope.get("jsonrpc") != "2.0" or envelope.get("method") != "call":
+        return "not a JSON-RPC 2.0 call"
+    params = envelope.get("params")
+    events = params.get("events") if isinstance(params, dict) else None
+    if not isinstance(events, list) or not events:
+        return "params.events must be a non-empty list"
+    if len(events) > MAX_BATCH_EVENTS:
+        return f"too large: {len(events)} events in one call (at most {MAX_BATCH_EVENTS})"
+    if len(events) > 1 and body_bytes > MAX_BATCH_BYTES:
+        return f"too large: {body_bytes} bytes with {len(events)} events (at most 1 MiB)"
     return None
 
 

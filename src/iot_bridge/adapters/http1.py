@@ -9,7 +9,8 @@ prepared once and reads the reply with a few ``bytes`` operations:
 - the status line and headers (at most ``MAX_HEAD_BYTES``), skipping 1xx
   interim replies;
 - the body by ``Content-Length``, by ``Transfer-Encoding: chunked``, or, with
-  neither, until the server closes the connection; 204 and 304 have none;
+  neither, until the server closes the connection; 204 and 304 have none; at
+  most ``max_body_bytes`` (1 MiB unless the caller says otherwise);
 - keep-alive as HTTP/1.1 says: reusable unless ``Connection: close``, an
   HTTP/1.0 reply without ``keep-alive``, or a close-delimited body.
 
@@ -70,6 +71,7 @@ async def exchange(
     body: bytes,
     *,
     reused: bool,
+    max_body_bytes: int = MAX_BODY_BYTES,
 ) -> Reply:
     """Send ``head`` (from ``request_head``) with ``body``; read the whole reply."""
     try:
@@ -90,17 +92,21 @@ async def exchange(
     if transfer is not None:
         if transfer.strip().lower() != b"chunked":
             raise HttpProtocolError(f"unsupported Transfer-Encoding {transfer!r}")
-        return Reply(status, headers, await _read_chunked(reader), keep_alive)
+        return Reply(status, headers, await _read_chunked(reader, max_body_bytes), keep_alive)
     length = headers.get(b"content-length")
     if length is not None:
         text = length.strip()
         if not text.isdigit():
             raise HttpProtocolError(f"bad Content-Length {length!r}")
         size = int(text)
-        if size > MAX_BODY_BYTES:
-            raise HttpProtocolError("reply body larger than 1 MiB")
+        if size > max_body_bytes:
+            raise HttpProtocolError(_too_large(max_body_bytes))
         return Reply(status, headers, await _read_exactly(reader, size), keep_alive)
-    return Reply(status, headers, await _read_to_close(reader), False)
+    return Reply(status, headers, await _read_to_close(reader, max_body_bytes), False)
+
+
+def _too_large(max_body_bytes: int) -> str:
+    return f"reply body larger than {max_body_bytes / 2**20:g} MiB"
 
 
 async def _read_head(
@@ -145,7 +151,7 @@ async def _read_exactly(reader: asyncio.StreamReader, size: int) -> bytes:
         raise HttpProtocolError("connection closed before the reply body ended") from err
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+async def _read_chunked(reader: asyncio.StreamReader, max_body_bytes: int) -> bytes:
     parts: list[bytes] = []
     total = 0
     while True:
@@ -163,8 +169,8 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         if size == 0:
             break
         total += size
-        if total > MAX_BODY_BYTES:
-            raise HttpProtocolError("reply body larger than 1 MiB")
+        if total > max_body_bytes:
+            raise HttpProtocolError(_too_large(max_body_bytes))
         chunk = await _read_exactly(reader, size + 2)
         if chunk[-2:] != b"\r\n":
             raise HttpProtocolError("chunk not followed by CRLF")
@@ -178,7 +184,7 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
             return b"".join(parts)
 
 
-async def _read_to_close(reader: asyncio.StreamReader) -> bytes:
+async def _read_to_close(reader: asyncio.StreamReader, max_body_bytes: int) -> bytes:
     parts: list[bytes] = []
     total = 0
     while True:
@@ -186,6 +192,6 @@ async def _read_to_close(reader: asyncio.StreamReader) -> bytes:
         if not chunk:
             return b"".join(parts)
         total += len(chunk)
-        if total > MAX_BODY_BYTES:
-            raise HttpProtocolError("reply body larger than 1 MiB")
+        if total > max_body_bytes:
+            raise HttpProtocolError(_too_large(max_body_bytes))
         parts.append(chunk)

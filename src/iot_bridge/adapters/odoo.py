@@ -1,6 +1,8 @@
 """Sends one event to Odoo's ``/ows/iot/event`` route and classifies the reply (CONTRACT §6).
 
-Two request formats (``odoo.request_format``):
+Two request formats (``odoo.request_format``) here; the third, ``batch``
+(several events a call to ``/ows/iot/events``), is ``adapters/odoo_batch.py``'s
+``OdooBatchSender``, built on this class:
 
 - ``jsonrpc`` (default, a ``type="json"`` route): the body is the JSON-RPC 2.0
   call ``{"jsonrpc": "2.0", "method": "call", "id": <event_uid>, "params":
@@ -41,6 +43,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import orjson
 
 from iot_bridge.adapters.http1 import (
+    MAX_BODY_BYTES,
     MAX_HEAD_BYTES,
     HttpProtocolError,
     StaleConnectionError,
@@ -105,6 +108,10 @@ class OdooSender:
     connection set-up and, again, the whole exchange of one request.
     """
 
+    path = EVENT_PATH
+    request_formats: tuple[str, ...] = REQUEST_FORMATS
+    max_reply_bytes = MAX_BODY_BYTES
+
     def __init__(
         self,
         *,
@@ -119,11 +126,11 @@ class OdooSender:
         Raises ``ValueError`` for a URL that is not http(s) with a host, or an
         unknown ``request_format``.
         """
-        if request_format not in REQUEST_FORMATS:
+        if request_format not in self.request_formats:
             raise ValueError(
-                f"request_format must be one of {REQUEST_FORMATS}, not {request_format!r}"
+                f"request_format must be one of {self.request_formats}, not {request_format!r}"
             )
-        self.url = base_url.rstrip("/") + EVENT_PATH
+        self.url = base_url.rstrip("/") + self.path
         self.database = database
         self.request_format = request_format
         self._api_key = api_key
@@ -180,7 +187,13 @@ class OdooSender:
         Raises ``DeliveryError`` with ``permanent``, ``endpoint`` and
         ``retry_after_s`` set per CONTRACT §6.
         """
-        body = self.body(event)
+        await self._post(self.body(event))
+
+    async def _post(self, body: bytes) -> Any:
+        """POST ``body``; the JSON-RPC ``result`` of a success (None with ``json``).
+
+        Raises ``DeliveryError`` for every failure of the call (CONTRACT §6).
+        """
         try:
             try:
                 status, headers, content = await self._exchange(body)
@@ -201,7 +214,7 @@ class OdooSender:
             raise self._error(
                 f"cannot connect to Odoo: {err.strerror or err}", endpoint=True
             ) from err
-        self._classify(status, headers, content)
+        return self._classify(status, headers, content)
 
     async def _exchange(self, body: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
         """One request and its whole reply, on an idle connection or a new one."""
@@ -241,12 +254,19 @@ class OdooSender:
     async def _roundtrip(
         self, conn: _Connection, body: bytes
     ) -> tuple[tuple[int, dict[bytes, bytes], bytes], bool]:
-        reply = await exchange(conn.reader, conn.writer, self._head, body, reused=conn.used)
+        reply = await exchange(
+            conn.reader,
+            conn.writer,
+            self._head,
+            body,
+            reused=conn.used,
+            max_body_bytes=self.max_reply_bytes,
+        )
         return (reply.status, reply.headers, reply.body), reply.keep_alive
 
-    def _classify(self, status: int, headers: dict[bytes, bytes], content: bytes) -> None:
+    def _classify(self, status: int, headers: dict[bytes, bytes], content: bytes) -> Any:
         if self.request_format == "json" and 200 <= status < 300:
-            return
+            return None
         if status != 200:
             retry_after = None
             if status in RETRY_AFTER_STATUSES:
@@ -277,6 +297,7 @@ class OdooSender:
             )
         if "result" not in reply:
             raise self._error(f"HTTP 200 from Odoo without result: {_snippet(_text(content))}")
+        return reply["result"]
 
     def _error(
         self,
@@ -286,12 +307,19 @@ class OdooSender:
         retry_after_s: float | None = None,
         endpoint: bool = False,
     ) -> DeliveryError:
-        if self._api_key:
-            for form in (self._api_key, repr(self._api_key)[1:-1]):  # raw and escaped
-                message = message.replace(form, "***")
         return DeliveryError(
-            message, permanent=permanent, retry_after_s=retry_after_s, endpoint=endpoint
+            self._scrub(message),
+            permanent=permanent,
+            retry_after_s=retry_after_s,
+            endpoint=endpoint,
         )
+
+    def _scrub(self, message: str) -> str:
+        """``message`` without the API key (raw or escaped) in it."""
+        if self._api_key:
+            for form in (self._api_key, repr(self._api_key)[1:-1]):
+                message = message.replace(form, "***")
+        return message
 
     @property
     def connections_open(self) -> int:

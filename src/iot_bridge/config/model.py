@@ -175,8 +175,9 @@ class OdooSection(BaseModel):
     username: Annotated[Text, Field(max_length=1024)] = ""
     api_key: Annotated[Text, Field(max_length=4096, repr=False), _checked(_header_token)] = ""
     # jsonrpc: the JSON-RPC envelope for a type="json" route; json: the EVENT object
-    # alone for a type="http" route (CONTRACT §2, §6).
-    request_format: Literal["jsonrpc", "json"] = "jsonrpc"
+    # alone for a type="http" route; batch: up to 500 events a call to /ows/iot/events
+    # (CONTRACT §2, §6).
+    request_format: Literal["jsonrpc", "json", "batch"] = "jsonrpc"
 
 
 def _topic_prefix(value: str) -> str | None:

@@ -26,6 +26,18 @@ is not an endpoint failure marks it up again (``odoo_available``, once), and
 every device resumes at once, in order per device: events that failed only
 because of the outage are due again at once.
 
+With a ``BatchEventSender`` (``request_format: batch``) a lane sends calls
+of several devices' events instead (``service/batching.py`` fills them: at
+most 500 events and 1 MiB, a device in one call at a time), up to
+``max_batches_in_flight`` calls at once. A call is filled from what is due
+when it leaves: a single new event goes at once, alone. Each event's result
+goes back to the store as above; a device's first transient failure in a
+call holds its later events in that call (pending, untried). A failure of the
+whole call is each device's oldest event's in it (the rest wait behind it),
+except that a permanent one is retried one event at a time (the sender's
+``send``, a call of one) before any event goes dead. While Odoo is down, the
+probe is a call of one event.
+
 An event is marked delivered only after Odoo accepted it, so a crash in
 between re-sends it with the same ``event_uid`` (at-least-once; Odoo dedupes).
 Time comes from a ``Clock`` so tests drive backoff without sleeping.
@@ -39,14 +51,21 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from iot_bridge.backoff import nominal_delay
 from iot_bridge.domain.events import EncodedEvent
 from iot_bridge.errors import DeliveryError, StoreError
 from iot_bridge.logs import get_logger
+from iot_bridge.service.batching import (
+    MAX_BATCH_EVENTS,
+    device_chunk_limit,
+    sort_outcomes,
+    take_batch,
+)
 from iot_bridge.service.ports import (
     FLAG_AFTER_ATTEMPTS,
+    BatchEventSender,
     Clock,
     DeliveryQueue,
     EventSender,
@@ -63,6 +82,9 @@ STORE_ERROR_PAUSE_S = 1.0
 LANE_CHUNK = 16  # a device's events one lane sends before the device goes back to the pool
 PREFETCH_DEVICES = 256  # devices whose chunks are read from the store in one go
 FLUSH_DELIVERED = 512  # successes marked in one transaction (a crash re-sends at most about this)
+# Calls of up to 500 events at once: one in Odoo, one on its way; more would queue in
+# Odoo's few workers and near the call timeout without making it faster.
+BATCHES_IN_FLIGHT = 2
 
 
 def backoff_delay(failures: int, rng: random.Random) -> float:
@@ -103,17 +125,28 @@ class DeliveryWorker:
         sender: EventSender | None,
         clock: Clock,
         max_in_flight: int = 8,
+        max_batches_in_flight: int = BATCHES_IN_FLIGHT,
         on_result: Callable[[str], None] | None = None,
         rng: random.Random | None = None,
         shutdown_grace_s: float = 5.0,
     ) -> None:
-        """``on_result`` is called with "ok", "transient" or "permanent" per attempt."""
+        """``on_result`` is called with "ok", "transient" or "permanent" per attempt.
+
+        ``max_in_flight`` devices send at once, one event each, or with a
+        ``BatchEventSender``, ``max_batches_in_flight`` calls of several devices.
+        """
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        if max_batches_in_flight < 1:
+            raise ValueError(
+                f"max_batches_in_flight must be at least 1, got {max_batches_in_flight}"
+            )
         self._store = store
         self._sender = sender
         self._clock = clock
         self._max_in_flight = max_in_flight
+        self._max_batches = max_batches_in_flight
+        self._batch_lanes = 0  # calls of several events under way (lanes of _batch_lane)
         self._on_result = on_result
         self._rng = rng or random.Random()
         self._shutdown_grace_s = shutdown_grace_s
@@ -252,10 +285,20 @@ class DeliveryWorker:
         if len(self._delivered) >= FLUSH_DELIVERED:
             await self._flush()
         later: float | None = None
+        batching = isinstance(sender, BatchEventSender)
+        if batching:
+            busy, slots = self._batch_lanes, self._max_batches
+            queued = sum(map(len, self._chunks)) // MAX_BATCH_EVENTS  # full calls' worth
+            # Devices already read are left out of a new scan too: a second chunk of
+            # the same device could go in another call, out of order.
+            exclude = (*self._in_flight, *(chunk[0].device_id for chunk in self._chunks))
+        else:
+            busy, slots, queued = len(self._in_flight), self._max_in_flight, len(self._chunks)
+            exclude = tuple(self._in_flight)
         # A new scan for due devices waits while most lanes are busy: their devices
         # come round in it (one scan per round of work, not one per lane ending).
-        scan_waits = not self._due_devices and len(self._in_flight) * 2 > self._max_in_flight
-        if len(self._chunks) < self._max_in_flight and not scan_waits:
+        scan_waits = not self._due_devices and busy * 2 > slots
+        if queued < slots and not scan_waits:
             scan = not self._due_devices
             take = [
                 self._due_devices.popleft()
@@ -265,13 +308,20 @@ class DeliveryWorker:
             # and never waits behind a commit's fsync); they are marked right after.
             skip = frozenset(self._delivered) | self._marking
             chunks, rest, later = await asyncio.to_thread(
-                self._read_work, skip, scan, take, tuple(self._in_flight), now
+                self._read_work, skip, scan, take, exclude, now, batching=batching
             )
             if sender is not self._sender or not self._health.up:
                 return 0.0
             self._due_devices.extend(rest)
             self._chunks.extend(chunks)
-        while self._chunks and len(self._in_flight) < self._max_in_flight and not self._closing:
+        if isinstance(sender, BatchEventSender):
+            self._start_batches(sender)
+        while (
+            not batching
+            and self._chunks
+            and len(self._in_flight) < self._max_in_flight
+            and not self._closing
+        ):
             chunk = self._chunks.popleft()
             device_id = chunk[0].device_id
             if device_id in self._in_flight:  # read twice across a scan: its lane has it
@@ -298,19 +348,23 @@ class DeliveryWorker:
         take: list[str],
         in_flight: tuple[str, ...],
         now: float,
+        *,
+        batching: bool = False,
     ) -> tuple[list[list[OutboxItem]], list[str], float | None]:
         """In a thread: find due devices if ``scan``, read their chunks.
 
         Events in ``skip`` (accepted by Odoo, their mark not yet written) are
         left out. Returns the chunks, the due devices left for later reads,
-        and when the earliest device not due yet will be.
+        and when the earliest device not due yet will be. For calls of several
+        events (``batching``) few due devices are read deeper, to fill a call.
         """
         rest: list[str] = []
         later: float | None = None
         if scan:
             due, later = self._store.due_devices(now, in_flight)
             take, rest = due[:PREFETCH_DEVICES], due[PREFETCH_DEVICES:]
-        chunks = self._store.pending_chunks(take, now, LANE_CHUNK)
+        limit = device_chunk_limit(len(take)) if batching else LANE_CHUNK
+        chunks = self._store.pending_chunks(take, now, limit)
         if skip:
             chunks = [
                 kept for kept in ([i for i in c if i.seq not in skip] for c in chunks) if kept
@@ -419,6 +473,120 @@ class DeliveryWorker:
             log.exception("delivery_unexpected_error", event_uid=item.event_uid)
             return DeliveryError(f"{type(err).__name__}: {err}", permanent=False)
         return None
+
+    # -- calls of several events (request_format: batch) ---------------------------
+
+    def _start_batches(self, sender: BatchEventSender) -> None:
+        """Start lanes of calls for the queued chunks, up to ``max_batches_in_flight``."""
+        while self._chunks and self._batch_lanes < self._max_batches and not self._closing:
+            batch = take_batch(self._chunks, self._in_flight)
+            if not batch:
+                return
+            task = asyncio.create_task(self._batch_lane(sender, batch), name="deliver:batch")
+            self._claim(batch, task, sender)
+            self._batch_lanes += 1
+            self._lanes.add(task)
+            task.add_done_callback(self._lanes.discard)
+
+    def _claim(
+        self, batch: list[list[OutboxItem]], task: asyncio.Task[None], sender: EventSender
+    ) -> None:
+        for chunk in batch:
+            self._in_flight[chunk[0].device_id] = (task, sender)
+
+    def _release(self, batch: list[list[OutboxItem]]) -> None:
+        for chunk in batch:
+            self._in_flight.pop(chunk[0].device_id, None)
+
+    async def _batch_lane(self, sender: BatchEventSender, batch: list[list[OutboxItem]]) -> None:
+        """Send calls, this one first, then more from the queued chunks, as ``_lane`` does.
+
+        After each call the loop is woken to mark the successes (lanes never
+        write them) and read ahead. The lane ends when Odoo goes down, the
+        sender changes, the worker closes, or nothing is queued.
+        """
+        task = cast("asyncio.Task[None]", asyncio.current_task())
+        try:
+            while True:
+                await self._send_batch(sender, batch)
+                self._release(batch)
+                batch = []
+                self._wake_event.set()
+                if self._closing or sender is not self._sender or not self._health.up:
+                    return
+                batch = take_batch(self._chunks, self._in_flight)
+                if not batch:
+                    return
+                self._claim(batch, task, sender)
+        except asyncio.CancelledError:
+            with contextlib.suppress(StoreError):  # as in _lane: shutdown ran out of grace
+                self._flush_now(self._clock.now())
+            raise
+        except StoreError as err:
+            log.error("delivery_store_error", error=str(err), devices=len(batch))
+            await self._clock.sleep(STORE_ERROR_PAUSE_S)
+        finally:
+            self._release(batch)
+            self._batch_lanes -= 1
+            self._wake_event.set()
+
+    async def _send_batch(self, sender: BatchEventSender, batch: list[list[OutboxItem]]) -> None:
+        """One call: each event's result recorded, or the whole call's failure handled."""
+        items = [item for chunk in batch for item in chunk]
+        if len(items) == 1:
+            await self._send_chunk(sender, batch[0])  # a call of one: its failure is the event's
+            return
+        try:
+            results = await sender.send_batch(
+                [EncodedEvent(item.event_uid, item.payload_json) for item in items]
+            )
+            outcome = sort_outcomes(items, results)
+        except DeliveryError as err:
+            await self._batch_failed(sender, batch, err)
+            return
+        except Exception as err:  # a sender bug must not stop delivery: retry it
+            log.exception("delivery_unexpected_error", events=len(items))
+            error = DeliveryError(f"{type(err).__name__}: {err}", permanent=False)
+            await self._batch_failed(sender, batch, error)
+            return
+        for item in outcome.delivered:
+            self._delivered.append(item.seq)
+            self._report("ok")
+            log.debug(
+                "event_delivered",
+                event_uid=item.event_uid,
+                event_type=item.event_type,
+                device_id=item.device_id,
+                attempts=item.attempts + 1,
+            )
+        for item, error in (*outcome.dead, *outcome.retry):
+            await self._failed(item, error)
+
+    async def _batch_failed(
+        self, sender: BatchEventSender, batch: list[list[OutboxItem]], err: DeliveryError
+    ) -> None:
+        """A failure of a whole call, for every event in it (CONTRACT §6).
+
+        Transient: each device's oldest event in the call takes it (counted, backed
+        off, or waiting for the probe when Odoo is down); the device's later events
+        wait behind it untried. Permanent: nothing goes dead yet; the events are
+        sent again one at a time, each device in order, and each answer is that
+        event's own.
+        """
+        if not err.permanent:
+            for chunk in batch:
+                await self._failed(chunk[0], err)
+            return
+        log.warning(
+            "odoo_batch_refused",
+            events=sum(map(len, batch)),
+            devices=len(batch),
+            error=str(err),
+        )
+        for chunk in batch:
+            if self._closing or sender is not self._sender or not self._health.up:
+                return
+            await self._send_chunk(sender, chunk)
 
     def _take_delivered(self) -> list[int]:
         """The recorded successes, handed over (on the event loop) to be marked."""

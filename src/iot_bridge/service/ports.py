@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from iot_bridge.config.model import BridgeConfig, MqttSection, OdooSection
 from iot_bridge.domain.events import Event
+from iot_bridge.errors import DeliveryError
 
 # An event that failed this many times is "flagged" (still retried, shown in /health).
 FLAG_AFTER_ATTEMPTS = 10
@@ -278,6 +279,26 @@ class EventSender(Protocol):
 
     async def send(self, event: Mapping[str, Any]) -> None:
         """Return on success; raise ``DeliveryError`` on failure."""
+        ...
+
+
+@runtime_checkable
+class BatchEventSender(EventSender, Protocol):
+    """A sender that also delivers several events in one call (``request_format: batch``).
+
+    Its ``send`` is a call with one event. The delivery worker batches for a
+    sender that is one of these (``OdooBatchSender``) and sends one at a time
+    otherwise.
+    """
+
+    async def send_batch(
+        self, events: Sequence[Mapping[str, Any]]
+    ) -> Sequence[DeliveryError | None]:
+        """Each event's result, in order: None when Odoo has it (``ok``/``duplicate``).
+
+        Raises ``DeliveryError`` when the call as a whole failed (no answer, an
+        HTTP or JSON-RPC error, a result that does not match the events sent).
+        """
         ...
 
 
