@@ -282,10 +282,12 @@ class DeliveryWorker:
             await asyncio.to_thread(self._store.retry_now, now)
         if not self._health.up:
             return await self._probe_when_due(sender, now)
-        if len(self._delivered) >= FLUSH_DELIVERED:
+        batching = isinstance(sender, BatchEventSender)
+        # A call's successes are marked before the next read: a read that skipped them
+        # would find the same device's next events missing, to be read once more.
+        if len(self._delivered) >= FLUSH_DELIVERED or (batching and self._delivered):
             await self._flush()
         later: float | None = None
-        batching = isinstance(sender, BatchEventSender)
         if batching:
             busy, slots = self._batch_lanes, self._max_batches
             queued = sum(map(len, self._chunks)) // MAX_BATCH_EVENTS  # full calls' worth

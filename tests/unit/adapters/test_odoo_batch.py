@@ -135,7 +135,6 @@ def test_batch_body_is_a_jsonrpc_call_with_the_events_in_order() -> None:
     }
 
 
-
 def test_the_envelope_fits_the_allowance_batching_counts() -> None:
     """Around the events and their commas, the envelope (with a UUID id) fits ENVELOPE_BYTES."""
     uid = "6b005e14-fae0-4b6b-8a83-79558f113563"

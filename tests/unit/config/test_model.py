@@ -200,14 +200,17 @@ def test_section_ranges_name_the_field(section: str, key: str, value: Any, fragm
     assert fragment in found[f"{section}.{key}"]
 
 
-def test_odoo_request_format_is_jsonrpc_or_json() -> None:
-    """request_format defaults to jsonrpc, takes json, and anything else is an error there."""
+def test_odoo_request_format_is_jsonrpc_json_or_batch() -> None:
+    """request_format defaults to jsonrpc, takes json and batch, and anything else is an
+    error there."""
     assert parse_config(document()).odoo.request_format == "jsonrpc"  # type: ignore[union-attr]
-    config = parse_config(document(odoo={**DOCUMENT["odoo"], "request_format": "json"}))
-    assert config.odoo is not None
-    assert config.odoo.request_format == "json"
-    found = issues(document(odoo={**DOCUMENT["odoo"], "request_format": "JSON-RPC"}))
-    assert list(found) == ["odoo.request_format"]
+    for request_format in ("json", "batch"):
+        config = parse_config(document(odoo={**DOCUMENT["odoo"], "request_format": request_format}))
+        assert config.odoo is not None
+        assert config.odoo.request_format == request_format
+    for wrong in ("JSON-RPC", "Batch", "batched"):
+        found = issues(document(odoo={**DOCUMENT["odoo"], "request_format": wrong}))
+        assert list(found) == ["odoo.request_format"]
 
 
 def test_odoo_base_url_is_required() -> None:
