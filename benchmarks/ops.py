@@ -18,8 +18,10 @@ outage or a shift start looks exactly so to the bridge).
 ``--quick`` shortens every measuring window (and means one run unless
 ``--runs`` says otherwise); its numbers are rougher.
 
-Rows (names for ``--rows``): down1000, down50, down_ra, backlog, restart10k,
-trickle, idle, rss_idle, rss10k, config, latency, ingest.
+Rows (names for ``--rows``): down1000, down50, down_ra, backlog, backlog_batch,
+restart10k, restart10k_batch, trickle, idle, rss_idle, rss10k, config, latency, ingest.
+The ``_batch`` rows are their namesakes with ``odoo.request_format: batch`` (up to
+500 events a call to the stand-in's ``/ows/iot/events``).
 """
 
 from __future__ import annotations
@@ -485,6 +487,7 @@ def _drain(
     per_device: int,
     *,
     outage_first: bool,
+    request_format: str | None = None,
 ) -> dict[str, float]:
     standin = Standin()
     mq = broker(directory / "mq")
@@ -493,7 +496,7 @@ def _drain(
         if outage_first:
             standin.mode("down")
         seed_outbox(directory / "bridge", devices, per_device)
-        doc = config_doc(mq, [device_entry(i) for i in range(devices)], standin)
+        doc = config_doc(mq, [device_entry(i) for i in range(devices)], standin, request_format)
         config_file = directory / "bridge.json"
         config_file.write_text(json.dumps(doc))
         bridge = BridgeProcess(
@@ -527,6 +530,7 @@ def _drain(
             "kernel_share": (sys1 - sys0) / max(1e-9, cpu1 - cpu0),
             "standin_cpu_s_per_1000": (odoo1 - odoo0) / total * 1000,
             "duplicates": float(stats["duplicates"]),
+            "requests": float(stats["received"]),
         }
         if outage_first:
             figures["first_event_after_return_s"] = first - returned
@@ -543,8 +547,20 @@ def row_backlog(directory: pathlib.Path, args: argparse.Namespace) -> dict[str, 
     return _drain(directory, args, "backlog", 1000, 20, outage_first=True)
 
 
+def row_backlog_batch(directory: pathlib.Path, args: argparse.Namespace) -> dict[str, float]:
+    return _drain(
+        directory, args, "backlog_batch", 1000, 20, outage_first=True, request_format="batch"
+    )
+
+
 def row_restart10k(directory: pathlib.Path, args: argparse.Namespace) -> dict[str, float]:
     return _drain(directory, args, "restart10k", 10_000, 1, outage_first=False)
+
+
+def row_restart10k_batch(directory: pathlib.Path, args: argparse.Namespace) -> dict[str, float]:
+    return _drain(
+        directory, args, "restart10k_batch", 10_000, 1, outage_first=False, request_format="batch"
+    )
 
 
 def row_trickle(directory: pathlib.Path, args: argparse.Namespace) -> dict[str, float]:
@@ -812,7 +828,9 @@ ROWS: dict[str, tuple[str, Row]] = {
     "down50": ("Odoo down (503), 50 devices, 1,000 pending", row_down50),
     "down_ra": ("Odoo down (503 + Retry-After: 10), 1,000 devices", row_down_ra),
     "backlog": ("20,000-event backlog (1,000 devices) when Odoo returns", row_backlog),
+    "backlog_batch": ("the same backlog, request_format batch", row_backlog_batch),
     "restart10k": ("10,000 devices, one pending event each", row_restart10k),
+    "restart10k_batch": ("the same restart, request_format batch", row_restart10k_batch),
     "trickle": ("10 devices x 1 message/s, sessions running", row_trickle),
     "idle": ("no traffic, 10 devices, timers an hour away", row_idle),
     "rss_idle": ("RSS idle, no devices", row_rss_idle),

@@ -530,6 +530,9 @@ class DeliveryWorker:
         finally:
             self._release(batch)
             self._batch_lanes -= 1
+            # Out of _lanes now, not in the done callback: a loop woken by the line below
+            # may look at _lanes before that callback runs, and wait for a lane that ended.
+            self._lanes.discard(task)
             self._wake_event.set()
 
     async def _send_batch(self, sender: BatchEventSender, batch: list[list[OutboxItem]]) -> None:
