@@ -125,6 +125,15 @@ async def test_many_devices_stay_in_order_across_calls(harness: Harness) -> None
     await harness.settled(2000)
 
 
+async def test_many_devices_with_one_event_each_fill_their_calls(harness: Harness) -> None:
+    """1,200 devices with one event each (a restart): calls of 500, 500 and 200, not
+    of whatever one read of the store happened to hold."""
+    harness.commit([make_event(f"d{d:04d}", 0) for d in range(1200)])
+    await harness.standin.wait_for_events_async(1200, timeout_s=30)
+    assert call_sizes(harness.standin) == [500, 500, 200]
+    await harness.settled(1200)
+
+
 async def test_calls_stay_within_one_mebibyte(harness: Harness) -> None:
     """100 events of about 20 KB (2 MB): calls of at most 1 MiB of body, in order."""
     harness.commit([padded_event(f"d{d}", n, 20_000) for n in range(10) for d in range(10)])

@@ -97,6 +97,19 @@ async def test_per_event_results(sender: OdooBatchSender, odoo_standin: OdooStan
     ]
 
 
+async def test_a_malformed_event_is_refused_alone(
+    sender: OdooBatchSender, odoo_standin: OdooStandin
+) -> None:
+    """An event lacking fields gets a ValidationError of its own; the others are taken."""
+    good = make_event("a")
+    outcomes = await sender.send_batch([{"event_uid": "broken", "device_id": "a"}, good])
+    failure = outcomes[0]
+    assert failure is not None and failure.permanent and "lacks" in str(failure)
+    assert outcomes[1] is None
+    assert odoo_standin.events == [good]
+    assert len(odoo_standin.invalid) == 1
+
+
 async def test_send_is_a_call_of_one_event(
     sender: OdooBatchSender, odoo_standin: OdooStandin
 ) -> None:

@@ -18,7 +18,7 @@ chunks (each device's oldest pending events, in order), and
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Container, Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from iot_bridge.errors import DeliveryError
@@ -45,6 +45,22 @@ def device_chunk_limit(devices: int) -> int:
     each, so one read stays a few calls' worth.
     """
     return max(MIN_DEVICE_CHUNK, MAX_BATCH_EVENTS // max(1, devices))
+
+
+def fills_a_call(chunks: Iterable[list[OutboxItem]]) -> bool:
+    """Whether ``chunks`` hold at least a full call: ``MAX_BATCH_EVENTS`` or ``MAX_BATCH_BYTES``.
+
+    While more due devices wait to be read, a call that would leave half empty
+    waits for that read (not for time: the read follows at once).
+    """
+    events, size = 0, ENVELOPE_BYTES
+    for chunk in chunks:
+        for item in chunk:
+            events += 1
+            size += event_bytes(item)
+            if events >= MAX_BATCH_EVENTS or size >= MAX_BATCH_BYTES:
+                return True
+    return False
 
 
 def take_batch(

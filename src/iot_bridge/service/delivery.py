@@ -60,6 +60,7 @@ from iot_bridge.logs import get_logger
 from iot_bridge.service.batching import (
     MAX_BATCH_EVENTS,
     device_chunk_limit,
+    fills_a_call,
     sort_outcomes,
     take_batch,
 )
@@ -81,6 +82,7 @@ MIN_RETRY_AFTER_S = 1.0  # a server saying "Retry-After: 0" forever must not spi
 STORE_ERROR_PAUSE_S = 1.0
 LANE_CHUNK = 16  # a device's events one lane sends before the device goes back to the pool
 PREFETCH_DEVICES = 256  # devices whose chunks are read from the store in one go
+BATCH_PREFETCH_DEVICES = 512  # the same for calls of 500: one read fills them with one event each
 FLUSH_DELIVERED = 512  # successes marked in one transaction (a crash re-sends at most about this)
 # Calls of up to 500 events at once: one in Odoo, one on its way; more would queue in
 # Odoo's few workers and near the call timeout without making it faster.
@@ -147,6 +149,7 @@ class DeliveryWorker:
         self._max_in_flight = max_in_flight
         self._max_batches = max_batches_in_flight
         self._batch_lanes = 0  # calls of several events under way (lanes of _batch_lane)
+        self._reading = False  # the loop reads due work from the store right now
         self._on_result = on_result
         self._rng = rng or random.Random()
         self._shutdown_grace_s = shutdown_grace_s
@@ -288,15 +291,8 @@ class DeliveryWorker:
         if len(self._delivered) >= FLUSH_DELIVERED or (batching and self._delivered):
             await self._flush()
         later: float | None = None
-        if batching:
-            busy, slots = self._batch_lanes, self._max_batches
-            queued = sum(map(len, self._chunks)) // MAX_BATCH_EVENTS  # full calls' worth
-            # Devices already read are left out of a new scan too: a second chunk of
-            # the same device could go in another call, out of order.
-            exclude = (*self._in_flight, *(chunk[0].device_id for chunk in self._chunks))
-        else:
-            busy, slots, queued = len(self._in_flight), self._max_in_flight, len(self._chunks)
-            exclude = tuple(self._in_flight)
+        devices_per_read = BATCH_PREFETCH_DEVICES if batching else PREFETCH_DEVICES
+        busy, slots, queued, exclude = self._occupancy(batching=batching)
         # A new scan for due devices waits while most lanes are busy: their devices
         # come round in it (one scan per round of work, not one per lane ending).
         scan_waits = not self._due_devices and busy * 2 > slots
@@ -304,14 +300,18 @@ class DeliveryWorker:
             scan = not self._due_devices
             take = [
                 self._due_devices.popleft()
-                for _ in range(min(PREFETCH_DEVICES, len(self._due_devices)))
+                for _ in range(min(devices_per_read, len(self._due_devices)))
             ]
             # Successes not yet marked are skipped by the read (so it needs no write
             # and never waits behind a commit's fsync); they are marked right after.
             skip = frozenset(self._delivered) | self._marking
-            chunks, rest, later = await asyncio.to_thread(
-                self._read_work, skip, scan, take, exclude, now, batching=batching
-            )
+            self._reading = True
+            try:
+                chunks, rest, later = await asyncio.to_thread(
+                    self._read_work, skip, scan, take, exclude, now, batching=batching
+                )
+            finally:
+                self._reading = False
             if sender is not self._sender or not self._health.up:
                 return 0.0
             self._due_devices.extend(rest)
@@ -335,6 +335,8 @@ class DeliveryWorker:
         flushed = bool(self._delivered)
         if flushed:
             await self._flush()
+        if batching and self._due_devices and self._batch_lanes < self._max_batches:
+            return 0.0  # a call has room: read the next due devices for it now
         if self._chunks or self._due_devices:
             return None  # more work as soon as a lane is free (it wakes us)
         if flushed and not self._in_flight:
@@ -342,6 +344,17 @@ class DeliveryWorker:
         if later is None:
             return None
         return max(0.0, later - self._clock.now())
+
+    def _occupancy(self, *, batching: bool) -> tuple[int, int, int, tuple[str, ...]]:
+        """Lanes busy, lanes in all, work queued (in lanes' worth), devices a scan leaves out."""
+        if not batching:
+            exclude = tuple(self._in_flight)
+            return len(self._in_flight), self._max_in_flight, len(self._chunks), exclude
+        queued = sum(map(len, self._chunks)) // MAX_BATCH_EVENTS  # full calls' worth
+        # Devices already read are left out of a new scan too: a second chunk of the
+        # same device could go in another call, out of order.
+        exclude = (*self._in_flight, *(chunk[0].device_id for chunk in self._chunks))
+        return self._batch_lanes, self._max_batches, queued, exclude
 
     def _read_work(
         self,
@@ -364,7 +377,8 @@ class DeliveryWorker:
         later: float | None = None
         if scan:
             due, later = self._store.due_devices(now, in_flight)
-            take, rest = due[:PREFETCH_DEVICES], due[PREFETCH_DEVICES:]
+            prefetch = BATCH_PREFETCH_DEVICES if batching else PREFETCH_DEVICES
+            take, rest = due[:prefetch], due[prefetch:]
         limit = device_chunk_limit(len(take)) if batching else LANE_CHUNK
         chunks = self._store.pending_chunks(take, now, limit)
         if skip:
@@ -481,6 +495,8 @@ class DeliveryWorker:
     def _start_batches(self, sender: BatchEventSender) -> None:
         """Start lanes of calls for the queued chunks, up to ``max_batches_in_flight``."""
         while self._chunks and self._batch_lanes < self._max_batches and not self._closing:
+            if self._more_to_read() and not fills_a_call(self._chunks):
+                return  # the loop reads more due devices first, at once: a fuller call
             batch = take_batch(self._chunks, self._in_flight)
             if not batch:
                 return
@@ -489,6 +505,10 @@ class DeliveryWorker:
             self._batch_lanes += 1
             self._lanes.add(task)
             task.add_done_callback(self._lanes.discard)
+
+    def _more_to_read(self) -> bool:
+        """Due devices are known but not read yet, or being read."""
+        return bool(self._due_devices) or self._reading
 
     def _claim(
         self, batch: list[list[OutboxItem]], task: asyncio.Task[None], sender: EventSender
@@ -516,6 +536,8 @@ class DeliveryWorker:
                 self._wake_event.set()
                 if self._closing or sender is not self._sender or not self._health.up:
                     return
+                if self._more_to_read() and not fills_a_call(self._chunks):
+                    return  # the loop reads more first, then starts the call
                 batch = take_batch(self._chunks, self._in_flight)
                 if not batch:
                     return

@@ -16,6 +16,7 @@ from iot_bridge.service.batching import (
     MIN_DEVICE_CHUNK,
     device_chunk_limit,
     event_bytes,
+    fills_a_call,
     sort_outcomes,
     take_batch,
 )
@@ -153,6 +154,15 @@ def test_calls_respect_the_limits_and_each_device_order(
         for chunk in batch:
             assert {i.device_id for i in chunk} == {chunk[0].device_id}
             assert [i.seq for i in chunk] == sorted(i.seq for i in chunk)
+
+
+def test_a_full_call_is_500_events_or_1_mebibyte() -> None:
+    """Queued chunks fill a call at 500 events, or at 1 MiB of body, whichever comes first."""
+    assert fills_a_call(chunks_of(*((f"d{n}", 1) for n in range(500))))
+    assert not fills_a_call(chunks_of(*((f"d{n}", 1) for n in range(499))))
+    assert fills_a_call(chunks_of(("a", 60), size=20_000))
+    assert not fills_a_call(chunks_of(("a", 40), size=20_000))
+    assert not fills_a_call(deque())
 
 
 def test_few_devices_are_read_deep_enough_to_fill_a_call() -> None:
