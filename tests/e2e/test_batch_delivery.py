@@ -86,7 +86,7 @@ def test_kill_9_mid_batch_loses_nothing(
     duplicates, which Odoo drops."""
     devices, per_device = 60, 100
     seed_backlog(tmp_path / "bridge", devices, per_device)
-    odoo_standin.add_rule("slow", min_events=2, delay_s=0.3)  # calls stay in Odoo a while
+    odoo_standin.add_rule("slow", min_events=2, delay_s=0.5)  # calls stay in Odoo a while
     broker: MosquittoBroker = mosquitto_factory()
     document = batch_config(broker, odoo_standin)
     bridge = bridge_factory(config_file=write_config(tmp_path / "c.yaml", document)).start()
