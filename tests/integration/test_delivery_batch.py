@@ -208,6 +208,26 @@ async def test_a_transient_error_holds_one_device_and_not_the_others(harness: Ha
     assert standin.duplicates == []
 
 
+async def test_a_device_failing_forever_does_not_stall_the_others(harness: Harness) -> None:
+    """One device's events failing transiently in every call (Odoo skips the rest of it):
+    the other devices are delivered; only its oldest event counts the tries."""
+    standin, store, clock = harness.standin, harness.store, harness.clock
+    standin.add_rule("rpc_error", device_id="broken")
+    broken = [make_event("broken", n) for n in range(5)]
+    harness.commit(broken + [make_event(f"ok-{d}", n) for n in range(5) for d in range(3)])
+    await standin.wait_for_events_async(15)
+    await harness.settled(16)
+    for _ in range(3):  # three more tries of the broken device, on its backoff
+        due = store.next_attempt_time()
+        assert due is not None
+        clock.advance(due - clock.now())
+        await harness.settled(len(harness.results) + 1)
+    assert by_device(standin.events) == {f"ok-{d}": list(range(5)) for d in range(3)}
+    state = statuses(store)
+    assert [state[e.event_uid] for e in broken] == [("pending", 4)] + [("pending", 0)] * 4
+    assert harness.worker.endpoint.up
+
+
 async def test_duplicates_are_delivered(harness: Harness) -> None:
     """Events Odoo already has are answered duplicate: delivered, nothing doubled in Odoo."""
     events = [make_event("a", n) for n in range(4)]
