@@ -184,6 +184,20 @@ class OutboxStats:
     oldest_pending_age_s: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class StoreUsage:
+    """The data dir on disk, for /health, /metrics and the disk budget."""
+
+    data_dir_bytes: int  # the data dir's files, as allocated on disk
+    reusable_bytes: int  # pages inside the database freed by deletes: reused before it grows
+    disk_free_bytes: int  # room the filesystem has left
+
+    @property
+    def used_bytes(self) -> int:
+        """What the data dir holds that is not free for reuse: what a budget counts."""
+        return max(0, self.data_dir_bytes - self.reusable_bytes)
+
+
 Snapshots = Mapping[str, Mapping[str, Any] | None]
 
 
@@ -261,8 +275,29 @@ class Outbox(DeliveryQueue, Protocol):
         """Dead events back to pending; returns how many."""
         ...
 
-    def prune(self, now: float) -> int:
-        """Delete delivered events past retention; returns how many."""
+    def prune(self, now: float, retention_s: float | None = None) -> int:
+        """Delete delivered events older than ``retention_s`` (the store's default when
+        None); returns how many."""
+        ...
+
+    def prune_oldest_delivered(self, bytes_to_free: int) -> int:
+        """Delete the oldest delivered events, about ``bytes_to_free`` of them; how many.
+        Pending and dead events are never deleted."""
+        ...
+
+    def kept_events_bytes(self) -> int:
+        """About how many bytes the pending and dead events take."""
+        ...
+
+    def usage(self) -> StoreUsage:
+        """The data dir's size, the room for reuse inside it, the disk's free room.
+
+        Raises ``StoreError`` when the data dir vanished under the running bridge.
+        """
+        ...
+
+    def limit_wal(self, budget_bytes: int | None) -> None:
+        """Keep the write-ahead log to a share of ``budget_bytes`` (None: the default)."""
         ...
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from iot_bridge.service.ports import (
     OutboxStats,
     SourceMessage,
     StoredEvent,
+    StoreUsage,
 )
 
 T0 = 1_770_000_000.0
@@ -87,18 +88,35 @@ def config(*device_ids: str, broker: str = "broker-a", odoo: str | None = None) 
 
 
 class FakeClock:
-    """Time that moves only when the test says so; ``sleep`` waits until ``close``."""
+    """Time that moves only when the test says so.
+
+    ``sleep`` ends once ``advance`` has moved the time past its end (setting
+    ``time`` directly wakes no one): the housekeeping loop and delivery sleep
+    until the stop cancels them, unless a test advances the clock.
+    """
 
     def __init__(self, now: float = T0) -> None:
         self.time = now
+        self.sleeps: list[float] = []  # every sleep asked for, in order
+        self._moved = asyncio.Event()
 
     def now(self) -> float:
         """The test's time."""
         return self.time
 
     async def sleep(self, seconds: float) -> None:
-        """Never ends by itself (the prune loop and delivery are cancelled at the stop)."""
-        await asyncio.Event().wait()
+        """Wait until ``advance`` takes the time to ``now() + seconds``."""
+        self.sleeps.append(seconds)
+        until = self.time + seconds
+        while self.time < until:
+            moved = self._moved
+            await moved.wait()
+
+    def advance(self, seconds: float) -> None:
+        """Move the time on and wake the sleepers whose end it reached."""
+        self.time += seconds
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
 
 
 class FakeSource:
@@ -237,9 +255,24 @@ class FakeOutbox:
         """Nothing is dead here."""
         return 0
 
-    def prune(self, now: float) -> int:
+    def prune(self, now: float, retention_s: float | None = None) -> int:
         """Nothing to prune."""
         return 0
+
+    def prune_oldest_delivered(self, bytes_to_free: int) -> int:
+        """Nothing is delivered here."""
+        return 0
+
+    def kept_events_bytes(self) -> int:
+        """About 600 bytes an event (all pending)."""
+        return 600 * len(self.events)
+
+    def usage(self) -> StoreUsage:
+        """A small data dir on a roomy disk."""
+        return StoreUsage(data_dir_bytes=1 << 20, reusable_bytes=0, disk_free_bytes=1 << 30)
+
+    def limit_wal(self, budget_bytes: int | None) -> None:
+        """Nothing to limit."""
 
     def close(self) -> None:
         """Remember it."""
