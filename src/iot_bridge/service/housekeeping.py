@@ -12,15 +12,19 @@ committed events while a disk budget is set. Each pass, in a thread:
 - once an hour (``RETENTION_INTERVAL_S``), deletes the delivered events past
   the retention (``store.retention_days``, ``BRIDGE_RETENTION_DAYS``);
 - with a disk budget (``store.disk_budget_mb``, ``BRIDGE_DISK_BUDGET_MB``):
-  when the data dir uses more than ``PRUNE_AT_SHARE`` of it, deletes the
-  oldest delivered events until it uses ``PRUNE_TO_SHARE``; pending and dead
-  events are never deleted. When they alone pass ``KEPT_WARNING_SHARE`` of
-  the budget, ``/health`` carries a warning and the log says so, once.
+  when what the data dir stores passes ``PRUNE_AT_SHARE`` of it, deletes the
+  oldest delivered events until it is down to ``PRUNE_TO_SHARE``; pending and
+  dead events are never deleted. When they alone pass ``KEPT_WARNING_SHARE``
+  of the budget, ``/health`` carries a warning and the log says so, once.
 
-"Uses" counts the data dir's files minus the free pages inside the database:
-SQLite reuses those before the file grows, so pruning keeps the file where
-it is rather than shrinking it (``VACUUM``, with the bridge stopped, gives
-the space back).
+How the budget is shared out: "stored" counts the data dir's files but the
+write-ahead log, less the free pages inside the database (SQLite reuses them
+before the file grows, so pruning stops the file growing rather than
+shrinking it; ``VACUUM``, with the bridge stopped, gives the space back).
+The WAL is bounded apart: the writer checkpoints it at an eighth of the
+budget (``Outbox.limit_wal``), and deletes go in chunks of a thirty-second
+of it, so that the prune itself cannot swell it. Stored at most 75 %, the
+WAL at most about 16 %: the data dir stays under the budget.
 """
 
 from __future__ import annotations
@@ -40,14 +44,35 @@ log = get_logger(__name__)
 
 CHECK_INTERVAL_S = 30.0
 RETENTION_INTERVAL_S = 3600.0
-# With a budget, a pass also comes after this many committed events (about 0.7 MB).
-BUDGET_CHECK_EVERY_EVENTS = 1000
-PRUNE_AT_SHARE = 0.9
-PRUNE_TO_SHARE = 0.8
+PRUNE_AT_SHARE = 0.75
+PRUNE_TO_SHARE = 0.65
 KEPT_WARNING_SHARE = 0.8
 # Each round deletes what the estimate says frees the excess, then measures again.
 MAX_PRUNE_ROUNDS = 8
 MB = 1024 * 1024
+# Sizes derived from the budget use this for an event (a stored event takes 0.7-1 KB).
+EVENT_BYTES_ESTIMATE = 1024
+# With a budget, a pass also comes after a sixty-fourth of it in events committed
+# (256 events at 16 MB, 1,000 from 64 MB on), and deletes go a thirty-second at a time.
+BUDGET_SHARE_BETWEEN_CHECKS = 64
+BUDGET_SHARE_PER_DELETE = 32
+MAX_EVENTS_BETWEEN_CHECKS = 1000
+MAX_DELETE_CHUNK = 10_000
+MIN_CHUNK = 100
+
+
+def events_between_checks(budget_bytes: int) -> int:
+    """With this budget, a pass after this many committed events."""
+    share = budget_bytes // BUDGET_SHARE_BETWEEN_CHECKS // EVENT_BYTES_ESTIMATE
+    return max(MIN_CHUNK, min(MAX_EVENTS_BETWEEN_CHECKS, share))
+
+
+def delete_chunk(budget_bytes: int | None) -> int:
+    """Events deleted per transaction: a small share of the budget, so the WAL stays small."""
+    if budget_bytes is None:
+        return MAX_DELETE_CHUNK
+    share = budget_bytes // BUDGET_SHARE_PER_DELETE // EVENT_BYTES_ESTIMATE
+    return max(MIN_CHUNK, min(MAX_DELETE_CHUNK, share))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,11 +115,11 @@ class Housekeeping:
 
     def events_committed(self, count: int) -> None:
         """The pipeline committed ``count`` events: with a budget, check soon enough."""
+        budget = self._limits().budget_bytes
+        if budget is None:
+            return
         self._events_since_check += count
-        if (
-            self._events_since_check >= BUDGET_CHECK_EVERY_EVENTS
-            and self._limits().budget_bytes is not None
-        ):
+        if self._events_since_check >= events_between_checks(budget):
             self._events_since_check = 0
             self._wake.set()
 
@@ -117,6 +142,7 @@ class Housekeeping:
 
     async def check(self) -> DiskReport:
         """One pass (in a thread); a data dir that vanished stops the bridge."""
+        self._events_since_check = 0
         limits = self._limits()
         try:
             report = await asyncio.to_thread(self._check, self._now(), limits)
@@ -137,9 +163,11 @@ class Housekeeping:
             outbox.limit_wal(budget)
             self._wal_budget = budget
         usage = outbox.usage()  # StoreError when the data dir vanished: fatal
+        chunk = delete_chunk(budget)
         if now >= self._next_retention_at:
             self._next_retention_at = now + RETENTION_INTERVAL_S
-            self._prune("retention", functools.partial(outbox.prune, now, limits.retention_s))
+            prune = functools.partial(outbox.prune, now, limits.retention_s, chunk=chunk)
+            self._prune("retention", prune)
         if budget is None:
             self._settle_warning(None)
             return DiskReport(usage=usage)
@@ -154,45 +182,54 @@ class Housekeeping:
             )
         elif self._over_budget:
             warning = (
-                f"the data dir uses {usage.used_bytes / MB:.1f} MB of its {budget / MB:.0f} MB"
-                " disk budget and has no delivered events left to prune"
+                f"the data dir stores {usage.stored_bytes / MB:.1f} MB, over"
+                f" {PRUNE_AT_SHARE:.0%} of its {budget / MB:.0f} MB disk budget, and has no"
+                " delivered events left to prune"
             )
         self._settle_warning(warning, kept_bytes=kept, budget_bytes=budget)
         return DiskReport(usage=usage, kept_bytes=kept, warning=warning)
 
     def _enforce_budget(self, usage: StoreUsage, budget: int) -> StoreUsage:
-        if usage.used_bytes <= budget * PRUNE_AT_SHARE:
+        if usage.stored_bytes <= budget * PRUNE_AT_SHARE:
             self._over_budget = False
             return usage
         outbox = self._outbox
         target = int(budget * PRUNE_TO_SHARE)
-        before = usage.used_bytes
+        before = usage.stored_bytes
+        chunk = delete_chunk(budget)
+        pruned = 0
+        # Deleted rows free fewer whole pages than their bytes (the event_uid index's
+        # pages empty only in part): each round measures again and deletes the rest.
         for _ in range(MAX_PRUNE_ROUNDS):
-            excess = usage.used_bytes - target
+            excess = usage.stored_bytes - target
             if excess <= 0:
                 break
-            prune = functools.partial(outbox.prune_oldest_delivered, excess)
-            if not self._prune("disk_budget", prune):
+            prune = functools.partial(outbox.prune_oldest_delivered, excess, chunk=chunk)
+            deleted = self._prune("disk_budget", prune, report=False)
+            if not deleted:
                 break  # nothing delivered is left to delete (or the disk is full)
+            pruned += deleted
             usage = outbox.usage()
-        over = usage.used_bytes > budget * PRUNE_AT_SHARE
+        over = usage.stored_bytes > budget * PRUNE_AT_SHARE
         if over and not self._over_budget:
             log.warning(
                 "disk_budget_exceeded",
-                used_mb=round(usage.used_bytes / MB, 1),
+                stored_mb=round(usage.stored_bytes / MB, 1),
                 budget_mb=round(budget / MB, 1),
                 reason="no delivered events left to prune",
             )
         self._over_budget = over
         log.info(
             "disk_budget_enforced",
-            used_mb_before=round(before / MB, 1),
-            used_mb=round(usage.used_bytes / MB, 1),
+            events_pruned=pruned,
+            stored_mb_before=round(before / MB, 1),
+            stored_mb=round(usage.stored_bytes / MB, 1),
+            data_dir_mb=round(usage.data_dir_bytes / MB, 1),
             budget_mb=round(budget / MB, 1),
         )
         return usage
 
-    def _prune(self, reason: str, prune: Callable[[], int]) -> int:
+    def _prune(self, reason: str, prune: Callable[[], int], *, report: bool = True) -> int:
         try:
             pruned = prune()
         except DiskFullError as err:  # no room even for the deletes: the pipeline waits
@@ -203,7 +240,8 @@ class Housekeeping:
             return 0
         if pruned:
             self._metrics.events_pruned.labels(reason=reason).inc(pruned)
-            log.info("outbox_pruned", events=pruned, reason=reason)
+            if report:
+                log.info("outbox_pruned", events=pruned, reason=reason)
         return pruned
 
     def _settle_warning(

@@ -188,14 +188,16 @@ class OutboxStats:
 class StoreUsage:
     """The data dir on disk, for /health, /metrics and the disk budget."""
 
-    data_dir_bytes: int  # the data dir's files, as allocated on disk
+    data_dir_bytes: int  # the data dir's files, as allocated on disk (the WAL included)
+    wal_bytes: int  # of which the write-ahead log (bounded apart, see limit_wal)
     reusable_bytes: int  # pages inside the database freed by deletes: reused before it grows
     disk_free_bytes: int  # room the filesystem has left
 
     @property
-    def used_bytes(self) -> int:
-        """What the data dir holds that is not free for reuse: what a budget counts."""
-        return max(0, self.data_dir_bytes - self.reusable_bytes)
+    def stored_bytes(self) -> int:
+        """What the data holds: the files but the WAL, less the free pages inside the
+        database. What the disk budget's pruning acts on."""
+        return max(0, self.data_dir_bytes - self.wal_bytes - self.reusable_bytes)
 
 
 Snapshots = Mapping[str, Mapping[str, Any] | None]
@@ -275,14 +277,16 @@ class Outbox(DeliveryQueue, Protocol):
         """Dead events back to pending; returns how many."""
         ...
 
-    def prune(self, now: float, retention_s: float | None = None) -> int:
+    def prune(
+        self, now: float, retention_s: float | None = None, *, chunk: int | None = None
+    ) -> int:
         """Delete delivered events older than ``retention_s`` (the store's default when
-        None); returns how many."""
+        None), ``chunk`` per transaction; returns how many."""
         ...
 
-    def prune_oldest_delivered(self, bytes_to_free: int) -> int:
-        """Delete the oldest delivered events, about ``bytes_to_free`` of them; how many.
-        Pending and dead events are never deleted."""
+    def prune_oldest_delivered(self, bytes_to_free: int, *, chunk: int | None = None) -> int:
+        """Delete the oldest delivered events, about ``bytes_to_free`` of them, ``chunk``
+        per transaction; how many. Pending and dead events are never deleted."""
         ...
 
     def kept_events_bytes(self) -> int:

@@ -16,7 +16,7 @@ from iot_bridge.config.model import BridgeConfig, MqttSection, OdooSection
 from iot_bridge.config.parse import parse_config
 from iot_bridge.config.sources import EnvSettings, LoadedConfig
 from iot_bridge.domain.events import Event
-from iot_bridge.errors import StoreError
+from iot_bridge.errors import DiskFullError, StoreError
 from iot_bridge.service.bridge import Bridge
 from iot_bridge.service.ports import (
     STATUS_PENDING,
@@ -197,6 +197,8 @@ class FakeOutbox:
     snapshots: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     batches: list[list[int]] = field(default_factory=list)
     fail_commits: bool = False
+    disk_full: bool = False  # commits fail as on a full disk (DiskFullError) while set
+    commit_attempts: int = 0
     closed: bool = False
 
     def commit(
@@ -208,8 +210,11 @@ class FakeOutbox:
         batch: Sequence[int] | None = None,
     ) -> None:
         """All of it, or ``StoreError`` and nothing."""
+        self.commit_attempts += 1
         if self.fail_commits:
-            raise StoreError("disk full (fake)")
+            raise StoreError("I/O error (fake)")
+        if self.disk_full:
+            raise DiskFullError("database or disk is full (fake)")
         self.events.extend(events)
         for device_id, snapshot in (snapshots or {}).items():
             if snapshot is None:
@@ -255,11 +260,13 @@ class FakeOutbox:
         """Nothing is dead here."""
         return 0
 
-    def prune(self, now: float, retention_s: float | None = None) -> int:
+    def prune(
+        self, now: float, retention_s: float | None = None, *, chunk: int | None = None
+    ) -> int:
         """Nothing to prune."""
         return 0
 
-    def prune_oldest_delivered(self, bytes_to_free: int) -> int:
+    def prune_oldest_delivered(self, bytes_to_free: int, *, chunk: int | None = None) -> int:
         """Nothing is delivered here."""
         return 0
 
@@ -269,7 +276,9 @@ class FakeOutbox:
 
     def usage(self) -> StoreUsage:
         """A small data dir on a roomy disk."""
-        return StoreUsage(data_dir_bytes=1 << 20, reusable_bytes=0, disk_free_bytes=1 << 30)
+        return StoreUsage(
+            data_dir_bytes=1 << 20, wal_bytes=0, reusable_bytes=0, disk_free_bytes=1 << 30
+        )
 
     def limit_wal(self, budget_bytes: int | None) -> None:
         """Nothing to limit."""

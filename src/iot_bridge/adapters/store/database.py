@@ -74,12 +74,13 @@ class FileSpace:
 
     ``files_bytes`` is what the files of the data dir hold on disk (allocated
     blocks, one level: the database, its WAL and shared memory, the persisted
-    config); ``free_pages_bytes`` the pages of ``bridge.db`` freed by deletes,
-    reused before the file grows; ``disk_free_bytes`` what the filesystem has
-    left for us.
+    config), ``wal_bytes`` the WAL's share of them; ``free_pages_bytes`` the
+    pages of ``bridge.db`` freed by deletes, reused before the file grows;
+    ``disk_free_bytes`` what the filesystem has left for us.
     """
 
     files_bytes: int
+    wal_bytes: int
     free_pages_bytes: int
     disk_free_bytes: int
 
@@ -253,17 +254,20 @@ class Database:
 
     def limit_wal(self, budget_bytes: int | None) -> None:
         """Let the WAL take at most an eighth of ``budget_bytes`` before the writer
-        checkpoints it itself (``None``: the default backstop, 40 MiB)."""
-        pages = WRITER_AUTOCHECKPOINT_PAGES
+        checkpoints it itself, and keep at most that much of its file once checkpointed
+        (``None``: the defaults, 40 MiB and 4 MiB)."""
+        pages, keep = WRITER_AUTOCHECKPOINT_PAGES, WAL_SIZE_LIMIT_BYTES
         if budget_bytes is not None:
             page_size = int(self.query("page_size", "PRAGMA page_size")[0][0])
-            share = budget_bytes // WAL_SHARE_OF_BUDGET // page_size
-            pages = max(MIN_WRITER_AUTOCHECKPOINT_PAGES, min(pages, share))
+            share = budget_bytes // WAL_SHARE_OF_BUDGET
+            pages = max(MIN_WRITER_AUTOCHECKPOINT_PAGES, min(pages, share // page_size))
+            keep = min(keep, share)
         with self._write_lock:
             if self._closed:
                 raise StoreError(f"store {self.path} is closed")
             try:
                 self._writer.execute(f"PRAGMA wal_autocheckpoint = {int(pages)}")
+                self._writer.execute(f"PRAGMA journal_size_limit = {int(keep)}")
             except sqlite3.Error as err:
                 raise self._error("limit_wal", err) from err
 
@@ -282,20 +286,26 @@ class Database:
         )
         page_size, free_pages = rows[0]
         data_dir = self.path.parent
-        total = 0
+        wal_name = f"{self.path.name}-wal"
+        total = wal = 0
         try:
             with os.scandir(data_dir) as entries:
                 for entry in entries:
                     try:
-                        if entry.is_file(follow_symlinks=False):
-                            total += entry.stat(follow_symlinks=False).st_blocks * 512
+                        if not entry.is_file(follow_symlinks=False):
+                            continue
+                        size = entry.stat(follow_symlinks=False).st_blocks * 512
                     except OSError:
                         continue  # removed while we looked
+                    total += size
+                    if entry.name == wal_name:
+                        wal = size
             fs = os.statvfs(data_dir)
         except OSError as err:
             raise StoreError(f"data dir {data_dir} cannot be read: {err.strerror or err}") from err
         return FileSpace(
             files_bytes=total,
+            wal_bytes=wal,
             free_pages_bytes=int(page_size) * int(free_pages),
             disk_free_bytes=fs.f_bavail * fs.f_frsize,
         )

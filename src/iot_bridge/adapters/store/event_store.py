@@ -101,6 +101,7 @@ class EventStore(OutboxQueries):
         space = self._db.space()
         return StoreUsage(
             data_dir_bytes=space.files_bytes,
+            wal_bytes=space.wal_bytes,
             reusable_bytes=space.free_pages_bytes,
             disk_free_bytes=space.disk_free_bytes,
         )

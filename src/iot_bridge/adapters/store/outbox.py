@@ -21,10 +21,11 @@ from iot_bridge.service.ports import FLAG_AFTER_ATTEMPTS, OutboxItem, OutboxStat
 log = get_logger(__name__)
 
 PRUNE_CHUNK = 10_000
-# What an event costs in bridge.db beyond its payload text: the row's other columns
-# and its entries in the indexes (event_uid unique, delivered_at or pending). Measured
-# by benchmarks/disk.py: 197-212 bytes a row over the payload, at every size.
-EVENT_ROW_OVERHEAD_BYTES = 210
+# What an event costs in bridge.db beyond its payload text: the row's other columns,
+# its entries in the indexes (event_uid unique, delivered_at or pending) and the room
+# pages keep free. Measured (benchmarks/disk.py): 180-260 bytes pending, 260-370 once
+# delivered (the update moves it from one partial index to the other).
+EVENT_ROW_OVERHEAD_BYTES = 300
 # Events whose payload length is averaged to estimate the bytes of many (a sample:
 # never a scan of a large table).
 SIZE_SAMPLE_EVENTS = 256
@@ -354,35 +355,38 @@ class OutboxQueries:
             )
             return cursor.rowcount
 
-    def prune(self, now: float, retention_s: float | None = None) -> int:
+    def prune(
+        self, now: float, retention_s: float | None = None, *, chunk: int | None = None
+    ) -> int:
         """Delete delivered events older than the retention; dead ones are kept.
 
         ``retention_s`` defaults to the store's (``retention_s``, 30 days).
-        Deletes in chunks, each its own transaction, so a large prune never
-        holds the write lock (and the group commits behind it) for long.
+        Deletes in chunks of ``chunk`` events (``PRUNE_CHUNK``), each its own
+        transaction, so a large prune never holds the write lock (and the group
+        commits behind it) for long, nor swells the WAL with one huge transaction.
         """
         keep_s = self.retention_s if retention_s is None else retention_s
+        size = chunk or PRUNE_CHUNK
         count = 0
         while True:
             with self._db.write("prune") as conn:
                 deleted = conn.execute(
                     "DELETE FROM events WHERE seq IN (SELECT seq FROM events"
                     " WHERE status = 'delivered' AND delivered_at < ? LIMIT ?)",
-                    (now - keep_s, PRUNE_CHUNK),
+                    (now - keep_s, size),
                 ).rowcount
             count += deleted
-            if deleted < PRUNE_CHUNK:
+            if deleted < size:
                 break
-        if count:
-            log.info("events_pruned", count=count, reason="retention")
         return count
 
-    def prune_oldest_delivered(self, bytes_to_free: int) -> int:
+    def prune_oldest_delivered(self, bytes_to_free: int, *, chunk: int | None = None) -> int:
         """Delete the oldest delivered events, about ``bytes_to_free`` of them; how many.
 
         Oldest by the time they were delivered. Pending and dead events are never
         touched. How many make that many bytes is estimated from a sample of the
-        delivered events' sizes; the caller measures again afterwards.
+        delivered events' sizes; the caller measures again afterwards. ``chunk``
+        events (``PRUNE_CHUNK``) per transaction.
         """
         if bytes_to_free <= 0:
             return 0
@@ -392,18 +396,16 @@ class OutboxQueries:
         wanted = -(-bytes_to_free // average)  # rounded up
         count = 0
         while count < wanted:
-            chunk = min(PRUNE_CHUNK, wanted - count)
+            size = min(chunk or PRUNE_CHUNK, wanted - count)
             with self._db.write("prune_oldest_delivered") as conn:
                 deleted = conn.execute(
                     "DELETE FROM events WHERE seq IN (SELECT seq FROM events"
                     " WHERE status = 'delivered' ORDER BY delivered_at LIMIT ?)",
-                    (chunk,),
+                    (size,),
                 ).rowcount
             count += deleted
-            if deleted < chunk:
+            if deleted < size:
                 break
-        if count:
-            log.info("events_pruned", count=count, reason="disk_budget")
         return count
 
     def kept_events_bytes(self) -> int:
