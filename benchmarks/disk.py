@@ -274,6 +274,7 @@ async def run_budget(budget_mb: int) -> dict[str, float]:
             largest = max(largest, usage.data_dir_bytes)
             largest_wal = max(largest_wal, usage.wal_bytes)
         delivered_phase_s = time.perf_counter() - started
+        written_delivered = feed.written
         pruned = metrics.events_pruned.labels(reason="disk_budget").value
         # Odoo down: nothing is delivered any more, pending events are never pruned.
         pending_largest = 0
@@ -284,7 +285,7 @@ async def run_budget(budget_mb: int) -> dict[str, float]:
     print(f"  where: {where}; {feed.n:,} events, the delivered phase in {delivered_phase_s:.1f} s")
     return {
         "budget_mb": budget_mb,
-        "written_mb_delivered": round(feed.written / MB, 1),
+        "written_mb_delivered": round(written_delivered / MB, 1),
         "largest_data_dir_mb": round(largest / MB, 2),
         "largest_wal_mb": round(largest_wal / MB, 2),
         "events_pruned": int(pruned),
