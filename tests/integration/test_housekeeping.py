@@ -121,7 +121,7 @@ async def test_a_shorter_retention_pushed_applies_at_the_next_pass(rig: Rig) -> 
 async def test_over_budget_the_oldest_delivered_events_go_first_never_pending_or_dead(
     rig: Rig,
 ) -> None:
-    """Past 75 % of the budget, delivered events go oldest first down to 65 %; others stay."""
+    """Past 70 % of the budget, delivered events go oldest first down to 60 %; others stay."""
     budget = 16 * MB
     rig.limits = StoreLimits(retention_days=30.0, disk_budget_mb=16)
     pending = rig.add(200, at=T0, status="pending")

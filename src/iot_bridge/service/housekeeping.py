@@ -21,10 +21,13 @@ How the budget is shared out: "stored" counts the data dir's files but the
 write-ahead log, less the free pages inside the database (SQLite reuses them
 before the file grows, so pruning stops the file growing rather than
 shrinking it; ``VACUUM``, with the bridge stopped, gives the space back).
-The WAL is bounded apart: the writer checkpoints it at an eighth of the
-budget (``Outbox.limit_wal``), and deletes go in chunks of a thirty-second
-of it, so that the prune itself cannot swell it. Stored at most 75 %, the
-WAL at most about 16 %: the data dir stays under the budget.
+The WAL is bounded apart: the writer checkpoints it at a sixteenth of the
+budget (``Outbox.limit_wal``), and deletes go in chunks whose pages fit in
+that share (a deleted event touches a page of the random ``event_uid`` index:
+4 KiB of WAL), so that the prune itself cannot swell it. The database's file
+at most about 72 % (stored, plus what comes between two passes), the WAL at
+most about an eighth (its share, plus one transaction past it): the data dir
+stays under the budget, with room for the persisted config.
 """
 
 from __future__ import annotations
@@ -38,14 +41,14 @@ from iot_bridge.config.sources import StoreLimits
 from iot_bridge.errors import DiskFullError, StoreError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.metrics import Metrics
-from iot_bridge.service.ports import Clock, Outbox, StoreUsage
+from iot_bridge.service.ports import WAL_SHARE_OF_BUDGET, Clock, Outbox, StoreUsage
 
 log = get_logger(__name__)
 
 CHECK_INTERVAL_S = 30.0
 RETENTION_INTERVAL_S = 3600.0
-PRUNE_AT_SHARE = 0.75
-PRUNE_TO_SHARE = 0.65
+PRUNE_AT_SHARE = 0.7
+PRUNE_TO_SHARE = 0.6
 KEPT_WARNING_SHARE = 0.8
 # Each round deletes what the estimate says frees the excess, then measures again.
 MAX_PRUNE_ROUNDS = 8
@@ -53,9 +56,11 @@ MB = 1024 * 1024
 # Sizes derived from the budget use this for an event (a stored event takes 0.7-1 KB).
 EVENT_BYTES_ESTIMATE = 1024
 # With a budget, a pass also comes after a sixty-fourth of it in events committed
-# (256 events at 16 MB, 1,000 from 64 MB on), and deletes go a thirty-second at a time.
+# (256 events at 16 MB, 1,000 from 64 MB on).
 BUDGET_SHARE_BETWEEN_CHECKS = 64
-BUDGET_SHARE_PER_DELETE = 32
+# WAL bytes a deleted event costs: a page of the event_uid index (random UUIDs: one
+# page each) and its share of the table's and the other index's pages.
+DELETE_WAL_BYTES_PER_EVENT = 5 * 1024
 MAX_EVENTS_BETWEEN_CHECKS = 1000
 MAX_DELETE_CHUNK = 10_000
 MIN_CHUNK = 100
@@ -68,10 +73,10 @@ def events_between_checks(budget_bytes: int) -> int:
 
 
 def delete_chunk(budget_bytes: int | None) -> int:
-    """Events deleted per transaction: a small share of the budget, so the WAL stays small."""
+    """Events deleted per transaction: as many as fit the WAL's share of the budget."""
     if budget_bytes is None:
         return MAX_DELETE_CHUNK
-    share = budget_bytes // BUDGET_SHARE_PER_DELETE // EVENT_BYTES_ESTIMATE
+    share = budget_bytes // WAL_SHARE_OF_BUDGET // DELETE_WAL_BYTES_PER_EVENT
     return max(MIN_CHUNK, min(MAX_DELETE_CHUNK, share))
 
 

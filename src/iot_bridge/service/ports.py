@@ -26,6 +26,9 @@ FLAG_AFTER_ATTEMPTS = 10
 # its PUBACKs still in a socket buffer when the process died.
 KEPT_BATCHES = 2
 
+# A disk budget's share the WAL may take before the writer checkpoints it (``limit_wal``).
+WAL_SHARE_OF_BUDGET = 16
+
 STATUS_PENDING = "pending"
 STATUS_DELIVERED = "delivered"
 STATUS_DEAD = "dead"

@@ -113,10 +113,11 @@ class StatusQueries:
         if waiting is not None:
             since = iso_utc(waiting.since)
             error = (
-                f"the disk holding the data dir is full (since {since}): {waiting.messages}"
-                f" messages wait unacknowledged with the broker and {waiting.events} events"
-                f" to commit; the commit is retried ({waiting.attempts} tries so far). Free"
-                f" space and the bridge carries on by itself. Last error: {waiting.error}"
+                f"the disk holding the data dir is full (since {since}): the commit of"
+                f" {waiting.messages} messages and {waiting.events} events waits, and nothing"
+                " is acknowledged to the broker until it succeeds; it is retried"
+                f" ({waiting.attempts} tries so far). Free space and the bridge carries on by"
+                f" itself. Last error: {waiting.error}"
             )
         return {
             "disk_full": waiting is not None,

@@ -55,7 +55,7 @@ async def test_a_full_disk_acknowledges_nothing_and_carries_on_when_space_return
         assert health["store"]["disk_full"] is True
         assert health["store"]["since"] == iso_utc(started_waiting)
         assert "disk holding the data dir is full" in health["store"]["error"]
-        assert "1 messages wait unacknowledged" in health["store"]["error"]
+        assert "the commit of 1 messages and 1 events waits" in health["store"]["error"]
         metrics = rig.bridge.metrics.exposition().decode()
         assert "iot_bridge_store_disk_full 1.0" in metrics
         for _ in range(3):  # still full: each try fails, nothing is acknowledged

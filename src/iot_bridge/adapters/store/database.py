@@ -30,7 +30,7 @@ from iot_bridge.adapters.store.datadir import lock_dir, no_space_left, prepare_d
 from iot_bridge.errors import DiskFullError, StoreError
 from iot_bridge.fsutil import fsync_dir
 from iot_bridge.logs import get_logger
-from iot_bridge.service.ports import FLAG_AFTER_ATTEMPTS
+from iot_bridge.service.ports import FLAG_AFTER_ATTEMPTS, WAL_SHARE_OF_BUDGET
 
 log = get_logger(__name__)
 
@@ -42,13 +42,11 @@ COMMIT_SYNCHRONOUS = "FULL"
 
 # The checkpoints run on their own thread (``checkpoint.py``); the writer checkpoints
 # itself only as a backstop, when the WAL has grown to this many pages (40 MiB), or to
-# an eighth of the disk budget when one is set (``limit_wal``).
+# a sixteenth of the disk budget when one is set (``limit_wal``).
 WRITER_AUTOCHECKPOINT_PAGES = 10_000
 # Once checkpointed, the WAL is written from its start again and its file truncated to
 # this (``journal_size_limit``): it does not keep the size of its busiest moment.
 WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
-# Share of a disk budget the WAL may take before the writer checkpoints it itself.
-WAL_SHARE_OF_BUDGET = 8
 MIN_WRITER_AUTOCHECKPOINT_PAGES = 256
 
 # SQLite errors that a full filesystem can cause besides SQLITE_FULL (a short write
@@ -253,7 +251,7 @@ class Database:
                 raise StoreError(f"{what} failed on {self.path}: {_describe(err)}") from err
 
     def limit_wal(self, budget_bytes: int | None) -> None:
-        """Let the WAL take at most an eighth of ``budget_bytes`` before the writer
+        """Let the WAL take at most a sixteenth of ``budget_bytes`` before the writer
         checkpoints it itself, and keep at most that much of its file once checkpointed
         (``None``: the defaults, 40 MiB and 4 MiB)."""
         pages, keep = WRITER_AUTOCHECKPOINT_PAGES, WAL_SIZE_LIMIT_BYTES

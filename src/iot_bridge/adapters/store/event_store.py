@@ -107,7 +107,8 @@ class EventStore(OutboxQueries):
         )
 
     def limit_wal(self, budget_bytes: int | None) -> None:
-        """Let the WAL grow to at most an eighth of ``budget_bytes`` (None: 40 MiB)."""
+        """Let the WAL grow to a sixteenth of ``budget_bytes`` (None: 40 MiB) before the
+        writer checkpoints it, and keep no more of its file."""
         self._db.limit_wal(budget_bytes)
 
     def load_committed_batches(self) -> list[list[int]]:
