@@ -290,7 +290,8 @@ async def run_budget(budget_mb: int) -> dict[str, float]:
         "largest_wal_mb": round(largest_wal / MB, 2),
         "events_pruned": int(pruned),
         "held": largest <= budget,
-        "odoo_down_warned_at_pending_mb": round(feed.warned_at or 0.0, 1),
+        "odoo_down_first_warning_at_pending_mb": round(feed.over_budget_at or 0.0, 1),
+        "odoo_down_pending_warning_at_pending_mb": round(feed.warned_at or 0.0, 1),
         "odoo_down_data_dir_mb_at_end": round(pending_largest / MB, 1),
     }
 
@@ -311,6 +312,7 @@ class Feeder:
         self.n = 0
         self.written = 0
         self.warned_at: float | None = None
+        self.over_budget_at: float | None = None
 
     async def commit(self, *, delivered: bool) -> StoreUsage:
         events = [budget_event(self.n + i, self.rng) for i in range(self.BATCH)]
@@ -325,8 +327,12 @@ class Feeder:
         if self.keeper._wake.is_set():  # what wakes the task
             self.keeper._wake.clear()
             report = await self.keeper.check()
-            if report.warning and self.warned_at is None:
-                self.warned_at = (report.kept_bytes or 0) / MB
+            warning = report.warning or ""
+            kept_mb = (report.kept_bytes or 0) / MB
+            if warning and self.over_budget_at is None:
+                self.over_budget_at = kept_mb  # the first warning: nothing left to prune
+            if "pending and dead" in warning and self.warned_at is None:
+                self.warned_at = kept_mb
         return self.store.usage()
 
 
