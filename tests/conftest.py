@@ -9,6 +9,7 @@ pytest_plugins = [
     "tests.support.amqtt_broker",
     "tests.support.odoo_standin",
     "tests.support.bridge_process",
+    "tests.support.small_fs",
 ]
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent

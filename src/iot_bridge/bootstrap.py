@@ -31,12 +31,17 @@ from iot_bridge.config.model import MqttSection, OdooSection
 from iot_bridge.config.shard import Shard
 from iot_bridge.config.sources import DataDirConfigRepository, EnvSettings, load_active_config
 from iot_bridge.entrypoints.http_api import create_app
-from iot_bridge.errors import BridgeError
+from iot_bridge.errors import BridgeError, DiskFullError
 from iot_bridge.logs import get_logger, task_stack
 from iot_bridge.service.board import Board, BoardService, stored_session_events
 from iot_bridge.service.bridge import Bridge
 from iot_bridge.service.machines import IngestorDirectory
-from iot_bridge.service.pipeline import RECEIVE_MAXIMUM
+from iot_bridge.service.pipeline import (
+    DISK_FULL_RETRY_CAP_S,
+    DISK_FULL_RETRY_FIRST_S,
+    RECEIVE_MAXIMUM,
+    CommitAbandoned,
+)
 from iot_bridge.service.ports import LastWill
 from iot_bridge.service.state_out import StateOut
 
@@ -188,6 +193,66 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+async def _stop_http(server: HttpServer, task: asyncio.Task[None]) -> None:
+    server.stop()
+    try:
+        await asyncio.wait_for(task, SHUTDOWN_STEP_TIMEOUT_S)
+    except TimeoutError:
+        log.warning("http_shutdown_timeout", seconds=SHUTDOWN_STEP_TIMEOUT_S)
+    except Exception as err:  # a failing HTTP server must not block the rest
+        log.error("http_server_failed", error=str(err))
+
+
+async def open_store(data_dir: Path, *, install_signal_handlers: bool = True) -> EventStore | None:
+    """The store; on a full disk, wait for space (retried, logged once) instead of failing.
+
+    A bridge restarted by its supervisor on a full disk would otherwise fail and be
+    restarted again, forever, saying nothing a screen shows. Returns None when
+    SIGINT/SIGTERM came while waiting. Every other ``StoreError`` is raised at once.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM) if install_signal_handlers else ()
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    delay = DISK_FULL_RETRY_FIRST_S
+    waiting_since: float | None = None
+    try:
+        while True:
+            try:
+                store = await asyncio.to_thread(EventStore.open, data_dir)
+            except DiskFullError as err:
+                if waiting_since is None:
+                    waiting_since = loop.time()
+                    log.error(
+                        "store_disk_full",
+                        phase="start",
+                        error=str(err),
+                        message="the disk holding the data dir is full: the bridge waits "
+                        "for space before it starts (the broker keeps the devices' messages)",
+                    )
+                sleep = asyncio.ensure_future(asyncio.sleep(delay))
+                stopped = asyncio.ensure_future(stop.wait())
+                await asyncio.wait({sleep, stopped}, return_when=asyncio.FIRST_COMPLETED)
+                sleep.cancel()
+                stopped.cancel()
+                if stop.is_set():
+                    log.info("store_disk_full_abandoned", phase="start")
+                    return None
+                delay = min(delay * 2, DISK_FULL_RETRY_CAP_S)
+                continue
+            if waiting_since is not None:
+                log.info(
+                    "store_disk_full_ended",
+                    phase="start",
+                    seconds=round(loop.time() - waiting_since, 3),
+                )
+            return store
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
 async def serve(
     options: ServiceOptions,
     *,
@@ -196,7 +261,10 @@ async def serve(
 ) -> None:
     """Run the bridge until SIGINT/SIGTERM (or ``bridge.stop()``), then shut down cleanly."""
     heap.share_one_arena()  # before the store's threads
-    store = await asyncio.to_thread(EventStore.open, options.data_dir)
+    store = await open_store(options.data_dir, install_signal_handlers=install_signal_handlers)
+    if store is None:
+        log.info("bridge_stopped")
+        return
     try:
         bridge = build_bridge(options, store)
         sock = bind_socket(options.host, options.port)
@@ -223,7 +291,10 @@ async def serve(
     server_task: asyncio.Task[None] | None = None
     settle: asyncio.TimerHandle | None = None
     try:
-        await bridge.start()
+        try:
+            await bridge.start()
+        except CommitAbandoned:
+            return  # stopped while the start's commit waited for disk space
         board.seed(stored_session_events(await asyncio.to_thread(store.recent_events, 1000)))
         # Modules, config and detectors are here to stay: freeze them and trim now
         # (milliseconds); the full collection (0.1 s at 10,000 devices) comes later,
@@ -239,13 +310,7 @@ async def serve(
         if settle is not None:
             settle.cancel()
         if server_task is not None:
-            server.stop()
-            try:
-                await asyncio.wait_for(server_task, SHUTDOWN_STEP_TIMEOUT_S)
-            except TimeoutError:
-                log.warning("http_shutdown_timeout", seconds=SHUTDOWN_STEP_TIMEOUT_S)
-            except Exception as err:  # a failing HTTP server must not block the rest
-                log.error("http_server_failed", error=str(err))
+            await _stop_http(server, server_task)
         await bridge.close()
         sock.close()
         for sig in (*signals, signal.SIGUSR1) if install_signal_handlers else ():

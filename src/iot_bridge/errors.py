@@ -3,7 +3,9 @@
 Callers handle:
 - ``ConfigError``: a config document, file or push is invalid (exit 2 / HTTP 422).
 - ``PayloadError``: one device message cannot be used; count it, log it, drop it.
-- ``StoreError``: the data dir or its database cannot be used; fatal at startup.
+- ``StoreError``: the data dir or its database cannot be used; fatal (exit 1),
+  except its child ``DiskFullError``: a write failed for lack of space, which
+  heals when space is freed (the pipeline waits and retries, ``service/pipeline.py``).
 - ``DeliveryError``: one delivery attempt to Odoo failed (``permanent`` says how).
 - ``MqttError``: the broker connection failed; the client reconnects by itself.
 Third-party errors are translated into these at the adapter that sees them.
@@ -56,6 +58,16 @@ class PayloadError(BridgeError):
 
 class StoreError(BridgeError):
     """The data dir or its SQLite database cannot be used."""
+
+
+class DiskFullError(StoreError):
+    """A write failed because the filesystem holding the data dir is full (or over quota).
+
+    Nothing of the failed transaction was written, and the same write succeeds
+    once space is freed: the caller may wait and try again. Every other
+    ``StoreError`` (a corrupt database, a read-only or vanished data dir, an
+    I/O error) cannot heal by waiting.
+    """
 
 
 class DeliveryError(BridgeError):

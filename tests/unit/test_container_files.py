@@ -50,6 +50,8 @@ BRIDGE_VARIABLES = frozenset(
         "LOG_LEVEL",
         "LOG_FORMAT",
         "LOG_FILE",
+        "BRIDGE_RETENTION_DAYS",
+        "BRIDGE_DISK_BUDGET_MB",
     }
 )
 # Variables only the compose file itself reads (host ports).

@@ -15,7 +15,13 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from iot_bridge.config._issues import issues_from_validation
-from iot_bridge.config.model import MqttSection, OdooSection
+from iot_bridge.config.model import (
+    MAX_DISK_BUDGET_MB,
+    MAX_RETENTION_DAYS,
+    MIN_DISK_BUDGET_MB,
+    MqttSection,
+    OdooSection,
+)
 from iot_bridge.config.shard import Shard, parse_shard
 from iot_bridge.errors import ConfigError, ConfigIssue
 
@@ -49,6 +55,9 @@ class EnvSettings:
     ``mqtt`` and ``odoo`` are the fallbacks when the config document has no
     such section; ``odoo`` is ``None`` without ``ODOO_BASE_URL``. ``shard``
     (``BRIDGE_SHARD``) is this instance's share of the devices; ``None``: all.
+    ``retention_days`` (``BRIDGE_RETENTION_DAYS``) and ``disk_budget_mb``
+    (``BRIDGE_DISK_BUDGET_MB``) are the store's limits when the config document's
+    ``store`` section does not set them; ``None``: the defaults (30 days, no budget).
     """
 
     mqtt: MqttSection = field(default_factory=MqttSection)
@@ -61,6 +70,8 @@ class EnvSettings:
     log_format: str = "json"
     log_file: str | None = None
     shard: Shard | None = None
+    retention_days: float | None = None
+    disk_budget_mb: int | None = None
 
     def __repr__(self) -> str:
         token = "***" if self.api_token else None
@@ -68,7 +79,8 @@ class EnvSettings:
             f"EnvSettings(mqtt={self.mqtt!r}, odoo={self.odoo!r}, bridge_host={self.bridge_host!r},"
             f" bridge_port={self.bridge_port!r}, api_token={token!r},"
             f" data_dir={self.data_dir!r}, log_level={self.log_level!r},"
-            f" log_format={self.log_format!r}, log_file={self.log_file!r}, shard={self.shard!r})"
+            f" log_format={self.log_format!r}, log_file={self.log_file!r}, shard={self.shard!r},"
+            f" retention_days={self.retention_days!r}, disk_budget_mb={self.disk_budget_mb!r})"
         )
 
 
@@ -101,6 +113,20 @@ class _Reader:
             return None
         if not low <= number <= high:
             self.bad(name, f"must be between {low} and {high}")
+            return None
+        return number
+
+    def number(self, name: str, *, above: float, high: float) -> float | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        try:
+            number = float(value)
+        except ValueError:
+            self.bad(name, "must be a number")
+            return None
+        if not above < number <= high:  # NaN fails too
+            self.bad(name, f"must be more than {above:g} and at most {high:g}")
             return None
         return number
 
@@ -182,6 +208,8 @@ def settings_from_env(env: Mapping[str, str]) -> EnvSettings:
     log_level = read.choice("LOG_LEVEL", LOG_LEVELS, upper=True)
     log_format = read.choice("LOG_FORMAT", LOG_FORMATS, upper=False)
     shard = read.shard("BRIDGE_SHARD")
+    retention_days = read.number("BRIDGE_RETENTION_DAYS", above=0.0, high=MAX_RETENTION_DAYS)
+    disk_budget_mb = read.integer("BRIDGE_DISK_BUDGET_MB", MIN_DISK_BUDGET_MB, MAX_DISK_BUDGET_MB)
     if read.issues:
         raise ConfigError(read.issues, SOURCE)
     return EnvSettings(
@@ -195,4 +223,6 @@ def settings_from_env(env: Mapping[str, str]) -> EnvSettings:
         log_format=log_format or "json",
         log_file=read.text("LOG_FILE"),
         shard=shard,
+        retention_days=retention_days,
+        disk_budget_mb=disk_budget_mb,
     )

@@ -212,6 +212,23 @@ class StateOutSection(BaseModel):
     discovery_prefix: TopicPrefix = "homeassistant"
 
 
+# Bounds of the store section (and of BRIDGE_RETENTION_DAYS, BRIDGE_DISK_BUDGET_MB).
+MAX_RETENTION_DAYS: Final = 3650.0
+MIN_DISK_BUDGET_MB: Final = 16
+MAX_DISK_BUDGET_MB: Final = 10_000_000
+
+
+class StoreSection(BaseModel):
+    """The data dir's limits. A key left out (or null) takes the environment's value
+    (``BRIDGE_RETENTION_DAYS``, ``BRIDGE_DISK_BUDGET_MB``), else the default: delivered
+    events kept 30 days, no disk budget."""
+
+    model_config = _CONFIG
+
+    retention_days: float | None = Field(default=None, gt=0, le=MAX_RETENTION_DAYS)
+    disk_budget_mb: int | None = Field(default=None, ge=MIN_DISK_BUDGET_MB, le=MAX_DISK_BUDGET_MB)
+
+
 _defaults = SessionConfig()
 
 
@@ -353,6 +370,7 @@ class BridgeConfig(BaseModel):
     mqtt: MqttSection | None = None
     odoo: OdooSection | None = None
     state_out: StateOutSection | None = None
+    store: StoreSection | None = None
     devices: list[DeviceConfig] = Field(default_factory=list, max_length=MAX_DEVICES)
     timestamp: Label = None
     version: Label = None

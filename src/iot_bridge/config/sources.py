@@ -32,8 +32,10 @@ __all__ = [
     "ACTIVE_CONFIG_NAME",
     "EnvSettings",
     "LoadedConfig",
+    "StoreLimits",
     "effective_mqtt",
     "effective_odoo",
+    "effective_store",
     "load_active_config",
     "load_config_file",
     "persist_config",
@@ -181,6 +183,44 @@ def effective_mqtt(config: BridgeConfig, env: EnvSettings) -> MqttSection:
 def effective_odoo(config: BridgeConfig, env: EnvSettings) -> OdooSection | None:
     """Where events go: the document's ``odoo`` section, else the environment's, else nowhere."""
     return config.odoo if config.odoo is not None else env.odoo
+
+
+DEFAULT_RETENTION_DAYS: Final = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLimits:
+    """How long delivered events are kept and how much disk the data dir may use."""
+
+    retention_days: float = DEFAULT_RETENTION_DAYS
+    disk_budget_mb: int | None = None
+
+    @property
+    def retention_s(self) -> float:
+        """The retention in seconds."""
+        return self.retention_days * 86400.0
+
+    @property
+    def budget_bytes(self) -> int | None:
+        """The disk budget in bytes (MB are 1024 * 1024 bytes), or None."""
+        return None if self.disk_budget_mb is None else self.disk_budget_mb * 1024 * 1024
+
+
+def effective_store(config: BridgeConfig, env: EnvSettings) -> StoreLimits:
+    """The store's limits: each key of the document's ``store`` section when set there,
+    else the environment's (``BRIDGE_RETENTION_DAYS``, ``BRIDGE_DISK_BUDGET_MB``),
+    else the default (30 days, no budget)."""
+    section = config.store
+    retention = section.retention_days if section is not None else None
+    budget = section.disk_budget_mb if section is not None else None
+    if retention is None:
+        retention = env.retention_days
+    if budget is None:
+        budget = env.disk_budget_mb
+    return StoreLimits(
+        retention_days=DEFAULT_RETENTION_DAYS if retention is None else retention,
+        disk_budget_mb=budget,
+    )
 
 
 def summarize(config: BridgeConfig) -> str:

@@ -78,12 +78,15 @@ def _static_file(name: str) -> bytes:
 
 
 def delivery_view(health: dict[str, Any], recent: list[dict[str, Any]]) -> dict[str, Any]:
-    """Delivery health for the board: outbox counts and whether Odoo answers.
+    """Delivery health for the board: outbox counts, whether Odoo answers, the store.
 
     ``odoo_reachable`` is None when nothing tells (no Odoo, or no delivery
     tried among the recent events), False when the newest tried event failed.
+    ``store_error`` (a full disk, since ``store_since``) and ``store_warning``
+    (the disk budget) are the page's banner.
     """
     outbox = health.get("outbox", {})
+    store = health.get("store", {})
     configured = bool(health.get("odoo", {}).get("configured"))
     reachable: bool | None = None
     last_error: str | None = None
@@ -106,6 +109,11 @@ def delivery_view(health: dict[str, Any], recent: list[dict[str, Any]]) -> dict[
         "odoo_last_error": last_error,
         "mqtt_connected": bool(health.get("mqtt", {}).get("connected")),
         "status": health.get("status"),
+        "store_disk_full": bool(store.get("disk_full")),
+        "store_error": store.get("error"),
+        "store_since": store.get("since"),
+        "store_warning": store.get("warning"),
+        "data_dir_bytes": store.get("data_dir_bytes"),
     }
 
 

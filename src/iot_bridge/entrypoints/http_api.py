@@ -61,6 +61,27 @@ class OutboxStatus(BaseModel):
     error: str | None = None
 
 
+class StoreStatus(BaseModel):
+    disk_full: bool = Field(
+        description="true while commits fail for lack of disk space (nothing is acknowledged)"
+    )
+    error: str | None = Field(
+        default=None,
+        description="why the store is failing (the disk is full, the data dir cannot be read)",
+    )
+    since: str | None = Field(default=None, description="when the disk-full condition started")
+    warning: str | None = Field(
+        default=None,
+        description="pending and dead events alone over 80 % of the disk budget, or over budget",
+    )
+    data_dir_bytes: int | None = Field(
+        default=None, description="the data dir's files on disk; null when it cannot be read"
+    )
+    disk_free_bytes: int | None = None
+    retention_days: float = Field(description="delivered events are deleted after this")
+    disk_budget_bytes: int | None = Field(default=None, description="null: no budget")
+
+
 class OdooStatus(BaseModel):
     configured: bool
     available: bool | None = None  # the endpoint's health; None without Odoo
@@ -69,7 +90,9 @@ class OdooStatus(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: str = Field(description='"ok", or "degraded" when MQTT is down or events are failing')
+    status: str = Field(
+        description='"ok", or "degraded" when MQTT is down, events are failing or the disk is full'
+    )
     devices: int = Field(description="devices this instance runs (its shard's, with BRIDGE_SHARD)")
     shard: str | None = Field(
         default=None, description='BRIDGE_SHARD ("2/3"), or null: all devices'
@@ -78,6 +101,7 @@ class HealthResponse(BaseModel):
     last_config_update: str | None
     mqtt: MqttStatus
     outbox: OutboxStatus
+    store: StoreStatus
     odoo: OdooStatus
 
 
@@ -364,7 +388,12 @@ def create_app(
     async def retry_dead(request: Request) -> Response:
         """Put dead events back into delivery."""
         require_token(request)
-        return dump_json(_RETRIED, {"status": "success", "retried": await bridge.retry_dead()})
+        try:
+            retried = await bridge.retry_dead()
+        except StoreError as err:
+            log.error("retry_dead_failed", error=str(err))
+            return _error(503, f"dead events could not be put back, nothing changed: {err}")
+        return dump_json(_RETRIED, {"status": "success", "retried": retried})
 
     async def metrics(_: Request) -> Response:
         """Prometheus text format; no token needed."""

@@ -8,9 +8,12 @@ The parts, each in its own module:
 - ``status`` (``service/status.py``): health, devices, events read models;
 - ``feed`` (``service/feed.py``): what the pipeline committed, for views;
 - ``link`` (``service/broker_link.py``): the current MQTT source, the switch;
-- ``delivery`` (``service/delivery.py``): outbox -> Odoo.
+- ``delivery`` (``service/delivery.py``): outbox -> Odoo;
+- ``housekeeping`` (``service/housekeeping.py``): retention, the disk budget,
+  the data dir's size.
 
-The task tree of ``run()``: ``pipeline``, ``delivery``, ``prune``, ``mqtt``
+The task tree of ``run()``: ``pipeline``, ``delivery``, ``prune`` (the
+housekeeping), ``mqtt``
 (one per source; ``mqtt-close`` for a replaced one) and every task added with
 ``add_task``. A stop takes the pipeline's lock first, so nothing is cut
 mid-commit. The bridge only knows ports: ``bootstrap.py`` builds the adapters.
@@ -22,13 +25,20 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from iot_bridge.config.sources import EnvSettings, LoadedConfig, effective_mqtt, effective_odoo
-from iot_bridge.errors import StoreError
+from iot_bridge.config.sources import (
+    EnvSettings,
+    LoadedConfig,
+    StoreLimits,
+    effective_mqtt,
+    effective_odoo,
+    effective_store,
+)
 from iot_bridge.logs import get_logger, task_stack
 from iot_bridge.service.broker_link import BrokerLink
 from iot_bridge.service.config_use_case import ConfigUseCase
 from iot_bridge.service.delivery import DeliveryWorker
 from iot_bridge.service.feed import Feed
+from iot_bridge.service.housekeeping import Housekeeping
 from iot_bridge.service.ingest import Ingestor, device_specs
 from iot_bridge.service.metrics import Metrics
 from iot_bridge.service.pipeline import Pipeline
@@ -44,7 +54,6 @@ from iot_bridge.service.status import StatusQueries
 
 log = get_logger(__name__)
 
-PRUNE_INTERVAL_S = 3600.0
 # Each step of the stop (the cancelled tasks, each closer, delivery, the MQTT link)
 # gets this long; past it the step is logged with where it waits, and the stop goes on.
 SHUTDOWN_STEP_TIMEOUT_S = 5.0
@@ -126,7 +135,7 @@ class Bridge:
             feed=self.feed,
             metrics=self.metrics,
             clock=clock,
-            on_events=self.delivery.wake,
+            on_events=self._events_committed,
             on_fatal=self._fail,
         )
         self.configs = ConfigUseCase(
@@ -138,7 +147,18 @@ class Bridge:
             link=self.link,
             delivery=self.delivery,
         )
+        self.housekeeping = Housekeeping(
+            outbox=outbox,
+            limits=self.store_limits,
+            now=self.pipeline.now,
+            clock=clock,
+            metrics=self.metrics,
+            on_fatal=self._fail,
+        )
+        self.configs.add_listener(self.housekeeping.config_changed)
         self.status = StatusQueries(
+            housekeeping=self.housekeeping,
+            limits=self.store_limits,
             pipeline=self.pipeline,
             link=self.link,
             configs=self.configs,
@@ -147,6 +167,11 @@ class Bridge:
             feed=self.feed,
             endpoint=lambda: self.delivery.endpoint,
         )
+
+    def store_limits(self) -> StoreLimits:
+        """The retention and the disk budget now: the config's ``store`` section, else
+        the environment's, else the defaults."""
+        return effective_store(self.configs.config, self.configs.env)
 
     def add_task(self, name: str, factory: TaskFactory) -> None:
         """Run ``factory()`` as the task ``name`` in ``run()``'s TaskGroup; call before ``run``.
@@ -185,7 +210,7 @@ class Bridge:
                 workers = [
                     group.create_task(self.pipeline.run(), name="pipeline"),
                     group.create_task(self.delivery.run(), name="delivery"),
-                    group.create_task(self._prune_loop(), name="prune"),
+                    group.create_task(self.housekeeping.run(), name="prune"),
                     *(group.create_task(factory(), name=name) for name, factory in self._tasks),
                 ]
                 await self._stopping.wait()
@@ -210,6 +235,7 @@ class Bridge:
         if not self._stopping.is_set():
             log.info("shutdown_requested")
         self._stopping.set()
+        self.pipeline.abandon_waits()  # a commit waiting for disk space holds the lock
 
     async def close(self) -> None:
         """Close the MQTT link (if ``run`` did not) and the store."""
@@ -235,13 +261,6 @@ class Bridge:
             self._fatal = error
         self.stop()
 
-    async def _prune_loop(self) -> None:
-        while True:
-            try:
-                pruned = await asyncio.to_thread(self._outbox.prune, self.pipeline.now())
-            except StoreError as err:  # housekeeping: try again next time
-                log.error("outbox_prune_failed", error=str(err))
-            else:
-                if pruned:
-                    log.info("outbox_pruned", events=pruned)
-            await self._clock.sleep(PRUNE_INTERVAL_S)
+    def _events_committed(self, count: int) -> None:
+        self.delivery.wake()
+        self.housekeeping.events_committed(count)

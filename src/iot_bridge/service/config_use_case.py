@@ -17,7 +17,8 @@ from typing import Any
 
 from iot_bridge.config.model import MASK, BridgeConfig, OdooSection
 from iot_bridge.config.sources import EnvSettings, LoadedConfig, effective_mqtt, effective_odoo
-from iot_bridge.errors import ConfigError, ConfigIssue
+from iot_bridge.domain.events import iso_utc
+from iot_bridge.errors import ConfigError, ConfigIssue, StoreError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.broker_link import BrokerLink
 from iot_bridge.service.delivery import DeliveryWorker
@@ -124,14 +125,21 @@ class ConfigUseCase:
         """Apply a validated config as a whole: persist, devices, broker, Odoo.
 
         Pushes are applied one at a time. Raises ``ConfigError`` (nothing
-        changed) or ``StoreError`` (the file could not be written; nothing
-        changed).
+        changed) or ``StoreError`` (the file could not be written, or the disk
+        is full; nothing changed).
         """
         async with self._lock:
             return await self._apply(config)
 
     async def _apply(self, config: BridgeConfig) -> ConfigApplied:
         config = keep_masked_secrets(config, self.config)
+        waiting = self._pipeline.disk_full
+        if waiting is not None:
+            # Its commit would wait behind the one holding the pipeline: refuse it now.
+            raise StoreError(
+                f"the disk holding the data dir is full (since {iso_utc(waiting.since)}):"
+                " free space, then push again"
+            )
         new_odoo = effective_odoo(config, self.env)
         new_sender = self._new_sender(new_odoo) if new_odoo != self.odoo else None
         await asyncio.to_thread(self._repository.persist, config)

@@ -56,7 +56,7 @@ from typing import Any, cast
 from iot_bridge.backoff import nominal_delay
 from iot_bridge.domain.events import EncodedEvent
 from iot_bridge.errors import DeliveryError, StoreError
-from iot_bridge.logs import get_logger
+from iot_bridge.logs import RateLimiter, get_logger
 from iot_bridge.service.batching import (
     MAX_BATCH_EVENTS,
     device_chunk_limit,
@@ -170,6 +170,7 @@ class DeliveryWorker:
         self._closing = False
         self._reschedule = False
         self._reload = False
+        self._store_error_log = RateLimiter(interval_s=60.0)
 
     # -- control -------------------------------------------------------------------
 
@@ -244,7 +245,7 @@ class DeliveryWorker:
                     await self._close_idle_retired()
                     delay = await self._dispatch()
                 except StoreError as err:
-                    log.error("delivery_store_error", error=str(err))
+                    self._store_error(err)
                     self._forget_work()
                     delay = STORE_ERROR_PAUSE_S
                 await self._wait(delay)
@@ -448,7 +449,7 @@ class DeliveryWorker:
         except StoreError as err:
             # Unmarked events stay pending (at-least-once); hold the device a moment
             # so a broken disk does not turn into a storm of re-sends.
-            log.error("delivery_store_error", error=str(err), device_id=device_id)
+            self._store_error(err, device_id=device_id)
             await self._clock.sleep(STORE_ERROR_PAUSE_S)
         finally:
             self._in_flight.pop(device_id, None)
@@ -457,6 +458,18 @@ class DeliveryWorker:
             # sleep until the next commit (Odoo down, nothing new: forever).
             self._lanes.discard(asyncio.current_task())
             self._wake_event.set()
+
+    def _store_error(self, err: StoreError, device_id: str | None = None) -> None:
+        # A full disk fails every mark until space is freed (the pipeline logs it once):
+        # once a minute here, not once a second.
+        allowed, suppressed = self._store_error_log.allow("store", self._clock.now())
+        if allowed:
+            log.error(
+                "delivery_store_error",
+                error=str(err),
+                device_id=device_id,
+                suppressed_since_last=suppressed,
+            )
 
     def _next_chunk(self) -> list[OutboxItem] | None:
         while self._chunks:
@@ -551,7 +564,7 @@ class DeliveryWorker:
                 self._flush_now(self._clock.now())
             raise
         except StoreError as err:
-            log.error("delivery_store_error", error=str(err), devices=len(batch))
+            self._store_error(err)
             await self._clock.sleep(STORE_ERROR_PAUSE_S)
         finally:
             self._release(batch)

@@ -170,8 +170,36 @@ class Metrics:
             "iot_bridge_odoo_state_changed_timestamp_seconds",
             "Unix time the Odoo endpoint last went down or came back (0: never).",
         )
+        self.events_pruned = Counter(
+            "iot_bridge_events_pruned",
+            "Delivered events deleted from the data dir, by reason (retention, disk_budget).",
+            ["reason"],
+        )
+        self.store_disk_full = Gauge(
+            "iot_bridge_store_disk_full",
+            "1 while commits fail because the disk holding the data dir is full "
+            "(nothing is acknowledged meanwhile; the commit is retried).",
+        )
+        self.store_disk_full_since = Gauge(
+            "iot_bridge_store_disk_full_since_timestamp_seconds",
+            "Unix time the disk-full condition started (0 while none).",
+        )
+        self.data_dir_bytes = Gauge(
+            "iot_bridge_data_dir_bytes",
+            "Bytes the data dir's files take on disk (database, WAL, persisted config).",
+        )
+        self.disk_free_bytes = Gauge(
+            "iot_bridge_disk_free_bytes",
+            "Bytes left on the filesystem holding the data dir.",
+        )
+        self.disk_budget_bytes = Gauge(
+            "iot_bridge_disk_budget_bytes",
+            "The data dir's disk budget in bytes (0: none set).",
+        )
         for result in ("ok", "transient", "permanent"):
             self.deliveries.labels(result=result)
+        for reason in ("retention", "disk_budget"):
+            self.events_pruned.labels(reason=reason)
         # In this order on /metrics (the order they were registered in before).
         self.exposed: tuple[Counter | Gauge, ...] = (
             self.messages_received,
@@ -187,6 +215,12 @@ class Metrics:
             self.feed_dropped,
             self.odoo_up,
             self.odoo_changed,
+            self.events_pruned,
+            self.store_disk_full,
+            self.store_disk_full_since,
+            self.data_dir_bytes,
+            self.disk_free_bytes,
+            self.disk_budget_bytes,
         )
         self._refreshers: list[Callable[[], None]] = []
 

@@ -8,6 +8,15 @@ same lock to change the device set.
 
 Ports are called once per batch: ``MessageSource.receive_batch`` and ``ack``,
 ``Outbox.commit``; the per-message work is ``Ingestor.handle`` on plain lists.
+
+A full disk (``DiskFullError``) is waited out, not fatal: the commit that
+failed wrote nothing, and the detectors are exactly one commit ahead of the
+disk, so the same commit is tried again (``DISK_FULL_RETRY_FIRST_S`` doubling
+to ``DISK_FULL_RETRY_CAP_S``) while its batch stays unacknowledged with the
+broker and nothing else is processed. When it succeeds, the batch is
+acknowledged and the pipeline goes on where it stopped: nothing lost, nothing
+twice. ``disk_full`` says since when it waits (``/health``, ``/metrics``, the
+board). Every other ``StoreError`` stops the bridge.
 """
 
 from __future__ import annotations
@@ -18,9 +27,10 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from iot_bridge.domain.events import Event, iso_utc
-from iot_bridge.errors import StoreError
+from iot_bridge.errors import DiskFullError, StoreError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.broker_link import BrokerLink
 from iot_bridge.service.feed import Feed, FeedBatch
@@ -47,6 +57,25 @@ TRICKLE_GAP_S = 0.05
 TRICKLE_SLOW_COMMIT_S = 0.005
 TRICKLE_SLOW_COMMITS = 3
 _elapsed_clock = time.perf_counter  # measures a commit's duration (a test may swap it)
+# A commit that failed for lack of space is tried again after this, doubling up to the cap.
+DISK_FULL_RETRY_FIRST_S = 0.5
+DISK_FULL_RETRY_CAP_S = 10.0
+
+
+@dataclass(slots=True)
+class DiskFull:
+    """A commit waits for space: since when, why, and what waits with it."""
+
+    since: float
+    error: str
+    messages: int  # QoS 1 messages of the waiting batch, unacknowledged meanwhile
+    events: int
+    attempts: int = 1
+
+
+class CommitAbandoned(DiskFullError):
+    """The bridge stops while a commit waits for space: it was never written, and its
+    messages stay unacknowledged with the broker (the next start gets them again)."""
 
 
 class Pipeline:
@@ -61,11 +90,11 @@ class Pipeline:
         feed: Feed,
         metrics: Metrics,
         clock: Clock,
-        on_events: Callable[[], None],
+        on_events: Callable[[int], None],
         on_fatal: Callable[[BaseException], None],
     ) -> None:
-        """``on_events`` runs after a commit that added events (wakes delivery);
-        ``on_fatal`` when a commit failed (the bridge stops)."""
+        """``on_events(count)`` runs after a commit that added events (wakes delivery);
+        ``on_fatal`` when a commit failed for good (the bridge stops)."""
         self.ingestor = ingestor
         self.lock = asyncio.Lock()
         self._outbox = outbox
@@ -85,6 +114,9 @@ class Pipeline:
         self._last_commit_at = -float("inf")  # loop time of the last commit
         self._slow_commits = 0  # loop-thread commits in a row slower than TRICKLE_SLOW_COMMIT_S
         self._disk_slow = False  # they were: every commit goes to the store thread
+        self.disk_full: DiskFull | None = None  # while a commit waits for space
+        self._abandon = asyncio.Event()  # set at the stop: a waiting commit gives up
+        self._excuse_silence = False  # after a wait for space: the devices were not heard
 
     def now(self) -> float:
         """Wall-clock time that never runs backwards within this process."""
@@ -123,13 +155,18 @@ class Pipeline:
                     # Received from a source replaced by a config push: not acked, the
                     # old broker keeps them for our persistent session.
                     batch = []
-                if not self._link.source.connected:
-                    # We cannot hear the devices: their silence is not theirs. The
-                    # broker keeps their messages for our session and delivers them later.
+                if not self._link.source.connected or self._excuse_silence:
+                    # We cannot hear the devices (or could not while waiting for disk
+                    # space): their silence is not theirs. The broker keeps their
+                    # messages for our session and delivers them later.
+                    self._excuse_silence = False
                     self.ingestor.excuse_silence(now)
                 fresh, fingerprints = self._unseen(batch)
                 events = self.ingestor.handle(fresh, now)
-                await self.commit(events, now, fingerprints)
+                try:
+                    await self.commit(events, now, fingerprints)
+                except CommitAbandoned:
+                    return  # the bridge stops; the batch stays with the broker
                 if batch:
                     source.ack(batch)
 
@@ -187,15 +224,21 @@ class Pipeline:
             self._disk_slow = True
             log.info("store_commits_off_loop", reason="small commits took over 5 ms")
 
+    def abandon_waits(self) -> None:
+        """The bridge stops: a commit waiting for disk space gives up (``CommitAbandoned``)."""
+        self._abandon.set()
+
     async def commit(
         self, events: list[Event], now: float, fingerprints: list[int] | None = None
     ) -> None:
         """Commit events, changed detector state and the batch's fingerprints; hold ``lock``.
 
-        Then, and only then, the feed hears of the batch. A failed commit is
-        fatal (``StoreError`` raised, ``on_fatal`` called): detector state is
-        ahead of the disk, the restart restores from disk while the broker
-        redelivers the unacknowledged messages.
+        Then, and only then, the feed hears of the batch. A commit that failed
+        for lack of space is tried again until it succeeds (see the module);
+        the caller waits meanwhile. Any other failure is fatal (``StoreError``
+        raised, ``on_fatal`` called): detector state is ahead of the disk, the
+        restart restores from disk while the broker redelivers the
+        unacknowledged messages.
         """
         changes = self.ingestor.take_changes()
         readings, state_changes = self.ingestor.take_observations()
@@ -210,19 +253,95 @@ class Pipeline:
                 self._commit_on_loop(commit)
             else:
                 await self._store_thread.call(commit)
+        except DiskFullError as err:
+            await self._wait_for_space(commit, err, len(fingerprints or ()), len(events))
         except StoreError as err:
-            log.critical("store_commit_failed", error=str(err))
-            self._on_fatal(err)
+            self._fail(err)
             raise
         if fingerprints:
             self._committed.append(set(fingerprints))
         if events:
-            self._on_events()
+            self._on_events(len(events))
             for event in events:
                 _log_event(event)
         feed = self._feed
         if feed.has_subscribers and (events or readings or state_changes):
             feed.publish(FeedBatch(ts=now, readings=readings, changes=state_changes, events=events))
+
+    async def _wait_for_space(
+        self, commit: Callable[[], None], err: DiskFullError, messages: int, events: int
+    ) -> None:
+        """Try ``commit`` again, on a capped doubling delay, until the disk has room.
+
+        Logged once when the wait starts (``store_disk_full``) and once when it ends
+        (``store_disk_full_ended``). Raises ``CommitAbandoned`` when the bridge stops
+        meanwhile, and ``StoreError`` (fatal) when another error comes up.
+        """
+        waiting = DiskFull(since=self.now(), error=str(err), messages=messages, events=events)
+        self.disk_full = waiting
+        self._metrics.store_disk_full.set(1)
+        self._metrics.store_disk_full_since.set(waiting.since)
+        log.error(
+            "store_disk_full",
+            error=str(err),
+            since=iso_utc(waiting.since),
+            unacknowledged_messages=messages,
+            uncommitted_events=events,
+            retry_cap_s=DISK_FULL_RETRY_CAP_S,
+            message="the disk holding the data dir is full: nothing is acknowledged until "
+            "this commit succeeds; free space and the bridge carries on by itself",
+        )
+        delay = DISK_FULL_RETRY_FIRST_S
+        try:
+            while True:
+                if await self._abandoned_within(delay):
+                    log.warning(
+                        "store_disk_full_abandoned",
+                        unacknowledged_messages=messages,
+                        uncommitted_events=events,
+                        reason="the bridge stops; the broker keeps the messages",
+                    )
+                    raise CommitAbandoned(waiting.error) from err
+                delay = min(delay * 2, DISK_FULL_RETRY_CAP_S)
+                try:
+                    await self._store_thread.call(commit)
+                except DiskFullError as again:
+                    waiting.attempts += 1
+                    waiting.error = str(again)
+                    continue
+                except StoreError as other:
+                    self._fail(other)
+                    raise
+                break
+        finally:
+            self.disk_full = None
+            self._metrics.store_disk_full.set(0)
+            self._metrics.store_disk_full_since.set(0)
+        self._excuse_silence = True
+        log.info(
+            "store_disk_full_ended",
+            seconds=round(self.now() - waiting.since, 3),
+            attempts=waiting.attempts,
+            committed_events=events,
+            acknowledged_messages=messages,
+        )
+
+    async def _abandoned_within(self, seconds: float) -> bool:
+        """Sleep ``seconds`` on the clock; True at once when the bridge stops meanwhile."""
+        if self._abandon.is_set():
+            return True
+        sleep = asyncio.ensure_future(self._clock.sleep(seconds))
+        stop = asyncio.ensure_future(self._abandon.wait())
+        try:
+            await asyncio.wait({sleep, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleep.cancel()
+            stop.cancel()
+        return self._abandon.is_set()
+
+    def _fail(self, err: StoreError) -> None:
+        log.critical("store_commit_failed", error=str(err))
+        self._on_fatal(err)
 
 
 def _log_event(event: Event) -> None:

@@ -27,6 +27,9 @@ FLAG_AFTER_ATTEMPTS = 10
 # its PUBACKs still in a socket buffer when the process died.
 KEPT_BATCHES = 2
 
+# A disk budget's share the WAL may take before the writer checkpoints it (``limit_wal``).
+WAL_SHARE_OF_BUDGET = 16
+
 STATUS_PENDING = "pending"
 STATUS_DELIVERED = "delivered"
 STATUS_DEAD = "dead"
@@ -185,6 +188,22 @@ class OutboxStats:
     oldest_pending_age_s: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class StoreUsage:
+    """The data dir on disk, for /health, /metrics and the disk budget."""
+
+    data_dir_bytes: int  # the data dir's files, as allocated on disk (the WAL included)
+    wal_bytes: int  # of which the write-ahead log (bounded apart, see limit_wal)
+    reusable_bytes: int  # pages inside the database freed by deletes: reused before it grows
+    disk_free_bytes: int  # room the filesystem has left
+
+    @property
+    def stored_bytes(self) -> int:
+        """What the data holds: the files but the WAL, less the free pages inside the
+        database. What the disk budget's pruning acts on."""
+        return max(0, self.data_dir_bytes - self.wal_bytes - self.reusable_bytes)
+
+
 Snapshots = Mapping[str, Mapping[str, Any] | None]
 
 
@@ -262,8 +281,31 @@ class Outbox(DeliveryQueue, Protocol):
         """Dead events back to pending; returns how many."""
         ...
 
-    def prune(self, now: float) -> int:
-        """Delete delivered events past retention; returns how many."""
+    def prune(
+        self, now: float, retention_s: float | None = None, *, chunk: int | None = None
+    ) -> int:
+        """Delete delivered events older than ``retention_s`` (the store's default when
+        None), ``chunk`` per transaction; returns how many."""
+        ...
+
+    def prune_oldest_delivered(self, bytes_to_free: int, *, chunk: int | None = None) -> int:
+        """Delete the oldest delivered events, about ``bytes_to_free`` of them, ``chunk``
+        per transaction; how many. Pending and dead events are never deleted."""
+        ...
+
+    def kept_events_bytes(self) -> int:
+        """About how many bytes the pending and dead events take."""
+        ...
+
+    def usage(self) -> StoreUsage:
+        """The data dir's size, the room for reuse inside it, the disk's free room.
+
+        Raises ``StoreError`` when the data dir vanished under the running bridge.
+        """
+        ...
+
+    def limit_wal(self, budget_bytes: int | None) -> None:
+        """Keep the write-ahead log to a share of ``budget_bytes`` (None: the default)."""
         ...
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from iot_bridge.config.sources import StoreLimits
 from iot_bridge.domain.events import iso_utc
 from iot_bridge.errors import StoreError
 from iot_bridge.logs import get_logger
@@ -18,9 +19,10 @@ from iot_bridge.service.broker_link import BrokerLink
 from iot_bridge.service.config_use_case import ConfigUseCase
 from iot_bridge.service.delivery import EndpointHealth
 from iot_bridge.service.feed import Feed
+from iot_bridge.service.housekeeping import Housekeeping
 from iot_bridge.service.metrics import Metrics
 from iot_bridge.service.pipeline import Pipeline
-from iot_bridge.service.ports import Outbox, StoredEvent
+from iot_bridge.service.ports import Outbox, StoredEvent, StoreUsage
 
 log = get_logger(__name__)
 
@@ -38,9 +40,14 @@ class StatusQueries:
         metrics: Metrics,
         feed: Feed,
         endpoint: Callable[[], EndpointHealth],
+        housekeeping: Housekeeping,
+        limits: Callable[[], StoreLimits],
     ) -> None:
-        """``endpoint`` gives the Odoo endpoint's health as delivery sees it."""
+        """``endpoint`` gives the Odoo endpoint's health as delivery sees it, ``limits``
+        the store's retention and budget now."""
         self._endpoint = endpoint
+        self._housekeeping = housekeeping
+        self._limits = limits
         self._pipeline = pipeline
         self._feed = feed
         self._link = link
@@ -63,6 +70,8 @@ class StatusQueries:
         else:
             outbox = {"pending": stats.pending, "dead": stats.dead, "flagged": stats.flagged}
             failing = stats.flagged > 0 or stats.dead > 0
+        store = await self.store()
+        failing = failing or store["error"] is not None
         endpoint = self._endpoint()
         configured = self._configs.odoo_configured
         odoo_down = configured and not endpoint.up
@@ -80,12 +89,45 @@ class StatusQueries:
                 "last_error": None if connected else source.last_error,
             },
             "outbox": outbox,
+            "store": store,
             "odoo": {
                 "configured": configured,
                 "available": endpoint.up if configured else None,
                 "since": iso_utc(endpoint.changed_at) if endpoint.changed_at else None,
                 "last_error": endpoint.last_error if odoo_down else None,
             },
+        }
+
+    async def store(self) -> dict[str, Any]:
+        """The data dir for ``/health``: its size, the limits, a full disk, a warning."""
+        limits = self._limits()
+        usage: StoreUsage | None
+        read_error: str | None = None
+        try:
+            usage = await asyncio.to_thread(self._outbox.usage)
+        except StoreError as err:
+            usage, read_error = None, str(err)
+        waiting = self._pipeline.disk_full
+        error = read_error
+        since = None
+        if waiting is not None:
+            since = iso_utc(waiting.since)
+            error = (
+                f"the disk holding the data dir is full (since {since}): the commit of"
+                f" {waiting.messages} messages and {waiting.events} events waits, and nothing"
+                " is acknowledged to the broker until it succeeds; it is retried"
+                f" ({waiting.attempts} tries so far). Free space and the bridge carries on by"
+                f" itself. Last error: {waiting.error}"
+            )
+        return {
+            "disk_full": waiting is not None,
+            "error": error,
+            "since": since,
+            "warning": self._housekeeping.report.warning,
+            "data_dir_bytes": None if usage is None else usage.data_dir_bytes,
+            "disk_free_bytes": None if usage is None else usage.disk_free_bytes,
+            "retention_days": limits.retention_days,
+            "disk_budget_bytes": limits.budget_bytes,
         }
 
     def devices(self) -> list[dict[str, Any]]:
@@ -140,11 +182,15 @@ class StatusQueries:
         endpoint = self._endpoint()
         metrics.odoo_up.set(1 if self._configs.odoo_configured and endpoint.up else 0)
         metrics.odoo_changed.set(endpoint.changed_at or 0.0)
+        metrics.disk_budget_bytes.set(self._limits().budget_bytes or 0)
         try:
+            usage = self._outbox.usage()
             stats = self._outbox.outbox_stats(self._pipeline.now())
         except StoreError as err:  # /metrics keeps answering; the gauges keep their last values
             log.error("metrics_store_error", error=str(err))
             return
+        metrics.data_dir_bytes.set(usage.data_dir_bytes)
+        metrics.disk_free_bytes.set(usage.disk_free_bytes)
         metrics.outbox_pending.set(stats.pending)
         metrics.outbox_dead.set(stats.dead)
         metrics.outbox_flagged.set(stats.flagged)

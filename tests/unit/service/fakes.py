@@ -16,7 +16,7 @@ from iot_bridge.config.model import BridgeConfig, MqttSection, OdooSection
 from iot_bridge.config.parse import parse_config
 from iot_bridge.config.sources import EnvSettings, LoadedConfig
 from iot_bridge.domain.events import Event
-from iot_bridge.errors import StoreError
+from iot_bridge.errors import DiskFullError, StoreError
 from iot_bridge.service.bridge import Bridge
 from iot_bridge.service.ports import (
     STATUS_PENDING,
@@ -27,6 +27,7 @@ from iot_bridge.service.ports import (
     OutboxStats,
     SourceMessage,
     StoredEvent,
+    StoreUsage,
 )
 
 T0 = 1_770_000_000.0
@@ -87,18 +88,35 @@ def config(*device_ids: str, broker: str = "broker-a", odoo: str | None = None) 
 
 
 class FakeClock:
-    """Time that moves only when the test says so; ``sleep`` waits until ``close``."""
+    """Time that moves only when the test says so.
+
+    ``sleep`` ends once ``advance`` has moved the time past its end (setting
+    ``time`` directly wakes no one): the housekeeping loop and delivery sleep
+    until the stop cancels them, unless a test advances the clock.
+    """
 
     def __init__(self, now: float = T0) -> None:
         self.time = now
+        self.sleeps: list[float] = []  # every sleep asked for, in order
+        self._moved = asyncio.Event()
 
     def now(self) -> float:
         """The test's time."""
         return self.time
 
     async def sleep(self, seconds: float) -> None:
-        """Never ends by itself (the prune loop and delivery are cancelled at the stop)."""
-        await asyncio.Event().wait()
+        """Wait until ``advance`` takes the time to ``now() + seconds``."""
+        self.sleeps.append(seconds)
+        until = self.time + seconds
+        while self.time < until:
+            moved = self._moved
+            await moved.wait()
+
+    def advance(self, seconds: float) -> None:
+        """Move the time on and wake the sleepers whose end it reached."""
+        self.time += seconds
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
 
 
 class FakeSource:
@@ -179,6 +197,8 @@ class FakeOutbox:
     snapshots: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     batches: list[list[int]] = field(default_factory=list)
     fail_commits: bool = False
+    disk_full: bool = False  # commits fail as on a full disk (DiskFullError) while set
+    commit_attempts: int = 0
     closed: bool = False
 
     def commit(
@@ -190,8 +210,11 @@ class FakeOutbox:
         batch: Sequence[int] | None = None,
     ) -> None:
         """All of it, or ``StoreError`` and nothing."""
+        self.commit_attempts += 1
         if self.fail_commits:
-            raise StoreError("disk full (fake)")
+            raise StoreError("I/O error (fake)")
+        if self.disk_full:
+            raise DiskFullError("database or disk is full (fake)")
         self.events.extend(events)
         for device_id, snapshot in (snapshots or {}).items():
             if snapshot is None:
@@ -237,9 +260,28 @@ class FakeOutbox:
         """Nothing is dead here."""
         return 0
 
-    def prune(self, now: float) -> int:
+    def prune(
+        self, now: float, retention_s: float | None = None, *, chunk: int | None = None
+    ) -> int:
         """Nothing to prune."""
         return 0
+
+    def prune_oldest_delivered(self, bytes_to_free: int, *, chunk: int | None = None) -> int:
+        """Nothing is delivered here."""
+        return 0
+
+    def kept_events_bytes(self) -> int:
+        """About 600 bytes an event (all pending)."""
+        return 600 * len(self.events)
+
+    def usage(self) -> StoreUsage:
+        """A small data dir on a roomy disk."""
+        return StoreUsage(
+            data_dir_bytes=1 << 20, wal_bytes=0, reusable_bytes=0, disk_free_bytes=1 << 30
+        )
+
+    def limit_wal(self, budget_bytes: int | None) -> None:
+        """Nothing to limit."""
 
     def close(self) -> None:
         """Remember it."""

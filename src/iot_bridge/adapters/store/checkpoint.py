@@ -29,6 +29,9 @@ log = get_logger(__name__)
 # About as many rows as fill 1,000 WAL pages with snapshot updates (SQLite's
 # default automatic checkpoint): measured 16,000 messages per 1,000 pages.
 CHANGES_PER_CHECKPOINT = 10_000
+# A trickle's commits (3-4 pages each): a checkpoint per ~1.3 MB of WAL. Each copies
+# only the few distinct pages those commits touched, on this thread.
+COMMITS_PER_CHECKPOINT = 100
 
 
 class Checkpointer:
@@ -40,11 +43,14 @@ class Checkpointer:
         connect: Callable[[Path], sqlite3.Connection],
         *,
         changes_per_checkpoint: int = CHANGES_PER_CHECKPOINT,
+        commits_per_checkpoint: int = COMMITS_PER_CHECKPOINT,
     ) -> None:
         self._db_path = db_path
         self._connect = connect
         self._every = changes_per_checkpoint
+        self._every_commits = commits_per_checkpoint
         self._pending = 0
+        self._commits = 0
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -52,11 +58,13 @@ class Checkpointer:
         self.checkpoints = 0  # completed, for tests and the curious
 
     def changed(self, rows: int) -> None:
-        """Count ``rows`` changed by a commit; wake the thread once enough have."""
+        """Count one commit that changed ``rows``; wake the thread once enough have."""
         self._pending += rows
-        if self._pending < self._every:
+        self._commits += 1
+        if self._pending < self._every and self._commits < self._every_commits:
             return
         self._pending = 0
+        self._commits = 0
         with self._lock:
             if self._closing:
                 return

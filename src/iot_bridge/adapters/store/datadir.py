@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import fcntl
 import os
 from pathlib import Path
 
-from iot_bridge.errors import StoreError
+from iot_bridge.errors import DiskFullError, StoreError
 
 LOCK_FILENAME = ".lock"
+# Errors of a write that heal when space is freed: the filesystem, or the user's quota, is full.
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+# Below this much free room the filesystem counts as full (SQLite writes a page or more
+# at a time, and it may have needed more than what is left).
+LOW_SPACE_BYTES = 1024 * 1024
+_PROBE_BYTES = 64 * 1024
 
 
 def prepare_dir(data_dir: Path) -> None:
@@ -28,7 +36,46 @@ def prepare_dir(data_dir: Path) -> None:
             os.close(fd)
         probe.unlink()
     except OSError as err:
+        if err.errno in NO_SPACE_ERRNOS:
+            _remove(probe)
+            raise DiskFullError(
+                f"data dir {data_dir} is on a full disk: {err.strerror or err}"
+            ) from err
         raise StoreError(f"data dir {data_dir} is not writable: {err.strerror or err}") from err
+
+
+def no_space_left(data_dir: Path) -> bool:
+    """Whether the filesystem of ``data_dir`` is out of space (or our quota is).
+
+    Asked after a write failed with an error that does not say why: the free
+    room the filesystem reports, then a small write of our own (a quota shows
+    only there). A read-only, vanished or failing filesystem answers False.
+    """
+    try:
+        fs = os.statvfs(data_dir)
+    except OSError:
+        return False
+    if fs.f_flag & os.ST_RDONLY:
+        return False
+    if fs.f_bavail * fs.f_frsize < LOW_SPACE_BYTES:
+        return True
+    probe = data_dir / f".space-probe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, bytes(_PROBE_BYTES))
+        finally:
+            os.close(fd)
+    except OSError as err:
+        return err.errno in NO_SPACE_ERRNOS
+    finally:
+        _remove(probe)
+    return False
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
 
 
 def lock_dir(data_dir: Path) -> int:

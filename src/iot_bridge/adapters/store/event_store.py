@@ -29,6 +29,7 @@ from iot_bridge.adapters.store.outbox import OutboxQueries, event_rows, insert_e
 from iot_bridge.domain.events import Event
 from iot_bridge.errors import StoreError
 from iot_bridge.logs import get_logger
+from iot_bridge.service.ports import StoreUsage
 
 log = get_logger(__name__)
 
@@ -91,6 +92,24 @@ class EventStore(OutboxQueries):
                 fingerprint_table.write_batch(conn, batch)
             insert_events(conn, new_events)
             snapshot_table.write_snapshots(conn, new_snapshots, now)
+
+    def usage(self) -> StoreUsage:
+        """The data dir's size on disk, the free pages inside the database, the disk's room.
+
+        Raises ``StoreError`` when the database file was removed or replaced under us.
+        """
+        space = self._db.space()
+        return StoreUsage(
+            data_dir_bytes=space.files_bytes,
+            wal_bytes=space.wal_bytes,
+            reusable_bytes=space.free_pages_bytes,
+            disk_free_bytes=space.disk_free_bytes,
+        )
+
+    def limit_wal(self, budget_bytes: int | None) -> None:
+        """Let the WAL grow to a sixteenth of ``budget_bytes`` (None: 40 MiB) before the
+        writer checkpoints it, and keep no more of its file."""
+        self._db.limit_wal(budget_bytes)
 
     def load_committed_batches(self) -> list[list[int]]:
         """The message fingerprints of the last committed batches, oldest first."""

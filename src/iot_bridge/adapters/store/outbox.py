@@ -21,6 +21,14 @@ from iot_bridge.service.ports import FLAG_AFTER_ATTEMPTS, OutboxItem, OutboxStat
 log = get_logger(__name__)
 
 PRUNE_CHUNK = 10_000
+# What an event costs in bridge.db beyond its payload text: the row's other columns,
+# its entries in the indexes (event_uid unique, delivered_at or pending) and the room
+# pages keep free. Measured (benchmarks/disk.py): 180-260 bytes pending, 260-370 once
+# delivered (the update moves it from one partial index to the other).
+EVENT_ROW_OVERHEAD_BYTES = 300
+# Events whose payload length is averaged to estimate the bytes of many (a sample:
+# never a scan of a large table).
+SIZE_SAMPLE_EVENTS = 256
 
 _COLUMNS = (
     "seq, event_uid, device_id, event_type, payload, status, attempts,"
@@ -347,23 +355,84 @@ class OutboxQueries:
             )
             return cursor.rowcount
 
-    def prune(self, now: float) -> int:
+    def prune(
+        self, now: float, retention_s: float | None = None, *, chunk: int | None = None
+    ) -> int:
         """Delete delivered events older than the retention; dead ones are kept.
 
-        Deletes in chunks, each its own transaction, so a large prune never
-        holds the write lock (and the group commits behind it) for long.
+        ``retention_s`` defaults to the store's (``retention_s``, 30 days).
+        Deletes in chunks of ``chunk`` events (``PRUNE_CHUNK``), each its own
+        transaction, so a large prune never holds the write lock (and the group
+        commits behind it) for long, nor swells the WAL with one huge transaction.
         """
+        keep_s = self.retention_s if retention_s is None else retention_s
+        size = chunk or PRUNE_CHUNK
         count = 0
         while True:
             with self._db.write("prune") as conn:
                 deleted = conn.execute(
                     "DELETE FROM events WHERE seq IN (SELECT seq FROM events"
                     " WHERE status = 'delivered' AND delivered_at < ? LIMIT ?)",
-                    (now - self.retention_s, PRUNE_CHUNK),
+                    (now - keep_s, size),
                 ).rowcount
             count += deleted
-            if deleted < PRUNE_CHUNK:
+            if deleted < size:
                 break
-        if count:
-            log.info("events_pruned", count=count)
         return count
+
+    def prune_oldest_delivered(self, bytes_to_free: int, *, chunk: int | None = None) -> int:
+        """Delete the oldest delivered events, about ``bytes_to_free`` of them; how many.
+
+        Oldest by the time they were delivered. Pending and dead events are never
+        touched. How many make that many bytes is estimated from a sample of the
+        delivered events' sizes; the caller measures again afterwards. ``chunk``
+        events (``PRUNE_CHUNK``) per transaction.
+        """
+        if bytes_to_free <= 0:
+            return 0
+        average = self._average_event_bytes("status = 'delivered'", "delivered_at")
+        if average is None:
+            return 0  # nothing delivered is left
+        wanted = -(-bytes_to_free // average)  # rounded up
+        count = 0
+        while count < wanted:
+            size = min(chunk or PRUNE_CHUNK, wanted - count)
+            with self._db.write("prune_oldest_delivered") as conn:
+                deleted = conn.execute(
+                    "DELETE FROM events WHERE seq IN (SELECT seq FROM events"
+                    " WHERE status = 'delivered' ORDER BY delivered_at LIMIT ?)",
+                    (size,),
+                ).rowcount
+            count += deleted
+            if deleted < size:
+                break
+        return count
+
+    def kept_events_bytes(self) -> int:
+        """About how many bytes the pending and dead events take (never pruned).
+
+        Their counts (the partial indexes) times the average size of a sample
+        of each, payload and row overhead (``EVENT_ROW_OVERHEAD_BYTES``).
+        """
+        total = 0
+        # Each reads its partial index (events_pending_by_device, events_dead).
+        for where, order in (("status = 'pending'", None), ("status = 'dead'", "seq")):
+            count = self._db.query(
+                "kept_events_bytes",
+                f"SELECT COUNT(*) FROM events WHERE {where}",  # noqa: S608
+            )[0][0]
+            if count:
+                total += int(count) * (self._average_event_bytes(where, order) or 0)
+        return total
+
+    def _average_event_bytes(self, where: str, order: str | None) -> int | None:
+        """The average bytes of a sample of the events matching ``where``; None: there are none."""
+        order_by = f" ORDER BY {order}" if order else ""
+        average = self._db.query(
+            "average_event_bytes",
+            f"SELECT AVG(length(payload)) FROM (SELECT payload FROM events"  # noqa: S608
+            f" WHERE {where}{order_by} LIMIT {SIZE_SAMPLE_EVENTS})",
+        )[0][0]
+        if average is None:
+            return None
+        return int(average) + EVENT_ROW_OVERHEAD_BYTES

@@ -343,6 +343,29 @@
     }
     item("Odoo", odoo, cls);
     box.title = d.odoo_last_error || "";
+    renderStoreBanner(d);
+  }
+
+  // A full disk (nothing is acknowledged until space is freed) or the disk budget's warning.
+  function renderStoreBanner(d) {
+    const banner = $("store-banner");
+    if (d.store_error) {
+      banner.textContent = d.store_disk_full
+        ? "The disk holding the bridge's data is full" + (d.store_since ? " since " + clockTime(parseIso(d.store_since)) : "") +
+          ": nothing new is recorded until space is freed (the broker keeps the messages; nothing is lost)."
+        : "The bridge's store is failing: " + d.store_error;
+      banner.title = d.store_error;
+      banner.className = "banner";
+      banner.hidden = false;
+    } else if (d.store_warning) {
+      banner.textContent = "Disk budget: " + d.store_warning;
+      banner.title = "";
+      banner.className = "banner warning";
+      banner.hidden = false;
+    } else {
+      banner.hidden = true;
+      banner.textContent = "";
+    }
   }
 
   // --- try thresholds ----------------------------------------------------------------
