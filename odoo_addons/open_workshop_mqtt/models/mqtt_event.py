@@ -1,0 +1,129 @@
+# License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+import json
+import logging
+from datetime import timedelta
+
+from psycopg2 import errors as pg_errors
+
+from odoo import _, api, fields, models
+from odoo.exceptions import ValidationError
+
+from ..bridge.events import EVENT_TYPES, EventError, parse_event
+from .mqtt_bridge import PARAM_RETENTION_DAYS
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_RETENTION_DAYS = 90
+PRUNE_BATCH = 10_000
+
+
+class MqttEvent(models.Model):
+    """Every event the bridge delivered, once (deduplicated by ``event_uid``).
+
+    Kept for the retention the settings set (``ir_cron_prune_events``); an
+    event for a machine Odoo does not know is kept without a machine.
+    """
+
+    _name = "mqtt.event"
+    _description = "IoT Bridge Event"
+    _order = "id desc"
+    _rec_name = "event_uid"
+
+    event_uid = fields.Char(string="Event UID", required=True, readonly=True)
+    event_type = fields.Selection(
+        [(name, name.replace("_", " ").capitalize()) for name in EVENT_TYPES],
+        required=True,
+        readonly=True,
+        index=True,
+    )
+    device_ident = fields.Char(
+        string="Device ID", index=True, readonly=True, help="The bridge's device_id, as received."
+    )
+    machine_name = fields.Char(readonly=True)
+    device_id = fields.Many2one(
+        "mqtt.device", string="Machine", index=True, readonly=True, ondelete="set null"
+    )
+    session_id = fields.Many2one(
+        "mqtt.session", string="Session", index=True, readonly=True, ondelete="set null"
+    )
+    session_uuid = fields.Char(string="Session UUID", readonly=True)
+    company_id = fields.Many2one("res.company", index=True, readonly=True)
+    timestamp = fields.Datetime(readonly=True, index=True)
+    payload = fields.Text(readonly=True, help="The event as the bridge sent it (JSON).")
+
+    _sql_constraints = [
+        ("event_uid_unique", "unique(event_uid)", "An event is stored once."),
+    ]
+
+    @api.model
+    def _process_bridge_event(self, event):
+        """Store and apply one EVENT of CONTRACT section 6; the reply for the bridge.
+
+        Idempotent on ``event_uid``: an event already stored (also by a
+        concurrent delivery of the same event) changes nothing and answers
+        ``duplicate: true``. A malformed event raises ``ValidationError``
+        naming the field (the bridge makes it dead). Runs as superuser: the
+        caller (the controller) has checked that the user is the bridge.
+        """
+        events = self.sudo()
+        try:
+            parsed = parse_event(event)
+        except EventError as err:
+            raise ValidationError(_("Invalid IoT bridge event: %s", err)) from None
+        reply = {"status": "ok", "event_uid": parsed.uid, "duplicate": True}
+        if events.search_count([("event_uid", "=", parsed.uid)], limit=1):
+            return reply
+        device = (
+            events.env["mqtt.device"]
+            .with_context(active_test=False)
+            .search([("device_id", "=", parsed.device_ident)], limit=1)
+        )
+        values = {
+            "event_uid": parsed.uid,
+            "event_type": parsed.event_type,
+            "device_ident": parsed.device_ident,
+            "machine_name": parsed.machine_name,
+            "device_id": device.id,
+            "session_uuid": parsed.session_uuid,
+            "company_id": device.company_id.id,
+            "timestamp": parsed.at,
+            "payload": json.dumps(parsed.raw, ensure_ascii=False, sort_keys=True),
+        }
+        try:
+            # A copy delivered concurrently (the bridge re-sends after a timeout)
+            # waits on the unique index and fails here once the first commits.
+            with events.env.cr.savepoint():
+                record = events.create(values)
+        except pg_errors.UniqueViolation:
+            return reply
+        record._apply(parsed, device)
+        reply["duplicate"] = False
+        return reply
+
+    def _apply(self, parsed, device):
+        """Turn the stored event into session records and the machine's live state."""
+        self.ensure_one()
+        session = self.env["mqtt.session"]
+        if parsed.is_session_event:
+            session = session._apply_bridge_event(parsed, device)
+            self.session_id = session
+        if device:
+            device._apply_bridge_event(parsed, session)
+
+    @api.model
+    def _cron_prune_events(self):
+        """Scheduled action: delete events received longer ago than the retention (days)."""
+        params = self.env["ir.config_parameter"].sudo()
+        try:
+            days = int(params.get_param(PARAM_RETENTION_DAYS, DEFAULT_RETENTION_DAYS))
+        except ValueError:
+            days = DEFAULT_RETENTION_DAYS
+        if days <= 0:
+            return
+        limit = fields.Datetime.now() - timedelta(days=days)
+        domain = [("create_date", "<", limit)]
+        events = self.sudo().search(domain, limit=PRUNE_BATCH, order="id")
+        events.unlink()
+        remaining = self.sudo().search_count(domain)
+        _logger.info("prune_events deleted=%s remaining=%s", len(events), remaining)
+        self.env["ir.cron"]._notify_progress(done=len(events), remaining=remaining)
