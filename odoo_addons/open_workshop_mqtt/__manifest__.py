@@ -7,7 +7,6 @@
     "author": "iot-bridge contributors",
     "license": "LGPL-3",
     "application": True,
-    "installable": True,
     "depends": ["base", "web", "mail"],
     "external_dependencies": {"python": ["requests"]},
     "data": [

@@ -10,10 +10,10 @@ import json
 
 import requests
 
-CONNECT_TIMEOUT_S = 3.0
+# One number for connecting and for each read (Odoo's test harness accepts no pair).
 # The bridge answers a push once applied; 10,000 devices take it about a second.
-PUSH_TIMEOUT_S = (CONNECT_TIMEOUT_S, 15.0)
-HEALTH_TIMEOUT_S = (CONNECT_TIMEOUT_S, 5.0)
+PUSH_TIMEOUT_S = 8.0
+HEALTH_TIMEOUT_S = 5.0
 
 
 class Reply:
@@ -24,7 +24,7 @@ class Reply:
     ``(path, message)``.
     """
 
-    __slots__ = ("status_code", "body", "error", "errors")
+    __slots__ = ("body", "error", "errors", "status_code")
 
     def __init__(self, status_code=None, body=None, error=None, errors=()):
         self.status_code = status_code

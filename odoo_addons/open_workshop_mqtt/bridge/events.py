@@ -73,15 +73,15 @@ class BridgeEvent:
     """
 
     __slots__ = (
-        "uid",
-        "event_type",
-        "device_ident",
-        "machine_name",
-        "session_uuid",
         "at",
-        "stamp",
         "data",
+        "device_ident",
+        "event_type",
+        "machine_name",
         "raw",
+        "session_uuid",
+        "stamp",
+        "uid",
     )
 
     def __init__(self, **values):

@@ -131,11 +131,7 @@ def session_config_problems(values):
             problems.append((f"session_config.{name}", f"must be {low} and at most {highest:g}"))
     standby = values.get("standby_threshold_w")
     working = values.get("working_threshold_w")
-    if (
-        isinstance(standby, int | float)
-        and isinstance(working, int | float)
-        and working < standby
-    ):
+    if isinstance(standby, int | float) and isinstance(working, int | float) and working < standby:
         problems.append(
             (
                 "session_config.working_threshold_w",
@@ -159,7 +155,7 @@ def options_from_text(text):
     if options is None:
         return {}, []
     if not isinstance(options, dict):
-        return {}, [("parser_options", "must be a JSON object, like {\"channels\": [0, 1, 2]}")]
+        return {}, [("parser_options", 'must be a JSON object, like {"channels": [0, 1, 2]}')]
     return {key: value for key, value in options.items() if value is not None}, []
 
 
@@ -177,7 +173,10 @@ def parser_problems(parser_type, topic, options):
         if key not in allowed:
             accepted = ", ".join(sorted(allowed))
             problems.append(
-                (f"parser_options.{key}", f"is not an option of {parser_type} (accepted: {accepted})")
+                (
+                    f"parser_options.{key}",
+                    f"is not an option of {parser_type} (accepted: {accepted})",
+                )
             )
     known = {key: value for key, value in options.items() if key in allowed}
     _LAYOUTS[parser_type](topic, topic.split("/"), known, problems)
@@ -215,7 +214,10 @@ def _channels(options, problems, first=None, names=""):
     for position, channel in enumerate(channels):
         if type(channel) is not int or not 0 <= channel <= MAX_CHANNEL:
             problems.append(
-                (f"{path}.{position}", f"{channel!r} is not a channel index from 0 to {MAX_CHANNEL}")
+                (
+                    f"{path}.{position}",
+                    f"{channel!r} is not a channel index from 0 to {MAX_CHANNEL}",
+                )
             )
         elif channel in seen:
             problems.append((f"{path}.{position}", f"channel {channel} is listed twice"))
@@ -331,9 +333,7 @@ def _shelly_gen1(topic, levels, options, problems):
     )
     if not fits:
         problems.append(
-            _topic_problem(
-                topic, "shellies/<id>/relay/N/power or shellies/<id>/emeter/N/power"
-            )
+            _topic_problem(topic, "shellies/<id>/relay/N/power or shellies/<id>/emeter/N/power")
         )
         return
     names = f"{levels[-3]}/{levels[-2]} in mqtt_topic"

@@ -1,5 +1,5 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-from odoo import _, http
+from odoo import http
 from odoo.exceptions import AccessError
 from odoo.http import request
 
@@ -27,5 +27,5 @@ class IotEventController(http.Controller):
         """One event a call; ``params.event`` of the JSON-RPC body."""
         if not request.env.user.has_group(BRIDGE_GROUP):
             # Transient for the bridge (not a ValidationError): fixing the user's groups heals it.
-            raise AccessError(_("Only the IoT bridge's user may post IoT events."))
+            raise AccessError(request.env._("Only the IoT bridge's user may post IoT events."))
         return request.env["mqtt.event"]._process_bridge_event(event)

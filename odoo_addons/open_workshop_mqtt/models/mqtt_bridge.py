@@ -4,7 +4,7 @@ import logging
 import zlib
 from datetime import UTC, datetime
 
-from odoo import SUPERUSER_ID, _, api, fields, models
+from odoo import SUPERUSER_ID, api, fields, models
 from odoo.modules.registry import Registry
 
 from ..bridge import client
@@ -12,7 +12,7 @@ from ..bridge import client
 _logger = logging.getLogger(__name__)
 
 PARAM_BRIDGE_URL = "open_workshop_mqtt.bridge_url"
-PARAM_BRIDGE_TOKEN = "open_workshop_mqtt.bridge_token"
+PARAM_BRIDGE_TOKEN = "open_workshop_mqtt.bridge_token"  # noqa: S105 - a parameter name
 PARAM_ODOO_URL = "open_workshop_mqtt.odoo_url"
 PARAM_API_KEY = "open_workshop_mqtt.bridge_api_key"
 PARAM_RETENTION_DAYS = "open_workshop_mqtt.event_retention_days"
@@ -83,9 +83,9 @@ class MqttBridge(models.AbstractModel):
     @api.model
     def _odoo_url(self):
         params = self._params()
-        return (
-            params.get_param(PARAM_ODOO_URL) or params.get_param("web.base.url") or ""
-        ).rstrip("/")
+        return (params.get_param(PARAM_ODOO_URL) or params.get_param("web.base.url") or "").rstrip(
+            "/"
+        )
 
     @api.model
     def _odoo_section(self):
@@ -104,12 +104,7 @@ class MqttBridge(models.AbstractModel):
     @api.model
     def _document(self):
         """The ``POST /config`` body and the devices in the order of its ``devices`` list."""
-        devices = (
-            self.env["mqtt.device"]
-            .sudo()
-            .with_context(active_test=True)
-            .search([], order="id")
-        )
+        devices = self.env["mqtt.device"].sudo().search([("active", "=", True)], order="id")
         document = {
             "devices": [device._bridge_device() for device in devices],
             "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -133,7 +128,7 @@ class MqttBridge(models.AbstractModel):
         params = self._params()
         url = params.get_param(PARAM_BRIDGE_URL)
         if not url:
-            return self._outcome(None, self.env["mqtt.device"], _("No bridge URL is set."))
+            return self._outcome(None, self.env["mqtt.device"], self.env._("No bridge URL is set."))
         self.env.cr.execute("SELECT pg_advisory_xact_lock(%s)", [_PUSH_LOCK])
         document, devices = self._document()
         reply = client.post_config(url, params.get_param(PARAM_BRIDGE_TOKEN), document)
@@ -170,16 +165,18 @@ class MqttBridge(models.AbstractModel):
         errors = [self._map_error(path, text, devices) for path, text in reply.errors]
         if reply.ok:
             count = reply.body.get("devices_configured", len(devices))
-            message = _("%(count)s devices configured on the bridge.", count=count)
+            message = self.env._("%(count)s devices configured on the bridge.", count=count)
         elif reply.refused:
             count = 0
-            message = _("The bridge refused the configuration (HTTP %s).", reply.status_code)
+            message = self.env._(
+                "The bridge refused the configuration (HTTP %s).", reply.status_code
+            )
         else:
             count = 0
-            message = _("The push failed: %s", reply.summary())
+            message = self.env._("The push failed: %s", reply.summary())
         lines = [message] + [error["text"] for error in errors[:_MAX_RESULT_LINES]]
         if len(errors) > _MAX_RESULT_LINES:
-            lines.append(_("... and %s more errors.", len(errors) - _MAX_RESULT_LINES))
+            lines.append(self.env._("... and %s more errors.", len(errors) - _MAX_RESULT_LINES))
         return {
             "ok": reply.ok,
             "status_code": reply.status_code or 0,
@@ -203,7 +200,7 @@ class MqttBridge(models.AbstractModel):
                 field = parts[2] if len(parts) > 2 else ""
                 where = f"{device.name} ({device.device_id})" + (f": {field}" if field else "")
         elif parts[0] == "mqtt":
-            where = _("Broker: %s", path.partition(".")[2] or path)
+            where = self.env._("Broker: %s", path.partition(".")[2] or path)
         error["text"] = f"{where}: {text}"
         return error
 
@@ -215,7 +212,7 @@ class MqttBridge(models.AbstractModel):
                 by_record.setdefault(error["record_id"], []).append(error["text"])
         for device in devices.filtered(lambda record: record.id in by_record):
             device.message_post(
-                body=_(
+                body=self.env._(
                     "The bridge refused the configuration because of this machine: %s",
                     "; ".join(by_record[device.id]),
                 )
@@ -232,21 +229,23 @@ class MqttBridge(models.AbstractModel):
         """The bridge's ``GET /health`` as a short text, kept for the settings; and its body."""
         url = self._params().get_param(PARAM_BRIDGE_URL)
         if not url:
-            return _("No bridge URL is set."), {}
+            return self.env._("No bridge URL is set."), {}
         reply = client.get_health(url)
         if not reply.ok:
-            text = _("Health check failed: %s", reply.summary())
+            text = self.env._("Health check failed: %s", reply.summary())
             body = {}
         else:
             body = reply.body
             mqtt = body.get("mqtt") or {}
             outbox = body.get("outbox") or {}
-            text = _(
+            text = self.env._(
                 "Bridge %(status)s: %(devices)s devices, MQTT %(mqtt)s (%(broker)s), "
                 "outbox %(pending)s pending / %(dead)s dead.",
                 status=body.get("status", "?"),
                 devices=body.get("devices", "?"),
-                mqtt=_("connected") if mqtt.get("connected") else _("not connected"),
+                mqtt=self.env._("connected")
+                if mqtt.get("connected")
+                else self.env._("not connected"),
                 broker=mqtt.get("broker", "?"),
                 pending=outbox.get("pending", "?"),
                 dead=outbox.get("dead", "?"),

@@ -1,5 +1,5 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import ValidationError
 
 from ..bridge import rules
@@ -107,7 +107,7 @@ class MqttBroker(models.Model):
                 path, message = problems[0]
                 field = broker._fields[BRIDGE_TO_FIELD.get(path, path)]
                 raise ValidationError(
-                    _(
+                    self.env._(
                         "Broker %(broker)s: %(field)s %(message)s.",
                         broker=broker.name,
                         field=field.string,
@@ -119,7 +119,7 @@ class MqttBroker(models.Model):
     def _check_one_active(self):
         if self.sudo().search_count([]) > 1:
             raise ValidationError(
-                _(
+                self.env._(
                     "The bridge connects to one MQTT broker: archive the other broker "
                     "before activating or creating this one."
                 )

@@ -2,8 +2,7 @@
 from datetime import datetime, time, timedelta
 
 import pytz
-
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
 
 from ..bridge import rules
@@ -56,7 +55,6 @@ class MqttDevice(models.Model):
     )
     broker_id = fields.Many2one(
         "mqtt.broker",
-        string="Broker",
         ondelete="set null",
         default=lambda self: self.env["mqtt.broker"]._active_broker(),
         help="The broker this meter publishes to; the bridge connects to the active broker.",
@@ -118,9 +116,7 @@ class MqttDevice(models.Model):
     last_seen = fields.Datetime(readonly=True)
     state = fields.Selection(MACHINE_STATES, default="idle", readonly=True, required=True)
     power_w = fields.Float(string="Power (W)", readonly=True)
-    current_session_id = fields.Many2one(
-        "mqtt.session", string="Current Session", readonly=True, ondelete="set null"
-    )
+    current_session_id = fields.Many2one("mqtt.session", readonly=True, ondelete="set null")
     live_stamp = fields.Char(
         readonly=True,
         copy=False,
@@ -135,12 +131,8 @@ class MqttDevice(models.Model):
     working_hours_week = fields.Float(compute="_compute_totals", string="Working Hours (Week)")
     standby_hours_week = fields.Float(compute="_compute_totals", string="Standby Hours (Week)")
     energy_kwh_week = fields.Float(compute="_compute_totals", string="Energy (kWh, Week)")
-    working_hours_month = fields.Float(
-        compute="_compute_totals", string="Working Hours (Month)"
-    )
-    standby_hours_month = fields.Float(
-        compute="_compute_totals", string="Standby Hours (Month)"
-    )
+    working_hours_month = fields.Float(compute="_compute_totals", string="Working Hours (Month)")
+    standby_hours_month = fields.Float(compute="_compute_totals", string="Standby Hours (Month)")
     energy_kwh_month = fields.Float(compute="_compute_totals", string="Energy (kWh, Month)")
 
     _sql_constraints = [
@@ -213,15 +205,13 @@ class MqttDevice(models.Model):
 
     def _field_label(self, path):
         head = path.split(".", 1)[0]
-        if head == "session_config":
-            name = path.split(".")[1]
-        else:
-            name = _PATH_FIELDS.get(head, head)
+        name = path.split(".")[1] if head == "session_config" else _PATH_FIELDS.get(head, head)
         field = self._fields.get(name)
         return field.string if field else path
 
-    @api.constrains("device_id", "name", "mqtt_topic", "parser_type", "parser_options",
-                    *rules.SESSION_FIELDS)
+    @api.constrains(
+        "device_id", "name", "mqtt_topic", "parser_type", "parser_options", *rules.SESSION_FIELDS
+    )
     def _check_bridge_rules(self):
         for device in self:
             _options, problems = rules.options_from_text(device.parser_options)
@@ -234,22 +224,10 @@ class MqttDevice(models.Model):
                     detail = f" ({detail})" if detail else ""
                     lines.append(f"{label}{detail}: {message}")
                 raise ValidationError(
-                    _("Machine %(name)s cannot be used by the bridge:\n%(lines)s",
-                      name=device.name or device.device_id, lines="\n".join(lines))
-                )
-
-    @api.constrains("device_id")
-    def _check_device_id_unique(self):
-        for device in self:
-            count = self.with_context(active_test=False).search_count(
-                [("device_id", "=", device.device_id), ("id", "!=", device.id)]
-            )
-            if count:
-                raise ValidationError(
-                    _(
-                        "Device ID: another machine already uses %(device_id)s "
-                        "(archived machines count too).",
-                        device_id=device.device_id,
+                    self.env._(
+                        "Machine %(name)s cannot be used by the bridge:\n%(lines)s",
+                        name=device.name or device.device_id,
+                        lines="\n".join(lines),
                     )
                 )
 
@@ -279,15 +257,19 @@ class MqttDevice(models.Model):
         notification's params carry the outcome (``outcome``) for RPC callers.
         """
         if not self.env.user.has_group("open_workshop_mqtt.group_iot_manager"):
-            raise AccessError(_("Only IoT managers can push the configuration to the bridge."))
+            raise AccessError(
+                self.env._("Only IoT managers can push the configuration to the bridge.")
+            )
         if not self.env["ir.config_parameter"].sudo().get_param("open_workshop_mqtt.bridge_url"):
-            raise UserError(_("Set the bridge URL in Settings > IoT Bridge before pushing."))
+            raise UserError(
+                self.env._("Set the bridge URL in Settings > IoT Bridge before pushing.")
+            )
         outcome = self.env["mqtt.bridge"]._push("button")
         return {
             "type": "ir.actions.client",
             "tag": "display_notification",
             "params": {
-                "title": _("Push Config to Bridge"),
+                "title": self.env._("Push Config to Bridge"),
                 "message": outcome["summary"],
                 "type": "success" if outcome["ok"] else "danger",
                 "sticky": not outcome["ok"],

@@ -3,10 +3,10 @@ import json
 import logging
 from datetime import timedelta
 
-from psycopg2 import errors as pg_errors
-
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import ValidationError
+from odoo.tools import mute_logger
+from psycopg2 import errors as pg_errors
 
 from ..bridge.events import EVENT_TYPES, EventError, parse_event
 from .mqtt_bridge import PARAM_RETENTION_DAYS
@@ -43,9 +43,7 @@ class MqttEvent(models.Model):
     device_id = fields.Many2one(
         "mqtt.device", string="Machine", index=True, readonly=True, ondelete="set null"
     )
-    session_id = fields.Many2one(
-        "mqtt.session", string="Session", index=True, readonly=True, ondelete="set null"
-    )
+    session_id = fields.Many2one("mqtt.session", index=True, readonly=True, ondelete="set null")
     session_uuid = fields.Char(string="Session UUID", readonly=True)
     company_id = fields.Many2one("res.company", index=True, readonly=True)
     timestamp = fields.Datetime(readonly=True, index=True)
@@ -69,7 +67,7 @@ class MqttEvent(models.Model):
         try:
             parsed = parse_event(event)
         except EventError as err:
-            raise ValidationError(_("Invalid IoT bridge event: %s", err)) from None
+            raise ValidationError(self.env._("Invalid IoT bridge event: %s", err)) from None
         reply = {"status": "ok", "event_uid": parsed.uid, "duplicate": True}
         if events.search_count([("event_uid", "=", parsed.uid)], limit=1):
             return reply
@@ -92,7 +90,8 @@ class MqttEvent(models.Model):
         try:
             # A copy delivered concurrently (the bridge re-sends after a timeout)
             # waits on the unique index and fails here once the first commits.
-            with events.env.cr.savepoint():
+            # (the failed INSERT is expected then: keep it out of the error log)
+            with mute_logger("odoo.sql_db"), events.env.cr.savepoint():
                 record = events.create(values)
         except pg_errors.UniqueViolation:
             return reply

@@ -1,9 +1,9 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 from datetime import timedelta
 
+from odoo import api, fields, models
+from odoo.tools import mute_logger
 from psycopg2 import errors as pg_errors
-
-from odoo import _, api, fields, models
 
 from ..bridge.events import CLOSING_TYPES
 
@@ -104,9 +104,13 @@ class MqttSession(models.Model):
     def _compute_display_name(self):
         for session in self:
             machine = session.device_id.name or session.machine_name or session.device_ident
-            started = fields.Datetime.to_string(
-                fields.Datetime.context_timestamp(session, session.started_at)
-            ) if session.started_at else ""
+            started = (
+                fields.Datetime.to_string(
+                    fields.Datetime.context_timestamp(session, session.started_at)
+                )
+                if session.started_at
+                else ""
+            )
             session.display_name = f"{machine} {started}".strip()
 
     @api.model
@@ -178,9 +182,11 @@ class MqttSession(models.Model):
             "started_at": started_at,
         }
         try:
-            with self.env.cr.savepoint():
+            with mute_logger("odoo.sql_db"), self.env.cr.savepoint():
                 return self.create(values)
         except pg_errors.UniqueViolation:
             raise SessionConflictError(
-                _("Session %s is being created by another delivery; retry.", event.session_uuid)
+                self.env._(
+                    "Session %s is being created by another delivery; retry.", event.session_uuid
+                )
             ) from None

@@ -1,13 +1,12 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 import logging
 
-from odoo import _, api, fields, models
+from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
 
 from ..bridge import rules
 from .mqtt_bridge import (
     BRIDGE_LOGIN,
-    rpc_safe,
     PARAM_API_KEY,
     PARAM_BRIDGE_TOKEN,
     PARAM_BRIDGE_URL,
@@ -17,6 +16,7 @@ from .mqtt_bridge import (
     PARAM_ODOO_URL,
     PARAM_PUSH_PENDING,
     PARAM_RETENTION_DAYS,
+    rpc_safe,
 )
 
 _logger = logging.getLogger(__name__)
@@ -84,7 +84,11 @@ class ResConfigSettings(models.TransientModel):
                 problem = value and rules.http_url_problem(value)
                 if problem:
                     raise ValidationError(
-                        _("%(field)s %(problem)s.", field=self._fields[name].string, problem=problem)
+                        self.env._(
+                            "%(field)s %(problem)s.",
+                            field=self._fields[name].string,
+                            problem=problem,
+                        )
                     )
 
     @api.model
@@ -112,7 +116,7 @@ class ResConfigSettings(models.TransientModel):
                 .with_context(no_reset_password=True)
                 .create(
                     {
-                        "name": _("IoT Bridge"),
+                        "name": self.env._("IoT Bridge"),
                         "login": BRIDGE_LOGIN,
                         "groups_id": [fields.Command.set(group.ids)],
                     }
@@ -150,11 +154,11 @@ class ResConfigSettings(models.TransientModel):
         key), and reads the bridge's ``/health``.
         """
         if not self.env.user.has_group("open_workshop_mqtt.group_iot_manager"):
-            raise AccessError(_("Only IoT managers can connect the bridge."))
+            raise AccessError(self.env._("Only IoT managers can connect the bridge."))
         for settings in self[:1]:
             settings._iot_save_params()
         if not self.env["ir.config_parameter"].sudo().get_param(PARAM_BRIDGE_URL):
-            raise UserError(_("Set the bridge URL first."))
+            raise UserError(self.env._("Set the bridge URL first."))
         self._iot_ensure_bridge_user()
         outcome = self.env["mqtt.bridge"]._push("connect")
         health, body = self.env["mqtt.bridge"]._health()
@@ -163,7 +167,7 @@ class ResConfigSettings(models.TransientModel):
             "type": "ir.actions.client",
             "tag": "display_notification",
             "params": {
-                "title": _("Connect to IoT Bridge"),
+                "title": self.env._("Connect to IoT Bridge"),
                 "message": message,
                 "type": "success" if outcome["ok"] else "danger",
                 "sticky": not outcome["ok"],
@@ -180,7 +184,7 @@ class ResConfigSettings(models.TransientModel):
             "type": "ir.actions.client",
             "tag": "display_notification",
             "params": {
-                "title": _("IoT Bridge Health"),
+                "title": self.env._("IoT Bridge Health"),
                 "message": health,
                 "type": "info",
                 "next": {"type": "ir.actions.client", "tag": "soft_reload"},
