@@ -15,6 +15,11 @@ _logger = logging.getLogger(__name__)
 
 DEFAULT_RETENTION_DAYS = 90
 PRUNE_BATCH = 10_000
+MAX_BATCH_EVENTS = 500
+
+
+def _error_name(error):
+    return f"{type(error).__module__}.{type(error).__qualname__}"
 
 
 class MqttEvent(models.Model):
@@ -98,6 +103,53 @@ class MqttEvent(models.Model):
         record._apply(parsed, device)
         reply["duplicate"] = False
         return reply
+
+    @api.model
+    def _process_bridge_events(self, events):
+        """A batch of EVENTs (CONTRACT section 6, ``request_format: batch``), in order.
+
+        Each event is processed in a savepoint of its own and answered
+        ``ok``, ``duplicate`` or ``error``. A ValidationError concerns that
+        event only (the bridge makes it dead); any other failure is
+        transient, and the same device's later events in the batch are
+        left unprocessed (``Skipped``) so that each device's order holds.
+        """
+        if not isinstance(events, list):
+            raise ValidationError(self.env._("Invalid IoT bridge batch: events: must be a list"))
+        if len(events) > MAX_BATCH_EVENTS:
+            raise ValidationError(
+                self.env._(
+                    "Invalid IoT bridge batch: events: at most %s events a call",
+                    MAX_BATCH_EVENTS,
+                )
+            )
+        results = []
+        held = set()  # devices whose earlier event failed transiently
+        for event in events:
+            device = event.get("device_id") if isinstance(event, dict) else None
+            uid = event.get("event_uid") if isinstance(event, dict) else None
+            result = {"event_uid": uid if isinstance(uid, str) else ""}
+            hashable_device = device if isinstance(device, str) else repr(device)
+            if hashable_device in held:
+                result.update(
+                    status="error",
+                    error={"name": "Skipped", "message": "an earlier event of this device failed"},
+                )
+                results.append(result)
+                continue
+            try:
+                with self.env.cr.savepoint():
+                    reply = self._process_bridge_event(event)
+            except ValidationError as err:
+                result.update(status="error", error={"name": _error_name(err), "message": str(err)})
+            except Exception as err:  # transient for the bridge: answered, never raised
+                _logger.warning("iot_event_batch transient failure: %s", err)
+                held.add(hashable_device)
+                result.update(status="error", error={"name": _error_name(err), "message": str(err)})
+            else:
+                result["status"] = "duplicate" if reply["duplicate"] else "ok"
+            results.append(result)
+        return {"results": results}
 
     def _apply(self, parsed, device):
         """Turn the stored event into session records and the machine's live state."""

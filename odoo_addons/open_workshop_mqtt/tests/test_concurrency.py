@@ -7,10 +7,12 @@ from odoo import SUPERUSER_ID, api
 from odoo.tests import TransactionCase, tagged
 from odoo.tools.misc import dumpstacks
 
-from .common import started
+from .common import started, stopped
 
 PREFIX = "conc-"
 DEADLINE_S = 30.0
+# later than the other tests' events: a device's live state follows its newest event
+LATER = "2026-03-01T10:00:03+00:00"
 
 
 @tagged("post_install", "-at_install")
@@ -88,8 +90,12 @@ class TestConcurrentDeliveries(TransactionCase):
     def test_different_devices_do_not_wait_for_each_other(self):
         """An uncommitted delivery for one device does not hold up another device's."""
         with self.committed() as env:
-            env["mqtt.event"]._process_bridge_event(started("conc-s-a", device_id=f"{PREFIX}a"))
-            thread, outcome = self.deliver_in_thread(started("conc-s-b", device_id=f"{PREFIX}b"))
+            env["mqtt.event"]._process_bridge_event(
+                started("conc-s-a", device_id=f"{PREFIX}a", at=LATER)
+            )
+            thread, outcome = self.deliver_in_thread(
+                started("conc-s-b", device_id=f"{PREFIX}b", at=LATER)
+            )
             thread.join(DEADLINE_S)
             if thread.is_alive():
                 dumpstacks()
@@ -119,3 +125,35 @@ class TestConcurrentDeliveries(TransactionCase):
         with self.committed() as env:
             uid = payload["event_uid"]
             self.assertEqual(env["mqtt.event"].search_count([("event_uid", "=", uid)]), 1)
+
+    def test_a_batch_holds_back_a_device_whose_event_failed(self):
+        """In a batch, a transient failure skips that device's later events, not the others'."""
+        locked_id = None
+        with self.committed() as holder:
+            device_a = holder["mqtt.device"].search([("device_id", "=", f"{PREFIX}a")])
+            locked_id = device_a.id
+            holder.cr.execute("SELECT id FROM mqtt_device WHERE id = %s FOR UPDATE", [locked_id])
+            with self.committed() as env:
+                env.cr.execute("SET LOCAL lock_timeout = '200ms'")
+                batch = [
+                    started("conc-s-b1", device_id=f"{PREFIX}b"),
+                    started("conc-s-a1", device_id=f"{PREFIX}a"),
+                    stopped("conc-s-a1", device_id=f"{PREFIX}a"),
+                    stopped("conc-s-b1", device_id=f"{PREFIX}b"),
+                    {**started("conc-s-b2", device_id=f"{PREFIX}b"), "event_type": "bogus"},
+                ]
+                results = env["mqtt.event"]._process_bridge_events(batch)["results"]
+        statuses = [(result["status"], result.get("error", {}).get("name")) for result in results]
+        self.assertEqual(statuses[0], ("ok", None))
+        self.assertEqual(statuses[1][0], "error")
+        self.assertIn("LockNotAvailable", statuses[1][1])
+        self.assertEqual(statuses[2], ("error", "Skipped"))
+        self.assertEqual(statuses[3], ("ok", None))
+        self.assertEqual(statuses[4], ("error", "odoo.exceptions.ValidationError"))
+        self.assertEqual([r["event_uid"] for r in results], [e["event_uid"] for e in batch])
+        with self.committed() as env:
+            sessions = env["mqtt.session"].search(
+                [("session_uuid", "in", ["conc-s-a1", "conc-s-b1"])]
+            )
+            self.assertEqual(sessions.mapped("session_uuid"), ["conc-s-b1"])
+            self.assertEqual(sessions.status, "stopped")

@@ -135,3 +135,23 @@ class TestEventRoute(HttpCase):
         )
         self.assertError(started("http-8"), "odoo.exceptions.AccessError", key=admin_key)
         self.assertFalse(self.env["mqtt.session"].search([("session_uuid", "=", "http-8")]))
+
+    def test_a_batch_of_events(self):
+        """POST /ows/iot/events answers each event in order: ok, duplicate or error."""
+        first = started("http-9")
+        batch = [first, heartbeat("http-9"), first, {**stopped("http-9"), "data": {}}]
+        response = self.url_open(
+            "/ows/iot/events",
+            data=json.dumps(
+                {"jsonrpc": "2.0", "method": "call", "id": "b-1", "params": {"events": batch}}
+            ).encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"},
+        )
+        results = response.json()["result"]["results"]
+        self.assertEqual(
+            [result["status"] for result in results], ["ok", "ok", "duplicate", "error"]
+        )
+        self.assertEqual(results[3]["error"]["name"], "odoo.exceptions.ValidationError")
+        self.assertIn("data.started_at", results[3]["error"]["message"])
+        session = self.env["mqtt.session"].search([("session_uuid", "=", "http-9")])
+        self.assertEqual(session.status, "running")
