@@ -50,31 +50,39 @@ class ResConfigSettings(models.TransientModel):
         default=90,
         help="Received bridge events older than this are deleted every day (0: keep them).",
     )
+    # What the last push and health check gave: read-only, taken from the system
+    # parameters when the settings open (defaults, since the web client computes
+    # nothing on a new settings record).
     iot_last_push_at = fields.Datetime(
-        string="Last Push", compute="_compute_iot_status", readonly=True
+        string="Last Push",
+        readonly=True,
+        default=lambda self: self._iot_param(PARAM_LAST_PUSH_AT),
     )
     iot_last_push_result = fields.Text(
-        string="Last Push Result", compute="_compute_iot_status", readonly=True
+        string="Last Push Result",
+        readonly=True,
+        default=lambda self: self._iot_param(PARAM_LAST_PUSH_RESULT),
     )
     iot_push_pending = fields.Boolean(
-        string="Push Pending", compute="_compute_iot_status", readonly=True
+        string="Push Pending",
+        readonly=True,
+        default=lambda self: bool(self._iot_param(PARAM_PUSH_PENDING)),
     )
     iot_bridge_health = fields.Char(
-        string="Bridge Health", compute="_compute_iot_status", readonly=True
+        string="Bridge Health",
+        readonly=True,
+        default=lambda self: self._iot_param(PARAM_LAST_HEALTH),
     )
     iot_bridge_user_id = fields.Many2one(
-        "res.users", string="Bridge User", compute="_compute_iot_status", readonly=True
+        "res.users",
+        string="Bridge User",
+        readonly=True,
+        default=lambda self: self._iot_bridge_user(),
     )
 
-    def _compute_iot_status(self):
-        params = self.env["ir.config_parameter"].sudo()
-        user = self._iot_bridge_user()
-        for settings in self:
-            settings.iot_last_push_at = params.get_param(PARAM_LAST_PUSH_AT) or False
-            settings.iot_last_push_result = params.get_param(PARAM_LAST_PUSH_RESULT) or False
-            settings.iot_push_pending = bool(params.get_param(PARAM_PUSH_PENDING))
-            settings.iot_bridge_health = params.get_param(PARAM_LAST_HEALTH) or False
-            settings.iot_bridge_user_id = user
+    @api.model
+    def _iot_param(self, key):
+        return self.env["ir.config_parameter"].sudo().get_param(key) or False
 
     @api.constrains("iot_bridge_url", "iot_odoo_url")
     def _check_iot_urls(self):

@@ -25,3 +25,18 @@ class TestMachineTour(HttpCase):
         pushed = {d["device_id"]: d for d in receiver.pushes[-1][1]["devices"]}
         self.assertEqual(pushed["tour-lathe"]["mqtt_topic"], "shellyplus1pm-tour/status/switch:0")
         self.assertEqual(pushed["tour-lathe"]["machine_name"], "Tour Lathe")
+
+    def test_connect_in_the_settings(self):
+        """Pressing Connect makes the bridge user and key and pushes them to the bridge."""
+        receiver = BridgeReceiver()
+        self.addCleanup(receiver.stop)
+        params = self.env["ir.config_parameter"].sudo()
+        params.set_param("open_workshop_mqtt.bridge_url", receiver.url)
+        self.start_tour(
+            "/odoo/action-open_workshop_mqtt.action_iot_bridge_settings",
+            "open_workshop_mqtt_connect",
+            login="admin",
+        )
+        key = params.get_param("open_workshop_mqtt.bridge_api_key")
+        self.assertTrue(key)
+        self.assertEqual(receiver.pushes[-1][1]["odoo"]["api_key"], key)

@@ -60,3 +60,23 @@ registry.category("web_tour.tours").add("open_workshop_mqtt_create_machine", {
         },
     ],
 });
+
+// A manager opens Settings > IoT Bridge and presses Connect.
+registry.category("web_tour.tours").add("open_workshop_mqtt_connect", {
+    url: "/odoo/action-open_workshop_mqtt.action_iot_bridge_settings",
+    steps: () => [
+        {
+            content: "The bridge URL is set",
+            trigger: ".o_field_widget[name=iot_bridge_url] input:value(http://127.0.0.1)",
+        },
+        {
+            content: "Connect",
+            trigger: "button[name=action_bridge_connect]",
+            run: "click",
+        },
+        {
+            content: "The bridge took the config and reports its MQTT connection",
+            trigger: ".o_notification:contains(devices configured on the bridge):contains(MQTT connected)",
+        },
+    ],
+});
