@@ -161,8 +161,9 @@ class ResConfigSettings(models.TransientModel):
         config with the ``odoo`` section (this Odoo's URL, database, user and
         key), and reads the bridge's ``/health``.
         """
-        if not self.env.user.has_group("open_workshop_mqtt.group_iot_manager"):
-            raise AccessError(self.env._("Only IoT managers can connect the bridge."))
+        if not self.env.user.has_group("base.group_system"):
+            # as every settings page of Odoo: saving settings is for administrators
+            raise AccessError(self.env._("Only administrators can connect the bridge."))
         for settings in self[:1]:
             settings._iot_save_params()
         if not self.env["ir.config_parameter"].sudo().get_param(PARAM_BRIDGE_URL):

@@ -199,6 +199,10 @@ class IotCase(TransactionCase):
         params = cls.env["ir.config_parameter"].sudo()
         params.set_param("open_workshop_mqtt.bridge_url", cls.receiver.url)
         params.set_param("open_workshop_mqtt.bridge_token", BRIDGE_TOKEN)
+        # a database that was used before: no broker, no Connect yet
+        for key in ("open_workshop_mqtt.bridge_api_key", "open_workshop_mqtt.odoo_url"):
+            params.set_param(key, False)
+        cls.env["mqtt.broker"].search([]).action_archive()
         cls.Device = cls.env["mqtt.device"]
         cls.Event = cls.env["mqtt.event"]
         cls.Session = cls.env["mqtt.session"]

@@ -28,7 +28,7 @@ class TestAccess(IotCase):
     def test_user_sees_machines_and_sessions_only(self):
         """An IoT user reads machines and sessions, changes nothing, sees no events."""
         Device = self.env["mqtt.device"].with_user(self.user)
-        self.assertEqual(Device.search([]), self.device)
+        self.assertIn(self.device, Device.search([]))
         self.assertTrue(self.env["mqtt.session"].with_user(self.user).search([]))
         with self.assertRaises(AccessError):
             Device.browse(self.device.id).write({"name": "Renamed"})

@@ -2,8 +2,9 @@
 from datetime import timedelta
 
 from odoo import fields
-from odoo.exceptions import ValidationError
+from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import tagged
+from odoo.tests.common import new_test_user
 
 from .common import IotCase, event
 
@@ -87,15 +88,27 @@ class TestSettings(IotCase):
     def test_old_events_are_pruned_after_the_retention(self):
         """The prune cron deletes events received before the retention, keeps the others."""
         self.make_device()
-        self.process(event("device_online"))
-        old = self.Event.search([], limit=1)
+        old_uid = self.process(event("device_online"))["event_uid"]
+        old = self.Event.search([("event_uid", "=", old_uid)])
         self.env.cr.execute(
             "UPDATE mqtt_event SET create_date = %s WHERE id = %s",
             [fields.Datetime.now() - timedelta(days=91), old.id],
         )
-        self.process(event("device_offline"))
+        new_uid = self.process(event("device_offline"))["event_uid"]
         self.env["ir.config_parameter"].set_param("open_workshop_mqtt.event_retention_days", 90)
         self.env.ref("open_workshop_mqtt.ir_cron_prune_events").method_direct_trigger()
         self.env.invalidate_all()
         self.assertFalse(old.exists())
-        self.assertEqual(self.Event.search_count([]), 1)
+        self.assertTrue(self.Event.search([("event_uid", "=", new_uid)]))
+
+    def test_connect_is_for_administrators(self):
+        """An IoT manager who is not an administrator cannot press Connect."""
+        manager = new_test_user(
+            self.env, "iot-manager-connect", groups="open_workshop_mqtt.group_iot_manager"
+        )
+        settings = self.env["res.config.settings"].create({})
+        with self.assertRaises(AccessError):
+            settings.with_user(manager).action_bridge_connect()
+        self.assertFalse(
+            self.env["ir.config_parameter"].get_param("open_workshop_mqtt.bridge_api_key")
+        )
