@@ -25,7 +25,8 @@ _RULES = Path(__file__).parents[1] / "open_workshop_mqtt" / "bridge" / "rules.py
 
 def _load_rules() -> Any:
     spec = importlib.util.spec_from_file_location("open_workshop_mqtt_rules", _RULES)
-    assert spec and spec.loader
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
