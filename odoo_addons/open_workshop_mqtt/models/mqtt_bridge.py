@@ -20,6 +20,9 @@ PARAM_LAST_PUSH_AT = "open_workshop_mqtt.last_push_at"
 PARAM_LAST_PUSH_RESULT = "open_workshop_mqtt.last_push_result"
 PARAM_PUSH_PENDING = "open_workshop_mqtt.push_pending"
 PARAM_LAST_HEALTH = "open_workshop_mqtt.last_health"
+PARAM_STATE_OUT = "open_workshop_mqtt.state_out"
+# Settings whose change is pushed to the bridge at once.
+PUSHED_PARAMS = (PARAM_BRIDGE_URL, PARAM_BRIDGE_TOKEN, PARAM_ODOO_URL, PARAM_STATE_OUT)
 BRIDGE_LOGIN = "iot_bridge"
 DOCUMENT_VERSION = "1.0"
 
@@ -116,6 +119,9 @@ class MqttBridge(models.AbstractModel):
         odoo = self._odoo_section()
         if odoo:
             document["odoo"] = odoo
+        if self._params().get_param(PARAM_STATE_OUT):
+            # The bridge's own defaults for the topics and Home Assistant discovery.
+            document["state_out"] = {"enabled": True}
         return document, devices
 
     @api.model

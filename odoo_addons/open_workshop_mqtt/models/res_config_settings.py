@@ -16,6 +16,8 @@ from .mqtt_bridge import (
     PARAM_ODOO_URL,
     PARAM_PUSH_PENDING,
     PARAM_RETENTION_DAYS,
+    PARAM_STATE_OUT,
+    PUSHED_PARAMS,
     rpc_safe,
 )
 
@@ -40,15 +42,20 @@ class ResConfigSettings(models.TransientModel):
     iot_odoo_url = fields.Char(
         string="Odoo URL for the Bridge",
         config_parameter=PARAM_ODOO_URL,
-        default=lambda self: self.env["ir.config_parameter"].sudo().get_param("web.base.url"),
         help="This Odoo as the bridge reaches it (inside a compose network often "
-        "http://odoo:8069). Empty: web.base.url.",
+        "http://odoo:8069). Empty: web.base.url, as it is at each push.",
     )
     iot_event_retention_days = fields.Integer(
         string="Keep Events (Days)",
         config_parameter=PARAM_RETENTION_DAYS,
         default=90,
-        help="Received bridge events older than this are deleted every day (0: keep them).",
+        help="Received bridge events older than this are deleted every day.",
+    )
+    iot_state_out = fields.Boolean(
+        string="Publish Machine State on MQTT",
+        config_parameter=PARAM_STATE_OUT,
+        help="The bridge publishes each machine's state, retained, under iot-bridge/<device_id>/"
+        "state, with Home Assistant discovery (its state_out section).",
     )
     # What the last push and health check gave: read-only, taken from the system
     # parameters when the settings open (defaults, since the web client computes
@@ -98,6 +105,20 @@ class ResConfigSettings(models.TransientModel):
                             problem=problem,
                         )
                     )
+
+    @api.constrains("iot_event_retention_days")
+    def _check_iot_retention(self):
+        for settings in self:
+            if settings.iot_event_retention_days < 1:
+                raise ValidationError(self.env._("Keep Events (Days) must be at least 1."))
+
+    def set_values(self):
+        params = self.env["ir.config_parameter"].sudo()
+        before = [params.get_param(key) for key in PUSHED_PARAMS]
+        result = super().set_values()
+        if before != [params.get_param(key) for key in PUSHED_PARAMS]:
+            self.env["mqtt.bridge"]._schedule_push()
+        return result
 
     @api.model
     def _iot_bridge_user(self):

@@ -33,6 +33,9 @@ class TestPushAfterCommit(TransactionCase):
                     "open_workshop_mqtt.push_pending",
                     "open_workshop_mqtt.last_push_result",
                     "open_workshop_mqtt.last_push_at",
+                    "open_workshop_mqtt.state_out",
+                    "open_workshop_mqtt.odoo_url",
+                    "open_workshop_mqtt.event_retention_days",
                 )
             }
         cls.addClassCleanup(cls.clean_up)
@@ -163,6 +166,21 @@ class TestPushAfterCommit(TransactionCase):
             env["mqtt.broker"].browse(broker.id).write({"port": 8883, "use_tls": True})
         self.assertEqual(self.receiver.pushes[-1][1]["mqtt"]["port"], 8883)
         self.assertEqual(len(self.new_pushes()), 2)
+
+    def test_saving_changed_settings_pushes(self):
+        """Saving the settings with a change the bridge uses (state out) pushes after commit."""
+        with self.committed() as env:
+            settings = env["res.config.settings"].create({"iot_state_out": True})
+            settings.execute()
+        self.assertEqual(len(self.new_pushes()), 1)
+        self.assertEqual(self.receiver.pushes[-1][1]["state_out"], {"enabled": True})
+        with self.committed() as env:
+            env["res.config.settings"].create({"iot_event_retention_days": 30}).execute()
+        self.assertEqual(len(self.new_pushes()), 1, "the retention is not the bridge's")
+        with self.committed() as env:
+            env["res.config.settings"].create({"iot_state_out": False}).execute()
+        self.assertEqual(len(self.new_pushes()), 2)
+        self.assertNotIn("state_out", self.receiver.pushes[-1][1])
 
     def test_a_bridge_that_is_down_is_retried_by_the_cron(self):
         """The save succeeds while the bridge is down; the cron pushes once it is back."""

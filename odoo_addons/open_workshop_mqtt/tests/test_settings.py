@@ -64,9 +64,6 @@ class TestSettings(IotCase):
         params = self.env["ir.config_parameter"]
         params.set_param("web.base.url", "http://erp.example:8069")
         params.set_param("open_workshop_mqtt.odoo_url", False)
-        self.assertEqual(
-            self.env["res.config.settings"].create({}).iot_odoo_url, "http://erp.example:8069"
-        )
         self.connect(iot_odoo_url=False)
         self.assertEqual(self.receiver.pushes[-1][1]["odoo"]["base_url"], "http://erp.example:8069")
 
