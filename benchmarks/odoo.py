@@ -1,7 +1,9 @@
 """Odoo 18 (real) benchmark (issue 18, item 8): the addon's event route and its config push.
 
-    eval "$(../shared/odoo/setup.sh)"      # or ODOO_SRC/ODOO_PY/ODOO_DB_ARGS of your own Odoo 18
     python3 benchmarks/odoo.py [--events 1200] [--backlog 10000] [--devices 1000] [--rows ...]
+
+Odoo comes from ``ODOO_SRC``/``ODOO_PY``/``ODOO_DB_ARGS`` (your own Odoo 18) or,
+when unset, from ``../shared/odoo/setup.sh``.
 
 A real Odoo 18 with the addon installed from its wheel (tests/odoo/kit.py) in a
 fresh database, run as production runs it with one HTTP worker
@@ -38,6 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,7 +48,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.odoo.kit import OdooKit, OdooServer, installed_database, prepare_kit  # noqa: E402
+from tests.odoo.kit import (  # noqa: E402
+    OdooKit,
+    OdooServer,
+    installed_database,
+    load_odoo_env,
+    prepare_kit,
+)
 from tests.odoo.site import MACHINE_TIMINGS, OdooSite  # noqa: E402
 from tests.support.bridge_process import BridgeProcess, wait_until  # noqa: E402
 from tests.support.mosquitto import MosquittoBroker  # noqa: E402
@@ -59,6 +68,61 @@ ROWS = ("accept", "drain", "push")
 def load() -> str:
     """The 1-minute load average, for the figures' context."""
     return f"load {os.getloadavg()[0]:.2f}"
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _processes() -> Iterator[tuple[int, list[str], int, float]]:
+    """(pid, cmdline, process group, CPU seconds) of every process we may read."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command name: state ppid pgrp ... utime (14th field) stime (15th).
+        yield (
+            int(entry.name),
+            cmdline,
+            int(fields[2]),
+            (int(fields[11]) + int(fields[12])) / CLK_TCK,
+        )
+
+
+class CpuMeter:
+    """CPU seconds spent by Odoo (its process group) and by PostgreSQL for its database.
+
+    CPU time moves little with other load on the machine, unlike wall time: it
+    tells what one event costs, whatever the helpers next door are doing.
+    """
+
+    def __init__(self, server: OdooServer) -> None:
+        assert server.process is not None
+        self.group = server.process.pid
+        self.db = server.db
+
+    def sample(self) -> dict[int, tuple[str, float]]:
+        """pid -> (``odoo`` or ``postgres``, CPU seconds so far)."""
+        found = {}
+        for pid, cmdline, group, cpu in _processes():
+            if group == self.group:
+                found[pid] = ("odoo", cpu)
+            elif cmdline[0].startswith("postgres:") and f" {self.db} " in cmdline[0]:
+                found[pid] = ("postgres", cpu)
+        return found
+
+    @staticmethod
+    def spent(
+        before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+    ) -> dict[str, float]:
+        """CPU seconds per side between two samples (a process born meanwhile counts whole)."""
+        totals = {"odoo": 0.0, "postgres": 0.0}
+        for pid, (side, cpu) in after.items():
+            totals[side] += cpu - before.get(pid, (side, 0.0))[1]
+        return totals
 
 
 def session_events(device_id: str, count: int, start: float) -> list[Event]:
@@ -187,15 +251,20 @@ def row_accept(bench: Bench, events: int) -> list[str]:
             base_url=bench.server.url, database=bench.server.db, api_key=bench.api_key
         )
         before = load()
+        meter = CpuMeter(bench.server)
+        cpu_before = meter.sample()
         began = time.perf_counter()
         asyncio.run(_send_lanes(sender, lanes))
         elapsed = time.perf_counter() - began
+        cpu = meter.spent(cpu_before, meter.sample())
         sent = per_lane * connections
         stored = bench.stored(prefix)
         assert stored == sent, f"Odoo holds {stored} of {sent} events"
         lines.append(
             f"accept  {connections} connection(s): {sent} events in {elapsed:.1f} s = "
-            f"{sent / elapsed:.0f} events/s  ({before}, after {load()})"
+            f"{sent / elapsed:.0f} events/s  ({before}, after {load()}); CPU per event: "
+            f"Odoo {1000 * cpu['odoo'] / sent:.1f} ms + PostgreSQL "
+            f"{1000 * cpu['postgres'] / sent:.1f} ms"
         )
         print(lines[-1], flush=True)
     return lines
@@ -221,19 +290,24 @@ def row_drain(bench: Bench, backlog: int) -> list[str]:
         store.close()
     total = per_device * devices
     before = load()
+    meter = CpuMeter(bench.server)
+    cpu_before = meter.sample()
     began = time.perf_counter()
     bench.bridge = bench.new_bridge("bridge", port=port)  # same data dir and port
     wait_until(
         lambda: bench.bridge.health()["outbox"]["pending"] == 0, timeout_s=1800, interval_s=0.5
     )
     elapsed = time.perf_counter() - began
+    cpu = meter.spent(cpu_before, meter.sample())
     stored = bench.stored("drain-")
     health = bench.bridge.health()
     assert stored == total, f"Odoo holds {stored} of {total} events"
     assert health["outbox"]["dead"] == 0, health
     line = (
         f"drain   {total} events of {devices} machines: {elapsed:.1f} s from the bridge's start "
-        f"= {total / elapsed:.0f} events/s  ({before}, after {load()})"
+        f"= {total / elapsed:.0f} events/s  ({before}, after {load()}); CPU per event: "
+        f"Odoo {1000 * cpu['odoo'] / total:.1f} ms + PostgreSQL "
+        f"{1000 * cpu['postgres'] / total:.1f} ms"
     )
     print(line, flush=True)
     return [line]
@@ -280,6 +354,7 @@ def main() -> int:
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
     args = parser.parse_args()
 
+    load_odoo_env()
     work = Path(tempfile.mkdtemp(prefix="owe-bench-"))
     python = os.environ.get("OWE_ODOO_PY") or str(prepare_kit(work))
     os.environ["OWE_ODOO_PY"] = python

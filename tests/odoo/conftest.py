@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.odoo.kit import OdooKit, OdooServer, installed_database, prepare_kit
+from tests.odoo.kit import (
+    OdooKit,
+    OdooServer,
+    addon_test_report,
+    installed_database,
+    prepare_kit,
+)
 from tests.odoo.site import OdooSite, Workshop
 from tests.support.bridge_process import BridgeProcess, wait_until
 from tests.support.mosquitto import MosquittoBroker
@@ -53,6 +59,7 @@ def bare_workshop(
     if not odoo.server.is_running():
         odoo.restart()  # a test that stopped Odoo and failed before starting it again
     odoo.clear_workshop()
+    log_start = len(odoo.server.log_text())
     token = secrets.token_urlsafe(24)
     broker = mosquitto_factory()
     bridge = bridge_factory(token=token).start()
@@ -63,6 +70,10 @@ def bare_workshop(
         workshop.stop()
         if odoo.server.is_running():
             odoo.clear_workshop()
+    # Whatever the bridge sent, Odoo answered without a traceback (bad input is a
+    # ValidationError, which Odoo logs as a warning at most).
+    errors = addon_test_report(odoo.server.log_text()[log_start:], 0).error_lines
+    assert not errors, "Odoo logged errors during the test:\n" + "\n".join(errors[:20])
 
 
 @pytest.fixture

@@ -93,6 +93,26 @@ def _run(args: Sequence[str | Path], **kwargs: Any) -> subprocess.CompletedProce
 # -- preparing the venv with the wheel ----------------------------------------------
 
 
+def load_odoo_env() -> None:
+    """Set ``ODOO_SRC``/``ODOO_PY``/``ODOO_DB_ARGS`` from ``../shared/odoo/setup.sh`` if unset.
+
+    The script installs PostgreSQL and Odoo's venv the first time (its progress
+    goes to stderr); what it prints on stdout are the exports.
+    """
+    if os.environ.get("ODOO_SRC"):
+        return
+    script = ROOT.parent / "shared" / "odoo" / "setup.sh"
+    if not script.is_file():
+        raise KitError(f"ODOO_SRC is not set and there is no {script}")
+    out = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
+    if out.returncode != 0:
+        raise KitError(f"{script} failed (exit {out.returncode})")
+    for line in out.stdout.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        if key in ("ODOO_SRC", "ODOO_PY", "ODOO_DB_ARGS"):
+            os.environ[key] = " ".join(shlex.split(value))
+
+
 def _site_packages(python: Path) -> Path:
     out = _run(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
