@@ -1,6 +1,7 @@
 """Odoo 18 (real) benchmark (issue 18, item 8): the addon's event route and its config push.
 
-    python3 benchmarks/odoo.py [--events 1200] [--backlog 10000] [--devices 1000] [--rows ...]
+    python3 benchmarks/odoo.py [--events 1200] [--batch-events 4000] [--backlog 10000]
+                               [--devices 1000] [--rows ...] [--no-db-filter]
 
 Odoo comes from ``ODOO_SRC``/``ODOO_PY``/``ODOO_DB_ARGS`` (your own Odoo 18) or,
 when unset, from ``../shared/odoo/setup.sh``.
@@ -17,6 +18,10 @@ Rows (names for ``--rows``):
   the bridge's user) on 1 connection and on 8 (8 machines, each one's events in
   order, as the bridge's delivery lanes send them): ``session_started``,
   heartbeats, ``session_stopped`` per machine. Target >= 100/s.
+- ``batch``: the same through ``POST /ows/iot/events`` (contract §6's
+  ``request_format: batch``), 100 and 500 events a call from one client, 8
+  machines interleaved in the bridge's order (the bridge of this branch
+  does not send batches yet: a plain HTTP client plays it).
 - ``drain``: a backlog of ``--backlog`` events (100 machines' sessions) left in
   a bridge's outbox as an Odoo outage leaves it; the bridge starts with Odoo
   up: seconds until every event is delivered (its ``/health`` outbox empty,
@@ -27,7 +32,12 @@ Rows (names for ``--rows``):
   seconds for the call, which returns once the bridge has applied the document
   and answered. Target <= 2 s.
 
-The machine may be shared: the 1-minute load average is printed next to each figure.
+``--no-db-filter`` starts Odoo with ``-d`` alone instead of ``-d`` and ``--db-filter``: Odoo
+then stops asking PostgreSQL for the database list at every request without a session cookie.
+
+"CPU per event" is the CPU time of Odoo's process group and of PostgreSQL's backends for the
+database, read from /proc: it moves much less with other load than the wall time. The machine
+may be shared: the 1-minute load average is printed next to each figure.
 """
 
 from __future__ import annotations
@@ -62,7 +72,7 @@ from tests.support.mosquitto import MosquittoBroker  # noqa: E402
 from iot_bridge.adapters.odoo import OdooSender  # noqa: E402
 from iot_bridge.domain.events import Event, EventType, iso_utc  # noqa: E402
 
-ROWS = ("accept", "drain", "push")
+ROWS = ("accept", "batch", "drain", "push")
 
 
 def load() -> str:
@@ -168,9 +178,9 @@ def session_events(device_id: str, count: int, start: float) -> list[Event]:
 class Bench:
     """Odoo (one worker) with the addon, a mosquitto and a bridge connected from the settings."""
 
-    def __init__(self, kit: OdooKit, db: str, work: Path) -> None:
+    def __init__(self, kit: OdooKit, db: str, work: Path, *, db_filter: bool = True) -> None:
         self.work = work
-        self.server = OdooServer(kit, db, workers=1, cron_threads=1)
+        self.server = OdooServer(kit, db, workers=1, cron_threads=1, db_filter=db_filter)
         self.server.start()
         self.odoo = OdooSite(self.server)
         self.broker = MosquittoBroker(work / "mosquitto").start()
@@ -270,6 +280,54 @@ def row_accept(bench: Bench, events: int) -> list[str]:
     return lines
 
 
+def row_batch(bench: Bench, events: int) -> list[str]:
+    """Events/s through ``POST /ows/iot/events`` (contract §6's batch), calls of 100 and 500."""
+    import httpx
+
+    lines = []
+    for size in (100, 500):
+        prefix = f"batch{size}-"
+        bench.clear()
+        machines = 8
+        bench.machines(prefix, machines)
+        start = time.time() - 86_400
+        lanes = [
+            session_events(f"{prefix}{n:05d}", events // machines, start) for n in range(machines)
+        ]
+        # The bridge's order: each machine's events in order, machines interleaved.
+        ordered = [lane[i].to_dict() for i in range(len(lanes[0])) for lane in lanes]
+        url = f"{bench.server.url}/ows/iot/events"
+        headers = {"Authorization": f"Bearer {bench.api_key}"}
+        meter = CpuMeter(bench.server)
+        cpu_before = meter.sample()
+        before = load()
+        began = time.perf_counter()
+        with httpx.Client(timeout=120) as client:
+            for first in range(0, len(ordered), size):
+                chunk = ordered[first : first + size]
+                body = {
+                    "jsonrpc": "2.0",
+                    "method": "call",
+                    "id": first,
+                    "params": {"events": chunk},
+                }
+                reply = client.post(url, params={"db": bench.server.db}, headers=headers, json=body)
+                results = reply.json()["result"]["results"]
+                assert all(r["status"] == "ok" for r in results), results[:3]
+        elapsed = time.perf_counter() - began
+        cpu = meter.spent(cpu_before, meter.sample())
+        sent = len(ordered)
+        assert bench.stored(prefix) == sent
+        lines.append(
+            f"batch   {size} events a call: {sent} events in {elapsed:.1f} s = "
+            f"{sent / elapsed:.0f} events/s  ({before}, after {load()}); CPU per event: "
+            f"Odoo {1000 * cpu['odoo'] / sent:.1f} ms + PostgreSQL "
+            f"{1000 * cpu['postgres'] / sent:.1f} ms"
+        )
+        print(lines[-1], flush=True)
+    return lines
+
+
 def row_drain(bench: Bench, backlog: int) -> list[str]:
     """A backlog left by an outage, drained by a real bridge once Odoo is there."""
     from iot_bridge.adapters.store import EventStore
@@ -349,9 +407,15 @@ def row_push(bench: Bench, devices: int) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1200, help="events per accept run")
+    parser.add_argument("--batch-events", type=int, default=4000, help="events per batch run")
     parser.add_argument("--backlog", type=int, default=10_000)
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS))
+    parser.add_argument(
+        "--no-db-filter",
+        action="store_true",
+        help="serve the database by -d alone (no --db-filter): no database listing per request",
+    )
     args = parser.parse_args()
 
     load_odoo_env()
@@ -359,13 +423,16 @@ def main() -> int:
     python = os.environ.get("OWE_ODOO_PY") or str(prepare_kit(work))
     os.environ["OWE_ODOO_PY"] = python
     kit = OdooKit.from_env(work)
-    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {load()}")
+    mode = "-d only" if args.no_db_filter else "-d and --db-filter"
+    print(f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {load()}, Odoo {mode}")
     lines: list[str] = []
     with installed_database(kit, "bench") as db:
-        bench = Bench(kit, db, work)
+        bench = Bench(kit, db, work, db_filter=not args.no_db_filter)
         try:
             if "accept" in args.rows:
                 lines += row_accept(bench, args.events)
+            if "batch" in args.rows:
+                lines += row_batch(bench, args.batch_events)
             if "drain" in args.rows:
                 lines += row_drain(bench, args.backlog)
             if "push" in args.rows:

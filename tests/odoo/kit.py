@@ -356,6 +356,9 @@ class OdooServer:
 
     ``workers=0`` is Odoo's threaded server; ``workers=1`` one prefork HTTP worker
     (that mode also runs Odoo's gevent process, which needs gevent in the venv).
+    ``db_filter=False`` serves the database by ``-d`` alone: Odoo then takes the
+    database list from its configuration instead of asking PostgreSQL (on a new
+    connection) at every request that carries no session cookie.
     """
 
     def __init__(
@@ -367,8 +370,10 @@ class OdooServer:
         cron_threads: int = 1,
         log_file: Path | None = None,
         extra_args: Sequence[str] = (),
+        db_filter: bool = True,
     ) -> None:
         self.kit = kit
+        self.db_filter = db_filter
         self.db = db
         self.workers = workers
         self.cron_threads = cron_threads
@@ -386,7 +391,7 @@ class OdooServer:
     def start(self, *, timeout_s: float = 180.0) -> OdooServer:
         """Start and wait until ``/web/login`` answers 200."""
         args = self.kit.command(
-            "-d", self.db, f"--db-filter=^{self.db}$",
+            "-d", self.db, *([f"--db-filter=^{self.db}$"] if self.db_filter else []),
             "--data-dir", str(self.kit.data_dir(self.db)), "--logfile", str(self.log_file),
             "--http-interface=127.0.0.1", f"--http-port={self.port}",
             f"--gevent-port={self.gevent_port}", f"--workers={self.workers}",
