@@ -10,6 +10,7 @@ settings ("Connect").
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -20,9 +21,10 @@ from typing import Any
 
 import httpx
 
+from tests.e2e.conftest import power
 from tests.odoo.kit import ADDON, OdooRpc, OdooServer
 from tests.support.bridge_process import BridgeProcess, wait_until
-from tests.support.mosquitto import MosquittoBroker
+from tests.support.mosquitto import MosquittoBroker, publish
 
 # A meter reports every 10 simulated seconds; these timings (real seconds) suit the
 # simulator at --speed 1.5 to 10 and give a heartbeat every 10 s, the smallest the bridge takes.
@@ -199,6 +201,21 @@ class Workshop:
             process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
         self.simulators.append(process)
         return process
+
+    def end_session(self, device_id: str) -> None:
+        """The machine is switched off: its meter reports 0 W, then goes away.
+
+        The simulator is frozen (SIGSTOP) so that it publishes nothing more, one 0 W
+        reading ends the session by power (after the stop debounce), and the simulator
+        is then killed, so the broker publishes its will (online false): the device
+        goes offline as a meter that lost power does.
+        """
+        process = self.simulators[-1]
+        process.send_signal(signal.SIGSTOP)
+        publish(self.broker, f"{device_id}/status/pm1:0", power(0.0))
+        wait_until(lambda: self.bridge.device(device_id)["session_id"] is None, timeout_s=30)
+        process.kill()
+        process.wait()
 
     def bridge_events(self, device_id: str) -> list[dict[str, Any]]:
         """The bridge's events of the device, oldest first, with their delivery status."""

@@ -163,8 +163,8 @@ def test_odoo_stopped_for_30_s_mid_session_loses_nothing_and_doubles_nothing(
     shop, odoo = workshop, workshop.odoo
     machine = shop.add_machine("mill-outage")
     wait_until(lambda: shop.subscribed("mill-outage"))
-    # At speed 1.5 the session lasts about 77 s: it runs through the outage and Odoo's restart.
-    shop.simulate("mill-outage", "--scenario", "full_session", "--speed", "1.5")
+    # A machine working until the test switches it off, through the outage and the restart.
+    shop.simulate("mill-outage", "--scenario", "working", "--duration", "3600", "--speed", "2")
     running = shop.wait_odoo_session(lambda s: s["status"] == "running", "mill-outage")
 
     odoo.server.stop()
@@ -174,11 +174,17 @@ def test_odoo_stopped_for_30_s_mid_session_loses_nothing_and_doubles_nothing(
     wait_until(lambda: time.monotonic() - stopped_at >= OUTAGE_S, timeout_s=OUTAGE_S + 5)
     waiting = [e for e in shop.bridge_events("mill-outage") if e["status"] == "pending"]
     assert len(waiting) >= 2, "heartbeats made during the outage should wait in the bridge"
+    assert {e["event_type"] for e in waiting} == {"session_heartbeat"}
     odoo.restart()
-    # The outage fell in the middle of the session: it still runs now that Odoo is back.
     assert shop.bridge.device("mill-outage")["session_id"] == running["session_uuid"]
+    # Once Odoo took the waiting heartbeats, the machine is switched off.
+    wait_until(
+        lambda: all(e["status"] == "delivered" for e in shop.bridge_events("mill-outage")),
+        timeout_s=120,
+    )
+    shop.end_session("mill-outage")
 
-    events = wait_until(lambda: shop.all_delivered("mill-outage", "device_offline"), timeout_s=240)
+    events = wait_until(lambda: shop.all_delivered("mill-outage", "device_offline"), timeout_s=60)
     assert_odoo_has_exactly(shop, "mill-outage")
     (session,) = odoo.sessions([("device_id", "=", machine)])
     assert session["id"] == running["id"]
@@ -190,15 +196,26 @@ def test_bridge_killed_and_restarted_goes_on_with_the_same_session(workshop: Wor
     shop, odoo = workshop, workshop.odoo
     machine = shop.add_machine("mill-crash")
     wait_until(lambda: shop.subscribed("mill-crash"))
-    # At speed 2 the session lasts about 52 s.
-    shop.simulate("mill-crash", "--scenario", "full_session", "--speed", "2")
+    shop.simulate("mill-crash", "--scenario", "working", "--duration", "3600", "--speed", "2")
     running = shop.wait_odoo_session(lambda s: s["status"] == "running", "mill-crash")
 
     shop.bridge.kill()
+    restarted = datetime.now(UTC)
     shop.bridge.start()  # same data dir, same port: Odoo's bridge URL still points at it
-    wait_until(lambda: shop.bridge.device("mill-crash")["session_id"] == running["session_uuid"])
+    assert shop.bridge.device("mill-crash")["session_id"] == running["session_uuid"]
 
-    events = wait_until(lambda: shop.all_delivered("mill-crash", "device_offline"), timeout_s=120)
+    def heartbeat_after_restart() -> bool:
+        return any(
+            e["event_type"] == "session_heartbeat"
+            and e["status"] == "delivered"
+            and datetime.fromisoformat(e["timestamp"]) > restarted
+            for e in shop.bridge_events("mill-crash")
+        )
+
+    wait_until(heartbeat_after_restart, timeout_s=60)  # the session goes on in Odoo
+    shop.end_session("mill-crash")
+
+    events = wait_until(lambda: shop.all_delivered("mill-crash", "device_offline"), timeout_s=60)
     kinds = [e["event_type"] for e in events]
     assert kinds.count("session_started") == 1
     assert {e["session_id"] for e in events if e["session_id"]} == {running["session_uuid"]}
