@@ -46,6 +46,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -441,7 +442,9 @@ def main() -> int:
             bench.close()
     errors = bench.server.error_lines()
     if errors:
-        print(f"{len(errors)} ERROR line(s) in Odoo's log, first: {errors[0]}")
+        print(f"{len(errors)} ERROR line(s) in Odoo's log, first: {errors[0]} (logs in {work})")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
