@@ -1,5 +1,6 @@
 """Shared fixtures: real brokers and HTTP servers live in tests/support."""
 
+import os
 import pathlib
 
 import pytest
@@ -11,6 +12,11 @@ pytest_plugins = [
     "tests.support.bridge_process",
     "tests.support.small_fs",
 ]
+
+# tests/odoo/ runs the whole system against a real Odoo 18 and PostgreSQL; scripts/odoo-test
+# (which `scripts/test` without arguments calls) sets up both and sets OWE_ODOO_E2E. A plain
+# pytest run does not collect it.
+collect_ignore = [] if os.environ.get("OWE_ODOO_E2E") else ["odoo"]
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 SHARED_DIR = REPO_ROOT.parent / "shared"
