@@ -4,9 +4,9 @@ Why not uvicorn: importing it costs about 4 MiB of an idle bridge (its
 ``__init__`` loads click, multiprocessing, its supervisors), and its main loop
 wakes every second to refresh the ``Date`` header. Here nothing runs while no
 client is connected: each connection has at most one timer (its keep-alive
-idle time, a stalled request, or the last moments of a lingering close), and
-the ``Date`` string is computed when a response needs it, once per second at
-most.
+idle time, the deadline of a request head, a stalled body, or the last moments
+of a lingering close), and the ``Date`` string is computed when a response
+needs it, once per second at most.
 
 What it serves: the ASGI 3 ``http`` scope only (no lifespan, no WebSockets);
 keep-alive and pipelining (answered in order), HTTP/1.0, ``Connection:
@@ -14,8 +14,29 @@ close``; request bodies (Content-Length or chunked) handed to the app through
 ``receive()`` as they arrive, with read back-pressure; ``Expect:
 100-continue``; ``http.disconnect`` once the client is gone; responses with
 the app's Content-Length or chunked, HEAD without a body, write back-pressure;
-400/431 for requests h11 refuses, 408 for a stalled request, 500 when the app
-fails before its response goes out; a graceful shutdown.
+a graceful shutdown.
+
+What it refuses, each answer closing the connection: a head over
+``max_header_bytes`` (431) however it arrives; a head not complete within
+``head_timeout_s`` of its first byte, however the bytes drip (408); a body
+that stalls for ``request_timeout_s`` (408); bare LF or CR line ends and
+obsolete line folding (400, see ``http_head``); what h11 refuses (400,
+conflicting Content-Lengths, bad chunks, a transfer coding other than
+chunked); a version other than HTTP/1.x (505); 500 when the app fails before
+its response goes out. A request with both Content-Length and
+Transfer-Encoding is read by its chunks, answered, and the connection closed
+(RFC 9112 §6.1). Once a request ends its connection (HTTP/1.0, ``Connection:
+close``) what the client sends after it is not read.
+
+Connections are capped at ``max_connections``; over it a connection is
+answered 503 and closed at once, except for a reserve of
+``health_reserve`` that may carry one ``GET /health`` each (the oldest
+of them still waiting for a head makes way for a newer one), so the health
+check answers while the cap is reached by idle or dripping clients.
+Refusals are logged at most once per ``REFUSAL_LOG_INTERVAL_S`` with their
+count (``http_connection_refused``), 4xx answers as ``http_client_error``
+(at most ``CLIENT_ERROR_LOG_BURST`` lines per ``CLIENT_ERROR_LOG_INTERVAL_S``,
+then a count).
 
 Query strings are never logged: the board's stream carries its token as
 ``?token=``.
@@ -27,13 +48,14 @@ import asyncio
 import http
 import socket
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, Final, cast
 from urllib.parse import unquote
 
 import h11
 
-from iot_bridge.logs import get_logger
+from iot_bridge.adapters.http_head import head_end, head_problem, split_target, supported_version
+from iot_bridge.logs import FloodLog, get_logger
 
 __all__ = ["ASGIApp", "ClientDisconnected", "HttpServer"]
 
@@ -46,16 +68,26 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 KEEP_ALIVE_TIMEOUT_S: Final = 5.0  # uvicorn's default
-REQUEST_TIMEOUT_S: Final = 30.0  # no byte of a started request for this long: 408
+# A request head must be complete this long after its first byte, however the bytes drip.
+HEAD_TIMEOUT_S: Final = 5.0
+REQUEST_TIMEOUT_S: Final = 30.0  # no byte of a started request body for this long: 408
 GRACEFUL_SHUTDOWN_S: Final = 5.0
-MAX_HEADER_BYTES: Final = 64 * 1024  # h11 answers a longer head with its 431 hint
+MAX_HEADER_BYTES: Final = 64 * 1024  # a longer request head is answered 431
+# Open client connections; config/model.py's DEFAULT_MAX_CONNECTIONS is what the bridge uses.
+MAX_CONNECTIONS: Final = 512
+# Connections over the cap that may still carry one GET of the health path.
+HEALTH_RESERVE: Final = 8
+LISTEN_BACKLOG: Final = 128
+REFUSAL_LOG_INTERVAL_S: Final = 10.0
+CLIENT_ERROR_LOG_INTERVAL_S: Final = 10.0
+CLIENT_ERROR_LOG_BURST: Final = 10
 # Unread request body held for the app before reading pauses (back-pressure on the client).
 BODY_HIGH_WATER_BYTES: Final = 256 * 1024
 # The rest of a body the app answered without reading (the 413 of a too large config) is
 # read and dropped, so the client sees the answer instead of a reset; past this it is cut.
 DISCARD_LIMIT_BYTES: Final = 64 * 1024 * 1024
-# After an error answer the write side is shut and what the client still sends is dropped
-# for this long, so the answer is not lost to a TCP reset.
+# After an answer that ends the connection the write side is shut and what the client
+# still sends is dropped for this long, so the answer is not lost to a TCP reset.
 LINGER_S: Final = 2.0
 # Once the graceful time is over and the apps were told the clients are gone, how long
 # they get to return before they are cancelled.
@@ -63,8 +95,14 @@ APP_CANCEL_GRACE_S: Final = 1.0
 
 _NO_TIMER: Final = 0
 _IDLE_TIMER: Final = 1
-_STALL_TIMER: Final = 2
-_LINGER_TIMER: Final = 3
+_HEAD_TIMER: Final = 2
+_STALL_TIMER: Final = 3
+_LINGER_TIMER: Final = 4
+
+# What a connection is to the cap.
+_GENERAL: Final = 0
+_RESERVE: Final = 1  # over the cap: one GET of the health path, else 503
+_REFUSED: Final = 2
 
 _DISCONNECT: Final[dict[str, Any]] = {"type": "http.disconnect"}
 _DAYS: Final = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
@@ -72,6 +110,13 @@ _MONTHS: Final = (
     b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun",
     b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
 )  # fmt: skip
+_UNAVAILABLE_BODY: Final = b"Service Unavailable: too many connections\n"
+_UNAVAILABLE: Final = (
+    b"HTTP/1.1 503 Service Unavailable\r\n"
+    b"content-type: text/plain; charset=utf-8\r\n"
+    b"content-length: %d\r\n"
+    b"connection: close\r\n\r\n%s" % (len(_UNAVAILABLE_BODY), _UNAVAILABLE_BODY)
+)
 
 
 class ClientDisconnected(OSError):
@@ -116,6 +161,17 @@ def _reason(status: int) -> bytes:
             reason = b""
         _reasons[status] = reason
     return reason
+
+
+def _error_text(err: h11.RemoteProtocolError) -> str:
+    """h11's reason for refusing a request, without the client's bytes it quotes (a request
+    line carries the query, and the query may carry the token)."""
+    text = str(err)
+    for quote in (" b'", ' b"'):
+        cut = text.find(quote)
+        if cut >= 0:
+            text = text[:cut]
+    return text.rstrip(": ")[:120] or "invalid request"
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:
@@ -216,19 +272,25 @@ class _Cycle:
 
 
 class _Connection(asyncio.Protocol):
-    """One client connection: h11 parses, one ``_Cycle`` at a time runs the app."""
+    """One client connection: we collect each request head, h11 parses it and its body, one
+    ``_Cycle`` at a time runs the app."""
 
     def __init__(self, server: HttpServer, loop: asyncio.AbstractEventLoop) -> None:
         self._server = server
         self._loop = loop
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=server.max_header_bytes)
         self._transport: asyncio.Transport | None = None
+        self._kind = _GENERAL
         self._client: tuple[str, int] | None = None
         self._local: tuple[str, int] | None = None
         self._cycle: _Cycle | None = None  # the request being read or answered
         self._closed = False
         self._lingering = False
-        self._partial_head = False  # bytes of a request head not yet parsed
+        # Between requests we collect the next head ourselves; h11 gets it whole.
+        self._reading_head = True
+        self._head = bytearray()
+        self._head_started = False  # a byte of the next head arrived: its deadline runs
+        self._close_after = False  # the request in flight ends the connection
         self._h11_paused = False  # a pipelined request waits for the current response
         self._read_paused = False
         self._write_paused = False
@@ -244,19 +306,26 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
         self._client = _address(transport.get_extra_info("peername"))
-        self._local = _address(transport.get_extra_info("sockname"))
-        if not self._server.connection_opened(self):
-            self._close()
+        self._kind = self._server.connection_opened(self)
+        if self._kind == _REFUSED:
+            self._closed = True
+            if not self._server.closing:
+                self._transport.write(_UNAVAILABLE)
+            self._transport.close()
             return
+        self._local = _address(transport.get_extra_info("sockname"))
         self._update_timer()
 
     def data_received(self, data: bytes) -> None:
         if self._closed or self._lingering:
             return  # a lingering close drops what the client still sends
-        self._last_read = self._loop.time()
+        if self._reading_head:
+            self._receive_head(data)
+            return
         their_state = self._h11.their_state
-        if their_state is h11.IDLE or their_state is h11.DONE:
-            self._partial_head = True  # the start of a (maybe pipelined) request
+        if their_state is h11.MUST_CLOSE or their_state is h11.ERROR:
+            return  # the request said it was the last one: what follows is not read
+        self._last_read = self._loop.time()
         self._h11.receive_data(data)
         self._handle_events()
 
@@ -277,6 +346,16 @@ class _Connection(asyncio.Protocol):
 
     # --- what the server and the cycle ask ------------------------------------------
 
+    @property
+    def client(self) -> tuple[str, int] | None:
+        """The client's address and port."""
+        return self._client
+
+    @property
+    def waiting_for_head(self) -> bool:
+        """No request in flight: the connection idles or a head is arriving."""
+        return self._reading_head and not self._closed and not self._lingering
+
     def shutdown(self) -> None:
         """Close now when no request is in flight; else once its response is complete."""
         if self._cycle is None:
@@ -286,6 +365,16 @@ class _Connection(asyncio.Protocol):
         """The graceful time is over: the app sees ``http.disconnect``; the connection ends."""
         if self._cycle is not None:
             self._cycle.client_gone()
+        self._close()
+
+    def refuse(self) -> None:
+        """503 and close at once: a connection over the cap that is not a health check."""
+        if self._closed:
+            return
+        self._server.refused(self._client)
+        if self._cycle is not None:
+            self._cycle.client_gone()
+        self._write(_UNAVAILABLE)
         self._close()
 
     def body_consumed(self) -> None:
@@ -303,7 +392,7 @@ class _Connection(asyncio.Protocol):
         parts: list[bytes] = []  # head, body and end in one write: one send() for most
         if cycle.pending_head is not None:
             (status, headers), cycle.pending_head = cycle.pending_head, None
-            parts.append(self._h11.send(self._response(status, headers)) or b"")
+            parts.append(self._h11.send(self._response(cycle, status, headers)) or b"")
             cycle.head_written = True
         if body and not cycle.head_only:
             parts += self._h11.send_with_data_passthrough(h11.Data(data=body)) or ()
@@ -325,11 +414,16 @@ class _Connection(asyncio.Protocol):
                 cycle.client_gone()
                 raise ClientDisconnected("the HTTP client has gone")
 
-    def _response(self, status: int, headers: list[tuple[bytes, bytes]]) -> h11.Response:
+    def _response(
+        self, cycle: _Cycle, status: int, headers: list[tuple[bytes, bytes]]
+    ) -> h11.Response:
         if not any(name.lower() == b"date" for name, _ in headers):
             headers.append((b"date", _date.value()))
-        if self._server.closing:
+        if self._close_after or self._server.closing:
             headers.append((b"connection", b"close"))  # h11 then closes after this response
+        if 400 <= status < 500:
+            scope = cycle.scope
+            self._server.client_error(status, self._client, scope["method"], scope["path"])
         return h11.Response(status_code=status, headers=headers, reason=_reason(status))
 
     def app_failed(self, cycle: _Cycle) -> None:
@@ -337,9 +431,58 @@ class _Connection(asyncio.Protocol):
         if cycle.response_complete or self._closed:
             return
         cycle.client_gone()
-        if not cycle.head_written and self._h11.our_state is h11.SEND_RESPONSE:
+        if not cycle.head_written:
             self._error_response(500, head_only=cycle.head_only)
         self._close()
+
+    # --- request heads ----------------------------------------------------------------
+
+    def _receive_head(self, data: bytes) -> None:
+        """Collect the next request head; hand it to a fresh h11 once it is complete."""
+        limit = self._server.max_header_bytes
+        if self._head:
+            start = max(0, len(self._head) - 2)  # an end may straddle the two reads
+            self._head += data
+            buffer: bytes | bytearray = self._head
+        else:
+            self._head_started = True  # even for empty lines: their deadline runs
+            # RFC 9112 §2.2: empty lines before a request line are ignored.
+            buffer = data = data.lstrip(b"\r\n")
+            start = 0
+        end = head_end(buffer, start)
+        if end < 0:
+            if len(buffer) > limit:
+                self._refuse_request(431, "request head too large")
+            elif buffer is data and data:
+                self._head += data
+            self._update_timer()
+            return
+        if end > limit:
+            self._refuse_request(431, "request head too large")
+            return
+        problem = head_problem(buffer[:end])
+        if problem is not None:
+            self._refuse_request(400, problem)
+            return
+        received = bytes(buffer)
+        self._head.clear()
+        self._reading_head = self._head_started = False
+        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limit)
+        self._last_read = self._loop.time()
+        self._h11.receive_data(received)
+        self._handle_events()
+
+    def _next_request(self) -> None:
+        """The cycle is over on both sides: read the next head, starting with whatever the
+        client pipelined after the last request."""
+        pipelined = self._h11.trailing_data[0]
+        self._reading_head = True
+        self._h11_paused = False
+        self._resume_reading()
+        if pipelined:
+            self._receive_head(pipelined)
+        else:
+            self._update_timer()
 
     # --- the cycle of requests --------------------------------------------------------
 
@@ -353,13 +496,14 @@ class _Connection(asyncio.Protocol):
             if event is h11.NEED_DATA:
                 break
             if event is h11.PAUSED:
-                self._h11_paused = self._partial_head = True
+                self._h11_paused = True
                 self._pause_reading()  # the next request waits for this response
                 break
             if isinstance(event, h11.Data):
                 self._on_body(event.data)
             elif isinstance(event, h11.Request):
-                self._start_cycle(event)
+                if not self._start_cycle(event):
+                    return
             elif isinstance(event, h11.EndOfMessage):
                 if self._cycle is not None:
                     self._cycle.more_body = False
@@ -368,22 +512,38 @@ class _Connection(asyncio.Protocol):
                     self._discarding = False
                     if self._h11.our_state is not h11.DONE:
                         self._close()
-                        return
-                    self._h11.start_next_cycle()
+                    else:
+                        self._next_request()
+                    return
+                if self._h11.their_state is h11.MUST_CLOSE:
+                    break  # the last request of the connection: nothing after it is read
             else:  # ConnectionClosed: never, EOF is not fed to h11
                 break
         self._update_timer()
 
-    def _start_cycle(self, request: h11.Request) -> None:
-        self._partial_head = False
-        path, _, query = request.target.partition(b"?")
+    def _start_cycle(self, request: h11.Request) -> bool:
+        """Run the app for ``request``; False when the request was refused instead."""
+        if not supported_version(request.http_version):
+            self._refuse_request(505, "HTTP version not supported")
+            return False
+        path, query = split_target(request.target)
+        method = request.method.decode("ascii")
+        decoded_path = unquote(path.decode("latin-1"))
+        if self._kind == _RESERVE:
+            if method != "GET" or decoded_path != self._server.health_path:
+                self.refuse()
+                return False
+            self._close_after = True
+        else:
+            # RFC 9112 §6.1: chunked wins, and the connection is not used again.
+            self._close_after = _has_both_lengths(request.headers)
         scope: Scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
             "http_version": request.http_version.decode("ascii"),
-            "method": request.method.decode("ascii"),
+            "method": method,
             "scheme": "http",
-            "path": unquote(path.decode("latin-1")),
+            "path": decoded_path,
             "raw_path": path,
             "query_string": query,
             "root_path": "",
@@ -400,6 +560,7 @@ class _Connection(asyncio.Protocol):
         )
         self._cycle = cycle
         self._server.run_app(self, cycle)
+        return True
 
     def _on_body(self, data: bytes) -> None:
         cycle = self._cycle
@@ -423,17 +584,16 @@ class _Connection(asyncio.Protocol):
         if self._closed:
             return
         if self._h11.our_state is not h11.DONE or self._server.closing:
-            self._close()
+            if self._server.closing or self._kind == _RESERVE:
+                self._close()
+            else:
+                self._linger()  # what the client sent after its last request: no reset
             return
         their_state = self._h11.their_state
         if their_state is h11.DONE:
-            self._h11.start_next_cycle()
-            self._h11_paused = False
-            self._resume_reading()
-            if self._partial_head:
-                self._handle_events()  # a pipelined request
-                return
-        elif their_state is h11.SEND_BODY:
+            self._next_request()
+            return
+        if their_state is h11.SEND_BODY:
             if cycle.expect_continue and not cycle.continue_sent and cycle.body_seen == 0:
                 self._close()  # the client still waits to send a body nobody wants
                 return
@@ -449,22 +609,34 @@ class _Connection(asyncio.Protocol):
         cycle = self._cycle
         if cycle is not None:
             cycle.client_gone()
-        if cycle is None or not cycle.head_written:
-            self._error_response(err.error_status_hint, head_only=False)
+        if cycle is not None and cycle.head_written:
+            self._linger()  # a response is under way: it cannot be replaced
+            return
+        # h11 hints 501 for a transfer coding other than chunked; RFC 9112 §6.1 asks 400
+        # when chunked is not the last coding, and 400 suits the rest as well.
+        status = err.error_status_hint
+        self._refuse_request(400 if status == 501 else status, _error_text(err))
+
+    def _refuse_request(self, status: int, reason: str) -> None:
+        """Answer a request we refuse (or the deadline of one), log it, close politely."""
+        if self._kind == _RESERVE:
+            self.refuse()
+            return
+        self._server.client_error(status, self._client, None, None, reason)
+        self._error_response(status, head_only=False)
         self._linger()
 
-    # --- timers: keep-alive idle time, a stalled request, a lingering close -----------
+    # --- timers: keep-alive idle time, a head's deadline, a stalled body, a linger ----
 
     def _wanted_timer(self) -> int:
         if self._closed:
             return _NO_TIMER
         if self._lingering:
             return _LINGER_TIMER
-        their_state = self._h11.their_state
-        if self._cycle is None and their_state is h11.IDLE:
-            return _STALL_TIMER if self._partial_head else _IDLE_TIMER
+        if self._reading_head:
+            return _HEAD_TIMER if self._head_started else _IDLE_TIMER
         if (
-            their_state is h11.SEND_BODY
+            self._h11.their_state is h11.SEND_BODY
             and not self._read_paused
             and not self._h11.they_are_waiting_for_100_continue
         ):
@@ -474,11 +646,13 @@ class _Connection(asyncio.Protocol):
     def _update_timer(self) -> None:
         kind = self._wanted_timer()
         if kind == self._timer_kind:
-            return  # a stall timer looks at the last read when it fires
+            return  # a head's deadline does not move; a stall timer looks at the last read
         self._cancel_timer()
         self._timer_kind = kind
         if kind == _IDLE_TIMER:
             delay = self._server.keep_alive_timeout_s
+        elif kind == _HEAD_TIMER:
+            delay = self._server.head_timeout_s
         elif kind == _STALL_TIMER:
             self._last_read = self._loop.time()
             delay = self._server.request_timeout_s
@@ -506,8 +680,13 @@ class _Connection(asyncio.Protocol):
             if cycle is not None:
                 cycle.client_gone()
             if cycle is None or not cycle.head_written:
-                self._error_response(408, head_only=False)
-            self._linger()
+                self._refuse_request(408, "request body stalled")
+            else:
+                self._linger()
+        elif kind == _HEAD_TIMER:
+            self._refuse_request(408, "request head not complete in time")
+        elif kind == _IDLE_TIMER and self._kind == _RESERVE:
+            self.refuse()
         else:  # idle keep-alive connection, or the end of a lingering close
             self._close()
 
@@ -518,27 +697,18 @@ class _Connection(asyncio.Protocol):
             self._transport.write(data)
 
     def _error_response(self, status: int, *, head_only: bool) -> None:
+        """Our own answer, written as bytes: h11 may be in no state to send one (its
+        parser failed, or no request was parsed at all). The connection ends after it."""
         body = b"" if head_only else _reason(status) + b"\n"
-        response = h11.Response(
-            status_code=status,
-            reason=_reason(status),
-            headers=[
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", b"%d" % len(body)),
-                (b"connection", b"close"),
-                (b"date", _date.value()),
-            ],
+        self._write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+            b"content-length: %d\r\nconnection: close\r\ndate: %s\r\n\r\n%s"
+            % (status, _reason(status), len(body), _date.value(), body)
         )
-        try:
-            parts = [self._h11.send(response), self._h11.send(h11.Data(data=body))]
-            parts.append(self._h11.send(h11.EndOfMessage()))
-        except h11.LocalProtocolError:
-            return  # a response was under way: closing is all that is left
-        self._write(b"".join(part or b"" for part in parts))
 
     def _linger(self) -> None:
-        """Close after an error answer without losing it to a reset: shut our side, drop
-        what the client still sends, close at its EOF or after ``LINGER_S``."""
+        """Close after an answer that ends the connection without losing it to a reset: shut
+        our side, drop what the client still sends, close at its EOF or after ``LINGER_S``."""
         if self._closed or self._lingering or self._transport is None:
             return
         if not self._transport.can_write_eof():
@@ -573,6 +743,17 @@ class _Connection(asyncio.Protocol):
             self._transport.resume_reading()
 
 
+def _has_both_lengths(headers: Iterable[tuple[bytes, bytes]]) -> bool:
+    """Content-Length and Transfer-Encoding together (h11 gives lower-case names)."""
+    length = coding = False
+    for name, _ in headers:
+        if name == b"content-length":
+            length = True
+        elif name == b"transfer-encoding":
+            coding = True
+    return length and coding
+
+
 def _address(value: object) -> tuple[str, int] | None:
     if isinstance(value, tuple) and len(value) >= 2:
         return str(value[0]), int(value[1])
@@ -580,13 +761,16 @@ def _address(value: object) -> tuple[str, int] | None:
 
 
 class HttpServer:
-    """Serves an ASGI app on an already bound, listening socket until ``stop()``.
+    """Serves an ASGI app on an already bound socket until ``stop()``.
 
     ``serve(sock)`` runs until ``stop()`` is called, then shuts down: no new
     connections, idle ones closed at once, requests in flight get
     ``graceful_shutdown_s`` to finish; after that their apps get
     ``http.disconnect``, the connections close, and apps still running a
     moment later are cancelled.
+
+    ``max_connections`` may be changed while it serves (a config push): it
+    applies to the connections that come next.
     """
 
     def __init__(
@@ -594,26 +778,46 @@ class HttpServer:
         app: ASGIApp,
         *,
         keep_alive_timeout_s: float = KEEP_ALIVE_TIMEOUT_S,
+        head_timeout_s: float = HEAD_TIMEOUT_S,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         graceful_shutdown_s: float = GRACEFUL_SHUTDOWN_S,
         max_header_bytes: int = MAX_HEADER_BYTES,
+        max_connections: int = MAX_CONNECTIONS,
+        health_path: str = "/health",
+        health_reserve: int = HEALTH_RESERVE,
+        backlog: int = LISTEN_BACKLOG,
     ) -> None:
         self.app = app
         self.keep_alive_timeout_s = keep_alive_timeout_s
+        self.head_timeout_s = head_timeout_s
         self.request_timeout_s = request_timeout_s
         self.graceful_shutdown_s = graceful_shutdown_s
         self.max_header_bytes = max_header_bytes
+        self.max_connections = max_connections
+        self.health_path = health_path
+        self.health_reserve = health_reserve
+        self.backlog = backlog
         self.closing = False
         self._server: asyncio.Server | None = None
-        self._connections: set[_Connection] = set()
+        self._general: set[_Connection] = set()
+        self._reserve: dict[_Connection, None] = {}  # oldest first
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop_requested = asyncio.Event()
         self._drained: asyncio.Event | None = None
+        self._refusals = FloodLog(log, "http_connection_refused", interval_s=REFUSAL_LOG_INTERVAL_S)
+        self._client_errors = FloodLog(
+            log,
+            "http_client_error",
+            interval_s=CLIENT_ERROR_LOG_INTERVAL_S,
+            burst=CLIENT_ERROR_LOG_BURST,
+            level="info",
+        )
+        self._flushes: set[asyncio.TimerHandle] = set()
 
     @property
     def connections(self) -> int:
-        """Open client connections."""
-        return len(self._connections)
+        """Open client connections (the health reserve's included)."""
+        return len(self._general) + len(self._reserve)
 
     @property
     def requests(self) -> int:
@@ -621,9 +825,14 @@ class HttpServer:
         return len(self._tasks)
 
     async def start(self, sock: socket.socket) -> None:
-        """Accept connections on ``sock`` (bound, listening, non-blocking)."""
+        """Accept connections on ``sock`` (bound, non-blocking; listening with ``backlog``).
+
+        ``backlog`` is passed on: asyncio calls ``listen()`` again, with 100 unless told.
+        """
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self, loop), sock=sock)
+        self._server = await loop.create_server(
+            lambda: _Connection(self, loop), sock=sock, backlog=self.backlog
+        )
 
     async def serve(self, sock: socket.socket) -> None:
         """``start(sock)``, wait for ``stop()``, then ``shutdown()``."""
@@ -642,9 +851,9 @@ class HttpServer:
         self.closing = True
         if self._server is not None:
             self._server.close()
-        for connection in list(self._connections):
+        for connection in [*self._general, *self._reserve]:
             connection.shutdown()
-        if self._connections or self._tasks:
+        if self._general or self._reserve or self._tasks:
             self._drained = asyncio.Event()
             try:
                 async with asyncio.timeout(self.graceful_shutdown_s):
@@ -653,15 +862,21 @@ class HttpServer:
                 await self._abandon()
         if self._server is not None:
             await self._server.wait_closed()
+        now = asyncio.get_running_loop().time()
+        for handle in self._flushes:
+            handle.cancel()
+        self._flushes.clear()
+        self._refusals.flush(now)  # the counts held back are not lost at a stop
+        self._client_errors.flush(now)
 
     async def _abandon(self) -> None:
         log.warning(
             "http_shutdown_forced",
             seconds=self.graceful_shutdown_s,
-            connections=len(self._connections),
+            connections=self.connections,
             requests=len(self._tasks),
         )
-        for connection in list(self._connections):
+        for connection in [*self._general, *self._reserve]:
             connection.abandon()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=APP_CANCEL_GRACE_S)
@@ -671,15 +886,68 @@ class HttpServer:
 
     # --- what the connections ask -----------------------------------------------------
 
-    def connection_opened(self, connection: _Connection) -> bool:
+    def connection_opened(self, connection: _Connection) -> int:
+        """Where a new connection stands: under the cap, in the health reserve, or refused."""
         if self.closing:
-            return False
-        self._connections.add(connection)
-        return True
+            return _REFUSED
+        if len(self._general) < self.max_connections:
+            self._general.add(connection)
+            return _GENERAL
+        if len(self._reserve) >= self.health_reserve:
+            # The oldest of the reserve still waiting for a head makes way: a health check
+            # sends its request at once, a client holding a slot does not.
+            oldest = next((c for c in self._reserve if c.waiting_for_head), None)
+            if oldest is None:
+                self.refused(connection.client)
+                return _REFUSED
+            del self._reserve[oldest]
+            oldest.refuse()
+        self._reserve[connection] = None
+        return _RESERVE
 
     def connection_closed(self, connection: _Connection) -> None:
-        self._connections.discard(connection)
+        self._general.discard(connection)
+        self._reserve.pop(connection, None)
         self._check_drained()
+
+    def refused(self, client: tuple[str, int] | None) -> None:
+        """Count a connection answered 503 (logged once per interval, with the count)."""
+        self._log(
+            self._refusals,
+            client=None if client is None else client[0],
+            max_connections=self.max_connections,
+            connections=self.connections,
+        )
+
+    def client_error(
+        self,
+        status: int,
+        client: tuple[str, int] | None,
+        method: str | None,
+        path: str | None,
+        reason: str | None = None,
+    ) -> None:
+        """Log a 4xx answer (rate-limited): never the query, which may carry the token."""
+        self._log(
+            self._client_errors,
+            status=status,
+            client=None if client is None else client[0],
+            method=method,
+            path=None if path is None else path[:200],
+            reason=reason,
+        )
+
+    def _log(self, flood: FloodLog, **fields: Any) -> None:
+        loop = asyncio.get_running_loop()
+        due = flood.record(loop.time(), **fields)
+        if due is not None:
+
+            def flush() -> None:
+                self._flushes.discard(handle)
+                flood.flush(loop.time())
+
+            handle = loop.call_at(due, flush)
+            self._flushes.add(handle)
 
     def run_app(self, connection: _Connection, cycle: _Cycle) -> None:
         task = asyncio.get_running_loop().create_task(self._run_app(connection, cycle))
@@ -691,7 +959,12 @@ class HttpServer:
         self._check_drained()
 
     def _check_drained(self) -> None:
-        if self._drained is not None and not self._connections and not self._tasks:
+        if (
+            self._drained is not None
+            and not self._general
+            and not self._reserve
+            and not self._tasks
+        ):
             self._drained.set()
 
     async def _run_app(self, connection: _Connection, cycle: _Cycle) -> None:

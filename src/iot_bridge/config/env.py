@@ -15,7 +15,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from iot_bridge.config._issues import issues_from_validation
-from iot_bridge.config.model import MqttSection, OdooSection
+from iot_bridge.config.model import MAX_CONNECTIONS_RANGE, MqttSection, OdooSection
 from iot_bridge.config.shard import Shard, parse_shard
 from iot_bridge.errors import ConfigError, ConfigIssue
 
@@ -49,6 +49,8 @@ class EnvSettings:
     ``mqtt`` and ``odoo`` are the fallbacks when the config document has no
     such section; ``odoo`` is ``None`` without ``ODOO_BASE_URL``. ``shard``
     (``BRIDGE_SHARD``) is this instance's share of the devices; ``None``: all.
+    ``max_connections`` (``BRIDGE_MAX_CONNECTIONS``) is the fallback for the
+    document's ``http.max_connections``; ``None``: the default.
     """
 
     mqtt: MqttSection = field(default_factory=MqttSection)
@@ -61,6 +63,7 @@ class EnvSettings:
     log_format: str = "json"
     log_file: str | None = None
     shard: Shard | None = None
+    max_connections: int | None = None
 
     def __repr__(self) -> str:
         token = "***" if self.api_token else None
@@ -68,7 +71,8 @@ class EnvSettings:
             f"EnvSettings(mqtt={self.mqtt!r}, odoo={self.odoo!r}, bridge_host={self.bridge_host!r},"
             f" bridge_port={self.bridge_port!r}, api_token={token!r},"
             f" data_dir={self.data_dir!r}, log_level={self.log_level!r},"
-            f" log_format={self.log_format!r}, log_file={self.log_file!r}, shard={self.shard!r})"
+            f" log_format={self.log_format!r}, log_file={self.log_file!r}, shard={self.shard!r},"
+            f" max_connections={self.max_connections!r})"
         )
 
 
@@ -182,6 +186,7 @@ def settings_from_env(env: Mapping[str, str]) -> EnvSettings:
     log_level = read.choice("LOG_LEVEL", LOG_LEVELS, upper=True)
     log_format = read.choice("LOG_FORMAT", LOG_FORMATS, upper=False)
     shard = read.shard("BRIDGE_SHARD")
+    max_connections = read.integer("BRIDGE_MAX_CONNECTIONS", *MAX_CONNECTIONS_RANGE)
     if read.issues:
         raise ConfigError(read.issues, SOURCE)
     return EnvSettings(
@@ -195,4 +200,5 @@ def settings_from_env(env: Mapping[str, str]) -> EnvSettings:
         log_format=log_format or "json",
         log_file=read.text("LOG_FILE"),
         shard=shard,
+        max_connections=max_connections,
     )

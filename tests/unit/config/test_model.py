@@ -648,7 +648,7 @@ def test_masked_hides_set_secrets() -> None:
     assert masked["odoo"]["api_key"] == MASK
     assert "hunter2" not in repr(masked)
     assert "k-123" not in repr(masked)
-    assert set(masked) == set(DOCUMENT) | {"state_out"}
+    assert set(masked) == set(DOCUMENT) | {"state_out", "http"}
     assert masked["devices"] == config.model_dump(mode="json")["devices"]
     assert config.mqtt is not None
     assert config.mqtt.password == "hunter2"
@@ -661,6 +661,7 @@ def test_masked_keeps_empty_secrets_empty_and_absent_sections_null() -> None:
         "mqtt": None,
         "odoo": None,
         "state_out": None,
+        "http": None,
         "devices": [],
         "timestamp": None,
         "version": None,
