@@ -33,10 +33,9 @@ answered 503 and closed at once, except for a reserve of
 ``health_reserve`` that may carry one ``GET /health`` each (the oldest
 of them still waiting for a head makes way for a newer one), so the health
 check answers while the cap is reached by idle or dripping clients.
-Refusals are logged at most once per ``REFUSAL_LOG_INTERVAL_S`` with their
-count (``http_connection_refused``), 4xx answers as ``http_client_error``
-(at most ``CLIENT_ERROR_LOG_BURST`` lines per ``CLIENT_ERROR_LOG_INTERVAL_S``,
-then a count).
+Refusals are logged at most once per ``log_interval_s`` with their count
+(``http_connection_refused``), 4xx answers as ``http_client_error`` (at most
+``CLIENT_ERROR_LOG_BURST`` lines per ``log_interval_s``, then a count).
 
 Query strings are never logged: the board's stream carries its token as
 ``?token=``.
@@ -78,8 +77,9 @@ MAX_CONNECTIONS: Final = 512
 # Connections over the cap that may still carry one GET of the health path.
 HEALTH_RESERVE: Final = 8
 LISTEN_BACKLOG: Final = 128
-REFUSAL_LOG_INTERVAL_S: Final = 10.0
-CLIENT_ERROR_LOG_INTERVAL_S: Final = 10.0
+# Refused connections: one line per interval with their count. 4xx answers: a few lines
+# per interval, then one with the count of the rest.
+LOG_INTERVAL_S: Final = 10.0
 CLIENT_ERROR_LOG_BURST: Final = 10
 # Unread request body held for the app before reading pauses (back-pressure on the client).
 BODY_HIGH_WATER_BYTES: Final = 256 * 1024
@@ -167,7 +167,7 @@ def _error_text(err: h11.RemoteProtocolError) -> str:
     """h11's reason for refusing a request, without the client's bytes it quotes (a request
     line carries the query, and the query may carry the token)."""
     text = str(err)
-    for quote in (" b'", ' b"'):
+    for quote in (" b'", ' b"', " bytearray(", " ("):
         cut = text.find(quote)
         if cut >= 0:
             text = text[:cut]
@@ -786,6 +786,7 @@ class HttpServer:
         health_path: str = "/health",
         health_reserve: int = HEALTH_RESERVE,
         backlog: int = LISTEN_BACKLOG,
+        log_interval_s: float = LOG_INTERVAL_S,
     ) -> None:
         self.app = app
         self.keep_alive_timeout_s = keep_alive_timeout_s
@@ -804,11 +805,11 @@ class HttpServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop_requested = asyncio.Event()
         self._drained: asyncio.Event | None = None
-        self._refusals = FloodLog(log, "http_connection_refused", interval_s=REFUSAL_LOG_INTERVAL_S)
+        self._refusals = FloodLog(log, "http_connection_refused", interval_s=log_interval_s)
         self._client_errors = FloodLog(
             log,
             "http_client_error",
-            interval_s=CLIENT_ERROR_LOG_INTERVAL_S,
+            interval_s=log_interval_s,
             burst=CLIENT_ERROR_LOG_BURST,
             level="info",
         )
