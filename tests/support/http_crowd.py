@@ -9,8 +9,9 @@ one byte per ``--drip-interval`` that never ends; ``sse`` clients ask
 server closed connects again that long after (an attacker who keeps coming back).
 
 It prints one JSON line when every client has connected (``ready``: how many did,
-how many failed, how long it took), then waits for its stdin to close, closes
-every connection and prints a last line (``done``): how each connection ended
+how many failed, how long it took), then waits on its stdin: at its end it closes
+every connection; at a line ``wait`` it waits for the server to end every
+connection instead. Then it prints a last line (``done``): how each connection ended
 (the status the server answered, ``closed`` for an end without an answer,
 ``reset``, ``open`` when it was still open) and, for drip clients the server
 ended, the seconds from their first byte to that end (min and max). A separate
@@ -79,20 +80,22 @@ class Crowd:
             if data.startswith(b"HTTP/1.1 "):
                 outcome = data.split(b" ", 2)[1].decode()
                 if self.args.mode == "sse":
+                    outcome = "open"
                     while data:  # the stream goes on until the process is killed
                         data = await reader.read(65536)
+                    outcome = "closed"
             elif not data:
-                outcome = "open" if self.stopping else "closed"
+                outcome = "closed"
             else:
                 outcome = "garbage"
-            if not self.stopping and self.args.mode == "drip":
+            if self.args.mode == "drip":
                 self.ended_after.append(time.monotonic() - first_byte_at)
         except ConnectionResetError:
             outcome = "reset"
         finally:
             self.writers.pop(writer, None)
             writer.close()
-        self.outcomes[outcome] += 1
+            self.outcomes[outcome] += 1
 
     async def drip(self) -> None:
         """One byte to every dripping client per interval (one loop for all: cheap)."""
@@ -163,6 +166,14 @@ class CrowdProcess:
         assert line, "the crowd process ended without a report"
         return dict(json.loads(line))
 
+    async def ended(self, timeout_s: float) -> dict[str, Any]:
+        """Wait until the server has ended every connection; how they ended."""
+        assert self.process is not None and self.process.stdin is not None
+        self.process.stdin.write(b"wait\n")
+        await self.process.stdin.drain()
+        self.done = (await self._line(timeout_s))["done"]
+        return self.done
+
     async def kill(self) -> None:
         """SIGKILL: the kernel closes every client socket at once."""
         assert self.process is not None
@@ -171,13 +182,14 @@ class CrowdProcess:
 
     async def __aexit__(self, *exc: object) -> None:
         assert self.process is not None and self.process.stdin is not None
-        if self.process.returncode is None:
-            self.process.stdin.close()
-            try:
+        if self.process.returncode is not None:
+            return  # killed
+        self.process.stdin.close()
+        try:
+            if not self.done:
                 self.done = (await self._line(60.0))["done"]
-            finally:
-                if self.process.returncode is None:
-                    await asyncio.wait_for(self.process.wait(), 60.0)
+        finally:
+            await asyncio.wait_for(self.process.wait(), 60.0)
 
 
 def _print(**line: Any) -> None:
@@ -189,7 +201,9 @@ async def main(args: argparse.Namespace) -> None:
     crowd = Crowd(args)
     dripping = asyncio.create_task(crowd.drip()) if args.mode == "drip" else None
     _print(ready=await crowd.run())
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    command = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    if command.strip() == "wait":
+        await asyncio.gather(*crowd.tasks, return_exceptions=True)
     if dripping is not None:
         dripping.cancel()
     _print(done=await crowd.finish())
