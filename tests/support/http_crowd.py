@@ -4,7 +4,8 @@
                                        [--drip-interval S] [--reconnect-after S]
 
 ``idle`` clients connect and send nothing; ``drip`` clients send a request head
-one byte per ``--drip-interval`` that never ends; ``sse`` clients ask
+one byte per ``--drip-interval`` that never ends (the first byte of all of them
+once they all connected); ``sse`` clients ask
 ``GET /stream`` and read what comes. With ``--reconnect-after`` a client the
 server closed connects again that long after (an attacker who keeps coming back).
 
@@ -13,7 +14,7 @@ how many failed, how long it took), then waits on its stdin: at its end it close
 every connection; at a line ``wait`` it waits for the server to end every
 connection instead. Then it prints a last line (``done``): how each connection ended
 (the status the server answered, ``closed`` for an end without an answer,
-``reset``, ``open`` when it was still open) and, for drip clients the server
+``reset`` (or a broken pipe), ``open`` when it was still open) and, for drip clients the server
 ended, the seconds from their first byte to that end (min and max). A separate
 process: the clients' sockets and their work are not the server's.
 """
@@ -42,7 +43,9 @@ class Crowd:
         self.args = args
         self.outcomes: Counter[str] = Counter()
         self.ended_after: list[float] = []  # drip: first byte -> the server's end, seconds
+        self.ended = 0  # connections the server ended
         self.writers: dict[asyncio.StreamWriter, int] = {}  # drip clients: next byte's index
+        self.first_byte_at: dict[asyncio.StreamWriter, float] = {}
         self.failed = 0
         self.stopping = False
         self.tasks: set[asyncio.Task[None]] = set()
@@ -68,10 +71,8 @@ class Crowd:
             opened = None
 
     async def serve_one(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        first_byte_at = time.monotonic()
         if self.args.mode == "drip":
-            writer.write(DRIP_HEAD[:1])
-            self.writers[writer] = 1
+            self.writers[writer] = 0  # the drip loop sends its bytes
         elif self.args.mode == "sse":
             writer.write(SSE_REQUEST)
         outcome = "open"
@@ -88,24 +89,37 @@ class Crowd:
                 outcome = "closed"
             else:
                 outcome = "garbage"
-            if self.args.mode == "drip":
-                self.ended_after.append(time.monotonic() - first_byte_at)
-        except ConnectionResetError:
+        except (ConnectionResetError, BrokenPipeError):
+            # A drip byte written after the server closed (a 503 then a close at once) can
+            # fail before the answer was read: the server ended it, by a reset or a close.
             outcome = "reset"
         finally:
+            if outcome != "open":
+                self.ended += 1
+                first = self.first_byte_at.get(writer)
+                if first is not None:
+                    self.ended_after.append(time.monotonic() - first)
             self.writers.pop(writer, None)
+            self.first_byte_at.pop(writer, None)
             writer.close()
             self.outcomes[outcome] += 1
+
+    def drip_once(self) -> None:
+        """The next byte of every dripping client's head."""
+        now = time.monotonic()
+        for writer, index in list(self.writers.items()):
+            if writer.is_closing():
+                continue
+            if index == 0:
+                self.first_byte_at[writer] = now
+            writer.write(DRIP_HEAD[index : index + 1])
+            self.writers[writer] = index + 1
 
     async def drip(self) -> None:
         """One byte to every dripping client per interval (one loop for all: cheap)."""
         while True:
             await asyncio.sleep(self.args.drip_interval)
-            for writer, index in list(self.writers.items()):
-                if writer.is_closing():
-                    continue
-                writer.write(DRIP_HEAD[index : index + 1])
-                self.writers[writer] = index + 1
+            self.drip_once()
 
     async def run(self) -> dict[str, Any]:
         started = time.monotonic()
@@ -137,7 +151,7 @@ class Crowd:
         return {
             "outcomes": dict(self.outcomes),
             "ended_after_s": [min(ended), max(ended)] if ended else None,
-            "ended": len(ended),
+            "ended": self.ended,
         }
 
 
@@ -199,8 +213,12 @@ def _print(**line: Any) -> None:
 
 async def main(args: argparse.Namespace) -> None:
     crowd = Crowd(args)
-    dripping = asyncio.create_task(crowd.drip()) if args.mode == "drip" else None
-    _print(ready=await crowd.run())
+    ready = await crowd.run()
+    dripping = None
+    if args.mode == "drip":  # every client's first byte at once: their deadlines start together
+        crowd.drip_once()
+        dripping = asyncio.create_task(crowd.drip())
+    _print(ready=ready)
     command = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     if command.strip() == "wait":
         await asyncio.gather(*crowd.tasks, return_exceptions=True)
