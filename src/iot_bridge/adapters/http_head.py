@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["head_end", "head_problem", "split_target", "supported_version"]
+__all__ = ["could_be_get", "head_end", "head_problem", "split_target", "supported_version"]
 
 _CRLF_END: Final = b"\n\r\n"
 _LF_END: Final = b"\n\n"
@@ -48,6 +48,17 @@ def head_problem(head: bytes | bytearray) -> str | None:
     if b"\n " in head or b"\n\t" in head:
         return "obsolete line folding"
     return None
+
+
+def could_be_get(start: bytes | bytearray, path: bytes) -> bool:
+    """Whether the first bytes of a request (empty lines before it skipped) are, or may
+    still become, ``GET <path>`` with its query, if any: how a connection over the cap
+    that may only ask for the health check is told apart before its head is complete."""
+    start = start.lstrip(b"\r\n")
+    line = b"GET " + path
+    if len(start) <= len(line):
+        return line.startswith(start)
+    return start.startswith(line) and start[len(line) : len(line) + 1] in (b" ", b"?")
 
 
 def supported_version(http_version: bytes) -> bool:

@@ -44,6 +44,9 @@ Query strings are never logged: the board's stream carries its token as
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import functools
 import http
 import socket
 import time
@@ -53,7 +56,13 @@ from urllib.parse import unquote
 
 import h11
 
-from iot_bridge.adapters.http_head import head_end, head_problem, split_target, supported_version
+from iot_bridge.adapters.http_head import (
+    could_be_get,
+    head_end,
+    head_problem,
+    split_target,
+    supported_version,
+)
 from iot_bridge.logs import FloodLog, get_logger
 
 __all__ = ["ASGIApp", "ClientDisconnected", "HttpServer"]
@@ -77,6 +86,10 @@ MAX_CONNECTIONS: Final = 512
 # Connections over the cap that may still carry one GET of the health path.
 HEALTH_RESERVE: Final = 8
 LISTEN_BACKLOG: Final = 128
+# Bytes peeked at a connection over the cap, to tell a health check from the rest.
+PEEK_BYTES: Final = 2048
+# Out of file descriptors (or kernel memory) at accept: accepting pauses this long.
+ACCEPT_RETRY_S: Final = 1.0
 # Refused connections: one line per interval with their count. 4xx answers: a few lines
 # per interval, then one with the count of the rest.
 LOG_INTERVAL_S: Final = 10.0
@@ -102,7 +115,11 @@ _LINGER_TIMER: Final = 4
 # What a connection is to the cap.
 _GENERAL: Final = 0
 _RESERVE: Final = 1  # over the cap: one GET of the health path, else 503
-_REFUSED: Final = 2
+# What the first bytes of a connection over the cap showed when it was accepted.
+_SILENT: Final = 0
+_HEALTH_START: Final = 1  # the start of a GET of the health path
+_HEALTH_HEAD: Final = 2  # a whole head of such a GET: a health check, never made to give way
+_OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 _DISCONNECT: Final[dict[str, Any]] = {"type": "http.disconnect"}
 _DAYS: Final = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
@@ -275,13 +292,24 @@ class _Connection(asyncio.Protocol):
     """One client connection: we collect each request head, h11 parses it and its body, one
     ``_Cycle`` at a time runs the app."""
 
-    def __init__(self, server: HttpServer, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        server: HttpServer,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        kind: int,
+        client: tuple[str, int] | None,
+        first_bytes: int = _SILENT,
+    ) -> None:
         self._server = server
         self._loop = loop
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=server.max_header_bytes)
         self._transport: asyncio.Transport | None = None
-        self._kind = _GENERAL
-        self._client: tuple[str, int] | None = None
+        self._kind = kind
+        # In the reserve: what its first bytes showed (_SILENT, _HEALTH_START, _HEALTH_HEAD).
+        self.first_bytes = first_bytes
+        self._refused = False
+        self._client = client
         self._local: tuple[str, int] | None = None
         self._cycle: _Cycle | None = None  # the request being read or answered
         self._closed = False
@@ -305,12 +333,10 @@ class _Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
-        self._client = _address(transport.get_extra_info("peername"))
-        self._kind = self._server.connection_opened(self)
-        if self._kind == _REFUSED:
-            self._closed = True
-            if not self._server.closing:
+        if self._closed or self._server.closing:  # refused, evicted or shut down meanwhile
+            if self._refused:
                 self._transport.write(_UNAVAILABLE)
+            self._closed = True
             self._transport.close()
             return
         self._local = _address(transport.get_extra_info("sockname"))
@@ -356,6 +382,11 @@ class _Connection(asyncio.Protocol):
         """No request in flight: the connection idles or a head is arriving."""
         return self._reading_head and not self._closed and not self._lingering
 
+    def setup_failed(self) -> None:
+        """The transport could not be made (the client went at once): forget it."""
+        self._closed = True
+        self._server.connection_closed(self)
+
     def shutdown(self) -> None:
         """Close now when no request is in flight; else once its response is complete."""
         if self._cycle is None:
@@ -371,6 +402,7 @@ class _Connection(asyncio.Protocol):
         """503 and close at once: a connection over the cap that is not a health check."""
         if self._closed:
             return
+        self._refused = True
         self._server.refused(self._client)
         if self._cycle is not None:
             self._cycle.client_gone()
@@ -449,6 +481,9 @@ class _Connection(asyncio.Protocol):
             # RFC 9112 §2.2: empty lines before a request line are ignored.
             buffer = data = data.lstrip(b"\r\n")
             start = 0
+        if self._kind == _RESERVE and not could_be_get(buffer, self._server.health_path_bytes):
+            self.refuse()  # over the cap only the health check is served
+            return
         end = head_end(buffer, start)
         if end < 0:
             if len(buffer) > limit:
@@ -754,6 +789,31 @@ def _has_both_lengths(headers: Iterable[tuple[bytes, bytes]]) -> bool:
     return length and coding
 
 
+def _peek_health(sock: socket.socket, health_path: bytes) -> int | None:
+    """What the first bytes of a connection over the cap say, left unread: ``_SILENT``
+    (none yet), ``_HEALTH_START`` or ``_HEALTH_HEAD`` (part of, or a whole, health check
+    head), None for anything else (or a client already gone)."""
+    try:
+        start = sock.recv(PEEK_BYTES, socket.MSG_PEEK)
+    except (BlockingIOError, InterruptedError):
+        return _SILENT
+    except OSError:
+        return None
+    if not start or not could_be_get(start, health_path):
+        return None
+    return _HEALTH_HEAD if head_end(start) >= 0 else _HEALTH_START
+
+
+def _refuse_socket(sock: socket.socket) -> None:
+    """503 on a socket no transport was made for, then close. What the client sent is
+    read first: closing with unread bytes would send a reset that can overtake the 503."""
+    with contextlib.suppress(OSError):
+        sock.recv(65536)
+    with contextlib.suppress(OSError):
+        sock.send(_UNAVAILABLE)
+    sock.close()
+
+
 def _address(value: object) -> tuple[str, int] | None:
     if isinstance(value, tuple) and len(value) >= 2:
         return str(value[0]), int(value[1])
@@ -796,10 +856,14 @@ class HttpServer:
         self.max_header_bytes = max_header_bytes
         self.max_connections = max_connections
         self.health_path = health_path
+        self.health_path_bytes = health_path.encode("latin-1")
         self.health_reserve = health_reserve
         self.backlog = backlog
         self.closing = False
-        self._server: asyncio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: socket.socket | None = None
+        self._accept_retry: asyncio.TimerHandle | None = None
+        self._setups: set[asyncio.Task[Any]] = set()  # transports being made
         self._general: set[_Connection] = set()
         self._reserve: dict[_Connection, None] = {}  # oldest first
         self._tasks: set[asyncio.Task[None]] = set()
@@ -813,6 +877,7 @@ class HttpServer:
             burst=CLIENT_ERROR_LOG_BURST,
             level="info",
         )
+        self._accept_errors = FloodLog(log, "http_accept_failed", interval_s=log_interval_s)
         self._flushes: set[asyncio.TimerHandle] = set()
 
     @property
@@ -826,14 +891,18 @@ class HttpServer:
         return len(self._tasks)
 
     async def start(self, sock: socket.socket) -> None:
-        """Accept connections on ``sock`` (bound, non-blocking; listening with ``backlog``).
+        """Accept connections on ``sock`` (bound; it listens again with ``backlog``).
 
-        ``backlog`` is passed on: asyncio calls ``listen()`` again, with 100 unless told.
+        The server accepts by itself rather than through ``loop.create_server``: a
+        connection over the cap is answered 503 from its socket before any transport is
+        made, a health check is told from the rest by its first bytes, and the backlog is
+        ours (``create_server`` listens again, with 100 unless told otherwise).
         """
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(
-            lambda: _Connection(self, loop), sock=sock, backlog=self.backlog
-        )
+        self._loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        sock.listen(self.backlog)
+        self._listener = sock
+        self._loop.add_reader(sock.fileno(), self._accept)
 
     async def serve(self, sock: socket.socket) -> None:
         """``start(sock)``, wait for ``stop()``, then ``shutdown()``."""
@@ -850,8 +919,12 @@ class HttpServer:
     async def shutdown(self) -> None:
         """Stop accepting, close idle connections, let requests in flight finish."""
         self.closing = True
-        if self._server is not None:
-            self._server.close()
+        if self._listener is not None and self._loop is not None:
+            self._loop.remove_reader(self._listener.fileno())
+            # Closed, as asyncio's servers do: a new client is refused, not left waiting.
+            self._listener.close()
+        if self._accept_retry is not None:
+            self._accept_retry.cancel()
         for connection in [*self._general, *self._reserve]:
             connection.shutdown()
         if self._general or self._reserve or self._tasks:
@@ -861,14 +934,14 @@ class HttpServer:
                     await self._drained.wait()
             except TimeoutError:
                 await self._abandon()
-        if self._server is not None:
-            await self._server.wait_closed()
+        if self._setups:
+            await asyncio.wait(set(self._setups))
         now = asyncio.get_running_loop().time()
         for handle in self._flushes:
             handle.cancel()
         self._flushes.clear()
-        self._refusals.flush(now)  # the counts held back are not lost at a stop
-        self._client_errors.flush(now)
+        for flood in (self._refusals, self._client_errors, self._accept_errors):
+            flood.flush(now)  # the counts held back are not lost at a stop
 
     async def _abandon(self) -> None:
         log.warning(
@@ -887,24 +960,93 @@ class HttpServer:
 
     # --- what the connections ask -----------------------------------------------------
 
-    def connection_opened(self, connection: _Connection) -> int:
-        """Where a new connection stands: under the cap, in the health reserve, or refused."""
+    def _accept(self) -> None:
+        """Accept what the listening socket holds (up to a backlog's worth per turn)."""
+        listener = self._listener
+        if listener is None:
+            return
+        for _ in range(self.backlog):
+            try:
+                sock, address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as err:
+                self._log(self._accept_errors, error=err.strerror or str(err))
+                if err.errno in _OUT_OF_RESOURCES:
+                    self._pause_accepting()
+                return
+            self._admit(sock, _address(address))
+
+    def _pause_accepting(self) -> None:
+        """No file descriptor left (or no memory): retry in a moment instead of spinning."""
+        if self._loop is None or self._listener is None:
+            return
+        self._loop.remove_reader(self._listener.fileno())
+        self._accept_retry = self._loop.call_later(ACCEPT_RETRY_S, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        self._accept_retry = None
+        if not self.closing and self._loop is not None and self._listener is not None:
+            self._loop.add_reader(self._listener.fileno(), self._accept)
+
+    def _admit(self, sock: socket.socket, client: tuple[str, int] | None) -> None:
+        """Under the cap, in the health reserve, or 503 at once."""
+        sock.setblocking(False)
         if self.closing:
-            return _REFUSED
-        if len(self._general) < self.max_connections:
+            sock.close()
+            return
+        first_bytes = _SILENT
+        if len(self._general) >= self.max_connections:
+            peeked = _peek_health(sock, self.health_path_bytes)
+            if peeked is None or not self._make_room():
+                _refuse_socket(sock)
+                self.refused(client)
+                return
+            first_bytes = peeked
+        loop = self._loop
+        if loop is None:
+            sock.close()
+            return
+        kind = _GENERAL if len(self._general) < self.max_connections else _RESERVE
+        connection = _Connection(self, loop, kind=kind, client=client, first_bytes=first_bytes)
+        if kind == _GENERAL:
             self._general.add(connection)
-            return _GENERAL
-        if len(self._reserve) >= self.health_reserve:
-            # The oldest of the reserve still waiting for a head makes way: a health check
-            # sends its request at once, a client holding a slot does not.
-            oldest = next((c for c in self._reserve if c.waiting_for_head), None)
-            if oldest is None:
-                self.refused(connection.client)
-                return _REFUSED
-            del self._reserve[oldest]
-            oldest.refuse()
-        self._reserve[connection] = None
-        return _RESERVE
+        else:
+            self._reserve[connection] = None
+        setup = loop.create_task(loop.connect_accepted_socket(lambda: connection, sock))
+        self._setups.add(setup)
+        setup.add_done_callback(functools.partial(self._setup_done, connection, sock))
+
+    def _setup_done(
+        self, connection: _Connection, sock: socket.socket, setup: asyncio.Task[Any]
+    ) -> None:
+        self._setups.discard(setup)
+        if setup.cancelled() or setup.exception() is not None:
+            sock.close()
+            connection.setup_failed()
+
+    def _make_room(self) -> bool:
+        """Room in the health reserve for one more, if need be by refusing its oldest member
+        still waiting for a head. A member whose whole health check head was there when it
+        was accepted never gives way: between its accept and its first read a burst of
+        newcomers could otherwise push every health check out."""
+        if len(self._reserve) < self.health_reserve:
+            return True
+        victim = next(
+            (
+                member
+                for member in self._reserve  # oldest first
+                if member.waiting_for_head and member.first_bytes != _HEALTH_HEAD
+            ),
+            None,
+        )
+        if victim is None:
+            return False
+        del self._reserve[victim]
+        victim.refuse()
+        return True
 
     def connection_closed(self, connection: _Connection) -> None:
         self._general.discard(connection)

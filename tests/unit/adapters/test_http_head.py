@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from iot_bridge.adapters.http_head import head_end, head_problem, split_target, supported_version
+from iot_bridge.adapters.http_head import (
+    could_be_get,
+    head_end,
+    head_problem,
+    split_target,
+    supported_version,
+)
 
 
 @pytest.mark.parametrize(
@@ -78,3 +84,27 @@ def test_split_target_reads_origin_and_absolute_forms(
 def test_only_http_1_x_is_supported(version: bytes, supported: bool) -> None:
     """HTTP/1.x is read (a later minor version as 1.1); 0.9 and 2.0 are not."""
     assert supported_version(version) is supported
+
+
+@pytest.mark.parametrize(
+    ("start", "possible"),
+    [
+        (b"", True),
+        (b"G", True),
+        (b"GET /hea", True),
+        (b"GET /health", True),
+        (b"GET /health HTTP/1.1\r\n", True),
+        (b"GET /health?x=1 HTTP/1.1", True),
+        (b"\r\nGET /health ", True),
+        (b"GET /healthz HTTP/1.1", False),
+        (b"GET /devices HTTP/1.1", False),
+        (b"POST /health HTTP/1.1", False),
+        (b"get /health", False),
+        (b"\x16\x03\x01", False),
+    ],
+)
+def test_could_be_get_tells_a_health_check_from_its_first_bytes(
+    start: bytes, possible: bool
+) -> None:
+    """The first bytes are, or may become, GET /health (with a query); anything else is not."""
+    assert could_be_get(start, b"/health") is possible
