@@ -1,15 +1,20 @@
 """The HTTP connection cap of ``iot-bridge run``: from BRIDGE_MAX_CONNECTIONS, changed by a
-push's ``http.max_connections``; the process's open-file limit raised at start."""
+push's ``http.max_connections``, fitted under the process's open-file limit (raised to
+its hard limit at start)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from pathlib import Path
 
 import httpx
 
+from iot_bridge.adapters.http_server import HEALTH_RESERVE
+from iot_bridge.bootstrap import FD_HEADROOM
 from tests.e2e.conftest import config, write_config
 from tests.support.bridge_process import BridgeProcess, wait_until
+from tests.support.http_crowd import CrowdProcess
 from tests.support.mosquitto import MosquittoBroker
 
 
@@ -64,4 +69,37 @@ def test_the_cap_follows_the_environment_then_a_push(tmp_path: Path) -> None:
         for sock in held:
             sock.close()
         bridge.stop()
+        broker.stop()
+
+
+async def test_a_low_open_file_limit_lowers_the_cap_and_health_still_answers(
+    tmp_path: Path,
+) -> None:
+    """Hard limit 256 open files, 400 idle clients (issue 20 saw 2,000 take all 1,024): the
+    cap is lowered to fit (logged), /health answers, the rest get 503, logged in two lines
+    with their count, and no accept fails for want of descriptors."""
+    broker = MosquittoBroker(tmp_path / "broker").start()
+    bridge = BridgeProcess(
+        data_dir=tmp_path / "data",
+        config_file=write_config(tmp_path / "c.yaml", config(broker)),
+        env={"LOG_LEVEL": "INFO"},
+        open_files=256,
+    )
+    try:
+        await asyncio.to_thread(bridge.start)
+        (lowered,) = bridge.log_events("http_max_connections_lowered")
+        cap = 256 - FD_HEADROOM - HEALTH_RESERVE
+        assert (lowered["wanted"], lowered["allowed"]) == (512, cap)
+        async with CrowdProcess(bridge.port, 400, "idle") as crowd:
+            assert crowd.ready["connected"] == 400
+            reply = await asyncio.to_thread(httpx.get, f"{bridge.url}/health", timeout=5)
+            assert reply.status_code == 200
+        assert crowd.done["outcomes"].get("503", 0) >= 400 - cap - HEALTH_RESERVE
+        await asyncio.to_thread(bridge.stop)  # the count held back is logged at the stop
+        refusals = bridge.log_events("http_connection_refused")
+        assert sum(line["count"] for line in refusals) >= 400 - cap - HEALTH_RESERVE
+        assert len(refusals) == 2  # the first at once, the count of the rest at the stop
+        assert not bridge.log_events("http_accept_failed")
+    finally:
+        await asyncio.to_thread(bridge.stop)
         broker.stop()

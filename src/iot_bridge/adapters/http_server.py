@@ -187,6 +187,7 @@ class HttpServer:
         self._listener: socket.socket | None = None
         self._accept_retry: asyncio.TimerHandle | None = None
         self._setups: set[asyncio.Task[Any]] = set()  # transports being made
+        self._evictions_left = 0
         self._general: set[Connection] = set()
         self._reserve: dict[Connection, None] = {}  # oldest first
         self._tasks: set[asyncio.Task[None]] = set()
@@ -288,6 +289,9 @@ class HttpServer:
         listener = self._listener
         if listener is None:
             return
+        # Reserve members pushed out close on the next turn of the loop: their descriptors
+        # are still held meanwhile, so a burst pushes out at most a reserve's worth per turn.
+        self._evictions_left = self.health_reserve
         for _ in range(self.backlog):
             try:
                 sock, address = listener.accept()
@@ -323,7 +327,7 @@ class HttpServer:
         first_bytes = SILENT
         if len(self._general) >= self.max_connections:
             peeked = _peek_health(sock, self.health_path_bytes)
-            if peeked is None or not self._make_room():
+            if peeked is None or not self._make_room(peeked):
                 _refuse_socket(sock)
                 self.refused(client)
                 return
@@ -350,13 +354,19 @@ class HttpServer:
             sock.close()
             connection.setup_failed()
 
-    def _make_room(self) -> bool:
-        """Room in the health reserve for one more, if need be by refusing its oldest member
-        still waiting for a head. A member whose whole health check head was there when it
-        was accepted never gives way: between its accept and its first read a burst of
-        newcomers could otherwise push every health check out."""
+    def _make_room(self, first_bytes: int) -> bool:
+        """Room in the health reserve for a newcomer whose first bytes were ``first_bytes``,
+        if need be by refusing the reserve's oldest member still waiting for a head.
+
+        A member whose whole health check head was there when it was accepted never gives
+        way: between its accept and its first read a burst of newcomers could otherwise
+        push every health check out. A newcomer showing such a head may always push out;
+        the others at most a reserve's worth per turn of the loop (``_accept``).
+        """
         if len(self._reserve) < self.health_reserve:
             return True
+        if first_bytes != HEALTH_HEAD and self._evictions_left <= 0:
+            return False
         victim = next(
             (
                 member
@@ -367,6 +377,7 @@ class HttpServer:
         )
         if victim is None:
             return False
+        self._evictions_left -= 1
         del self._reserve[victim]
         victim.refuse()
         return True
