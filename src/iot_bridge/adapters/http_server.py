@@ -123,7 +123,7 @@ def _peek_health(sock: socket.socket, health_path: bytes) -> int | None:
     (none yet), ``HEALTH_START`` or ``HEALTH_HEAD`` (part of, or a whole, health check
     head), None for anything else (or a client already gone)."""
     try:
-        start = sock.recv(PEEK_BYTES, socket.MSG_PEEK)
+        start = sock.recv(PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
     except (BlockingIOError, InterruptedError):
         return SILENT
     except OSError:
@@ -137,9 +137,9 @@ def _refuse_socket(sock: socket.socket) -> None:
     """503 on a socket no transport was made for, then close. What the client sent is
     read first: closing with unread bytes would send a reset that can overtake the 503."""
     with contextlib.suppress(OSError):
-        sock.recv(65536)
+        sock.recv(65536, socket.MSG_DONTWAIT)
     with contextlib.suppress(OSError):
-        sock.send(UNAVAILABLE)
+        sock.send(UNAVAILABLE, socket.MSG_DONTWAIT)
     sock.close()
 
 
@@ -319,8 +319,9 @@ class HttpServer:
             self._loop.add_reader(self._listener.fileno(), self._accept)
 
     def _admit(self, sock: socket.socket, client: tuple[str, int] | None) -> None:
-        """Under the cap, in the health reserve, or 503 at once."""
-        sock.setblocking(False)
+        """Under the cap, in the health reserve, or 503 at once. (The socket is left as
+        accepted: what is read or sent before a transport is made says MSG_DONTWAIT, and
+        ``connect_accepted_socket`` makes it non-blocking.)"""
         if self.closing:
             sock.close()
             return
