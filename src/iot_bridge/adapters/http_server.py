@@ -52,7 +52,6 @@ cycles, its timers) is ``http_connection.Connection``; the checks of a raw head 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import functools
 import socket
@@ -61,10 +60,8 @@ from typing import TYPE_CHECKING, Any, Final
 from iot_bridge.adapters.http_connection import (
     GENERAL,
     HEALTH_HEAD,
-    HEALTH_START,
     RESERVE,
     SILENT,
-    UNAVAILABLE,
     ASGIApp,
     ClientDisconnected,
     Connection,
@@ -73,8 +70,9 @@ from iot_bridge.adapters.http_connection import (
     Scope,
     Send,
     host_and_port,
+    peek_first_bytes,
+    refuse_socket,
 )
-from iot_bridge.adapters.http_head import could_be_get, head_end
 from iot_bridge.logs import FloodLog, get_logger
 
 if TYPE_CHECKING:
@@ -103,8 +101,6 @@ MAX_CONNECTIONS: Final = 512
 # Connections over the cap that may still carry one GET of the health path.
 HEALTH_RESERVE: Final = 8
 LISTEN_BACKLOG: Final = 128
-# Bytes peeked at a connection over the cap, to tell a health check from the rest.
-PEEK_BYTES: Final = 2048
 # Out of file descriptors (or kernel memory) at accept: accepting pauses this long.
 ACCEPT_RETRY_S: Final = 1.0
 # Refused connections: one line per interval with their count. 4xx answers: a few lines
@@ -116,31 +112,6 @@ CLIENT_ERROR_LOG_BURST: Final = 10
 APP_CANCEL_GRACE_S: Final = 1.0
 
 _OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
-
-
-def _peek_health(sock: socket.socket, health_path: bytes) -> int | None:
-    """What the first bytes of a connection over the cap say, left unread: ``SILENT``
-    (none yet), ``HEALTH_START`` or ``HEALTH_HEAD`` (part of, or a whole, health check
-    head), None for anything else (or a client already gone)."""
-    try:
-        start = sock.recv(PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except (BlockingIOError, InterruptedError):
-        return SILENT
-    except OSError:
-        return None
-    if not start or not could_be_get(start, health_path):
-        return None
-    return HEALTH_HEAD if head_end(start) >= 0 else HEALTH_START
-
-
-def _refuse_socket(sock: socket.socket) -> None:
-    """503 on a socket no transport was made for, then close. What the client sent is
-    read first: closing with unread bytes would send a reset that can overtake the 503."""
-    with contextlib.suppress(OSError):
-        sock.recv(65536, socket.MSG_DONTWAIT)
-    with contextlib.suppress(OSError):
-        sock.send(UNAVAILABLE, socket.MSG_DONTWAIT)
-    sock.close()
 
 
 class HttpServer:
@@ -327,9 +298,9 @@ class HttpServer:
             return
         first_bytes = SILENT
         if len(self._general) >= self.max_connections:
-            peeked = _peek_health(sock, self.health_path_bytes)
+            peeked = peek_first_bytes(sock, self.health_path_bytes)
             if peeked is None or not self._make_room(peeked):
-                _refuse_socket(sock)
+                refuse_socket(sock)
                 self.refused(client)
                 return
             first_bytes = peeked
@@ -338,12 +309,15 @@ class HttpServer:
             sock.close()
             return
         kind = GENERAL if len(self._general) < self.max_connections else RESERVE
-        connection = Connection(self, loop, kind=kind, client=client, first_bytes=first_bytes)
+        connection = Connection(
+            self, loop, kind=kind, sock=sock, client=client, first_bytes=first_bytes
+        )
         if kind == GENERAL:
             self._general.add(connection)
         else:
             self._reserve[connection] = None
-        setup = loop.create_task(loop.connect_accepted_socket(lambda: connection, sock))
+        setup = loop.create_task(loop.connect_accepted_socket(connection.made_by_setup, sock))
+        connection.setup = setup
         self._setups.add(setup)
         setup.add_done_callback(functools.partial(self._setup_done, connection, sock))
 
@@ -359,26 +333,31 @@ class HttpServer:
         """Room in the health reserve for a newcomer whose first bytes were ``first_bytes``,
         if need be by refusing the reserve's oldest member still waiting for a head.
 
-        A member whose whole health check head was there when it was accepted never gives
-        way: between its accept and its first read a burst of newcomers could otherwise
-        push every health check out. A newcomer showing such a head may always push out;
-        the others at most a reserve's worth per turn of the loop (``_accept``).
+        A member whose whole health check head is there (at its accept, or peeked at
+        again now) never gives way: between its accept and its first read a burst of
+        newcomers could otherwise push every health check out. Members without a
+        transport yet are closed at once; those with one free their socket a turn of the
+        loop later, so a newcomer that is not a health check pushes out at most a
+        reserve's worth of those per turn (``_accept``).
         """
         if len(self._reserve) < self.health_reserve:
             return True
-        if first_bytes != HEALTH_HEAD and self._evictions_left <= 0:
-            return False
-        victim = next(
-            (
-                member
-                for member in self._reserve  # oldest first
-                if member.waiting_for_head and member.first_bytes != HEALTH_HEAD
-            ),
-            None,
-        )
+        victim: Connection | None = None
+        for member in self._reserve:  # oldest first
+            if not member.waiting_for_head or member.refresh_first_bytes() == HEALTH_HEAD:
+                continue
+            if (
+                not member.closes_at_once
+                and first_bytes != HEALTH_HEAD
+                and self._evictions_left <= 0
+            ):
+                continue
+            victim = member
+            break
         if victim is None:
             return False
-        self._evictions_left -= 1
+        if not victim.closes_at_once:
+            self._evictions_left -= 1
         del self._reserve[victim]
         victim.refuse()
         return True
