@@ -256,26 +256,53 @@ class HttpServer:
     # --- what the connections ask -----------------------------------------------------
 
     def _accept(self) -> None:
-        """Accept what the listening socket holds (up to a backlog's worth per turn)."""
+        """Accept what the listening socket holds (up to a backlog's worth per turn).
+
+        Over the cap, a newcomer that shows a whole health check head is admitted at
+        once, one that shows anything else but the start of one is refused at once; the
+        silent ones (and starts of a health check) are decided at the end of the batch,
+        looked at again: in a burst only the newest of them get the reserve's slots,
+        without a transport being made, then undone, for each of the others.
+        """
         listener = self._listener
         if listener is None:
             return
         # Reserve members pushed out close on the next turn of the loop: their descriptors
         # are still held meanwhile, so a burst pushes out at most a reserve's worth per turn.
         self._evictions_left = self.health_reserve
+        undecided: list[tuple[socket.socket, tuple[str, int] | None]] = []
         for _ in range(self.backlog):
             try:
                 sock, address = listener.accept()
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except ConnectionAbortedError:
                 continue
             except OSError as err:
                 self._log(self._accept_errors, error=err.strerror or str(err))
                 if err.errno in _OUT_OF_RESOURCES:
                     self._pause_accepting()
-                return
-            self._admit(sock, host_and_port(address))
+                break
+            client = host_and_port(address)
+            if self.closing:
+                sock.close()
+            elif len(self._general) < self.max_connections:
+                self._open(sock, client, GENERAL, SILENT)
+            else:
+                first_bytes = peek_first_bytes(sock, self.health_path_bytes)
+                if first_bytes == HEALTH_HEAD:
+                    self._admit_over_cap(sock, client, first_bytes)
+                elif first_bytes is None:
+                    self._refuse(sock, client)
+                else:
+                    undecided.append((sock, client))
+        newest = len(undecided) - self.health_reserve
+        for index, (sock, client) in enumerate(undecided):
+            first_bytes = peek_first_bytes(sock, self.health_path_bytes)
+            if first_bytes == HEALTH_HEAD or (first_bytes is not None and index >= newest):
+                self._admit_over_cap(sock, client, first_bytes)
+            else:
+                self._refuse(sock, client)
 
     def _pause_accepting(self) -> None:
         """No file descriptor left (or no memory): retry in a moment instead of spinning."""
@@ -289,26 +316,29 @@ class HttpServer:
         if not self.closing and self._loop is not None and self._listener is not None:
             self._loop.add_reader(self._listener.fileno(), self._accept)
 
-    def _admit(self, sock: socket.socket, client: tuple[str, int] | None) -> None:
-        """Under the cap, in the health reserve, or 503 at once. (The socket is left as
-        accepted: what is read or sent before a transport is made says MSG_DONTWAIT, and
-        ``connect_accepted_socket`` makes it non-blocking.)"""
-        if self.closing:
-            sock.close()
-            return
-        first_bytes = SILENT
-        if len(self._general) >= self.max_connections:
-            peeked = peek_first_bytes(sock, self.health_path_bytes)
-            if peeked is None or not self._make_room(peeked):
-                refuse_socket(sock)
-                self.refused(client)
-                return
-            first_bytes = peeked
+    def _admit_over_cap(
+        self, sock: socket.socket, client: tuple[str, int] | None, first_bytes: int
+    ) -> None:
+        """Into the health reserve if it has (or can make) room, else 503 at once."""
+        if self._make_room(first_bytes):
+            self._open(sock, client, RESERVE, first_bytes)
+        else:
+            self._refuse(sock, client)
+
+    def _refuse(self, sock: socket.socket, client: tuple[str, int] | None) -> None:
+        refuse_socket(sock)
+        self.refused(client)
+
+    def _open(
+        self, sock: socket.socket, client: tuple[str, int] | None, kind: int, first_bytes: int
+    ) -> None:
+        """Make the connection's transport (a task: asyncio does it so). The socket is left
+        as accepted until then: what is read or sent before says MSG_DONTWAIT, and
+        ``connect_accepted_socket`` makes it non-blocking."""
         loop = self._loop
         if loop is None:
             sock.close()
             return
-        kind = GENERAL if len(self._general) < self.max_connections else RESERVE
         connection = Connection(
             self, loop, kind=kind, sock=sock, client=client, first_bytes=first_bytes
         )
