@@ -36,10 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "GENERAL",
-    "HEALTH_HEAD",
-    "HEALTH_START",
     "RESERVE",
-    "SILENT",
     "UNAVAILABLE",
     "ASGIApp",
     "ClientDisconnected",
@@ -50,7 +47,6 @@ __all__ = [
     "Scope",
     "Send",
     "host_and_port",
-    "peek_first_bytes",
     "refuse_socket",
 ]
 
@@ -60,8 +56,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-# Bytes peeked at a connection over the cap, to tell a health check from the rest.
-PEEK_BYTES: Final = 2048
 # Unread request body held for the app before reading pauses (back-pressure on the client).
 BODY_HIGH_WATER_BYTES: Final = 256 * 1024
 # The rest of a body the app answered without reading (the 413 of a too large config) is
@@ -73,11 +67,7 @@ LINGER_S: Final = 2.0
 
 # What a connection is to the cap.
 GENERAL: Final = 0
-RESERVE: Final = 1  # over the cap: one GET of the health path, else 503
-# What the first bytes of a connection over the cap showed when it was accepted.
-SILENT: Final = 0
-HEALTH_START: Final = 1  # the start of a GET of the health path
-HEALTH_HEAD: Final = 2  # a whole head of such a GET: a health check, never made to give way
+RESERVE: Final = 1  # over the cap: the health check it showed, answered, then closed
 
 _NO_TIMER: Final = 0
 _IDLE_TIMER: Final = 1
@@ -262,20 +252,15 @@ class Connection(asyncio.Protocol):
         loop: asyncio.AbstractEventLoop,
         *,
         kind: int,
-        sock: socket.socket,
         client: tuple[str, int] | None,
-        first_bytes: int = SILENT,
+        received: bytes = b"",
     ) -> None:
         self._server = server
-        self._sock = sock
-        self.setup: asyncio.Task[Any] | None = None  # the making of the transport
-        self._setup_started = False  # the transport is being made: the socket is its
+        self._received = received  # read before the transport was made (a health check's)
         self._loop = loop
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=server.max_header_bytes)
         self._transport: asyncio.Transport | None = None
         self._kind = kind
-        # In the reserve: what its first bytes showed (SILENT, HEALTH_START, HEALTH_HEAD).
-        self.first_bytes = first_bytes
         self._refused = False
         self._client = client
         self._local: tuple[str, int] | None = None
@@ -301,7 +286,6 @@ class Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
-        self.setup = None
         if self._closed or self._server.closing:  # refused, evicted or shut down meanwhile
             if self._refused:
                 self._transport.write(UNAVAILABLE)
@@ -310,6 +294,9 @@ class Connection(asyncio.Protocol):
             return
         self._local = host_and_port(transport.get_extra_info("sockname"))
         self._update_timer()
+        if self._received:
+            received, self._received = self._received, b""
+            self.data_received(received)
 
     def data_received(self, data: bytes) -> None:
         if self._closed or self._lingering:
@@ -346,11 +333,6 @@ class Connection(asyncio.Protocol):
         """The client's address and port."""
         return self._client
 
-    @property
-    def waiting_for_head(self) -> bool:
-        """No request in flight: the connection idles or a head is arriving."""
-        return self._reading_head and not self._closed and not self._lingering
-
     def setup_failed(self) -> None:
         """The transport could not be made (the client went at once): forget it."""
         self._closed = True
@@ -367,27 +349,6 @@ class Connection(asyncio.Protocol):
             self._cycle.client_gone()
         self._close()
 
-    def made_by_setup(self) -> Connection:
-        """The protocol factory of ``connect_accepted_socket``: from now on the socket
-        belongs to the transport being made."""
-        self._setup_started = True
-        return self
-
-    @property
-    def closes_at_once(self) -> bool:
-        """No transport is being made for it yet: refusing it closes its socket at once
-        (with a transport, the socket is freed a turn of the loop later)."""
-        return not self._setup_started
-
-    def refresh_first_bytes(self) -> int:
-        """``first_bytes`` again, for a member that showed none at its accept: a health
-        check whose bytes arrived since is not to be pushed out before they are read."""
-        if self.first_bytes == SILENT and not self._closed:
-            peeked = peek_first_bytes(self._sock, self._server.health_path_bytes)
-            if peeked is not None:
-                self.first_bytes = peeked
-        return self.first_bytes
-
     def refuse(self) -> None:
         """503 and close at once: a connection over the cap that is not a health check."""
         if self._closed:
@@ -396,12 +357,6 @@ class Connection(asyncio.Protocol):
         self._server.refused(self._client)
         if self._cycle is not None:
             self._cycle.client_gone()
-        if not self._setup_started and self.setup is not None:
-            # No transport yet: its making is called off, the socket answered and closed.
-            self.setup.cancel()
-            refuse_socket(self._sock)
-            self._closed = True
-            return
         self._write(UNAVAILABLE)
         self._close()
 
@@ -790,21 +745,6 @@ def host_and_port(value: object) -> tuple[str, int] | None:
     if isinstance(value, tuple) and len(value) >= 2:
         return str(value[0]), int(value[1])
     return None
-
-
-def peek_first_bytes(sock: socket.socket, health_path: bytes) -> int | None:
-    """What the first bytes of a connection over the cap say, left unread: ``SILENT``
-    (none yet), ``HEALTH_START`` or ``HEALTH_HEAD`` (part of, or a whole, health check
-    head), None for anything else (or a client already gone)."""
-    try:
-        start = sock.recv(PEEK_BYTES, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except (BlockingIOError, InterruptedError):
-        return SILENT
-    except OSError:
-        return None
-    if not start or not could_be_get(start, health_path):
-        return None
-    return HEALTH_HEAD if head_end(start) >= 0 else HEALTH_START
 
 
 def refuse_socket(sock: socket.socket) -> None:

@@ -59,9 +59,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from iot_bridge.adapters.http_connection import (
     GENERAL,
-    HEALTH_HEAD,
     RESERVE,
-    SILENT,
     ASGIApp,
     ClientDisconnected,
     Connection,
@@ -70,9 +68,9 @@ from iot_bridge.adapters.http_connection import (
     Scope,
     Send,
     host_and_port,
-    peek_first_bytes,
     refuse_socket,
 )
+from iot_bridge.adapters.http_head import could_be_get, head_end
 from iot_bridge.logs import FloodLog, get_logger
 
 if TYPE_CHECKING:
@@ -98,8 +96,11 @@ GRACEFUL_SHUTDOWN_S: Final = 5.0
 MAX_HEADER_BYTES: Final = 64 * 1024  # a longer request head is answered 431
 # Open client connections; config/model.py's DEFAULT_MAX_CONNECTIONS is what the bridge uses.
 MAX_CONNECTIONS: Final = 512
-# Connections over the cap that may still carry one GET of the health path.
-HEALTH_RESERVE: Final = 8
+# Connections over the cap held to see whether they are a health check (each a raw socket
+# until it shows one: a descriptor and a reader), or answering one. A burst of newcomers
+# pushes the oldest out, so a health check must show its request before this many more
+# connections come: a backlog's worth.
+HEALTH_RESERVE: Final = 128
 LISTEN_BACKLOG: Final = 128
 # Out of file descriptors (or kernel memory) at accept: accepting pauses this long.
 ACCEPT_RETRY_S: Final = 1.0
@@ -111,7 +112,40 @@ CLIENT_ERROR_LOG_BURST: Final = 10
 # they get to return before they are cancelled.
 APP_CANCEL_GRACE_S: Final = 1.0
 
+# What a connection over the cap gets, from its first bytes.
+_SERVE: Final = "serve"
+_WAIT: Final = "wait"
+_REFUSE: Final = "refuse"
 _OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class _Waiting:
+    """A connection over the cap that has not shown a whole health check yet: a raw socket
+    with a reader (no transport, no task), the bytes it sent, its deadline."""
+
+    __slots__ = ("client", "head", "timer")
+
+    def __init__(
+        self, client: tuple[str, int] | None, head: bytearray, timer: asyncio.TimerHandle
+    ) -> None:
+        self.client = client
+        self.head = head
+        self.timer = timer
+
+
+def _read_into(sock: socket.socket, head: bytearray, limit: int) -> bool:
+    """Append what ``sock`` holds (up to ``limit`` bytes in all) to ``head``, without
+    waiting; True when the client is gone (its end of file, or an error)."""
+    try:
+        data = sock.recv(max(1, limit - len(head)), socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+    if not data:
+        return True
+    head += data
+    return False
 
 
 class HttpServer:
@@ -158,9 +192,11 @@ class HttpServer:
         self._listener: socket.socket | None = None
         self._accept_retry: asyncio.TimerHandle | None = None
         self._setups: set[asyncio.Task[Any]] = set()  # transports being made
-        self._evictions_left = 0
         self._general: set[Connection] = set()
-        self._reserve: dict[Connection, None] = {}  # oldest first
+        # Over the cap: raw sockets waiting to show a health check (oldest first), and the
+        # connections answering one.
+        self._waiting: dict[socket.socket, _Waiting] = {}
+        self._reserve: dict[Connection, None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop_requested = asyncio.Event()
         self._drained: asyncio.Event | None = None
@@ -178,7 +214,7 @@ class HttpServer:
     @property
     def connections(self) -> int:
         """Open client connections (the health reserve's included)."""
-        return len(self._general) + len(self._reserve)
+        return len(self._general) + len(self._waiting) + len(self._reserve)
 
     @property
     def requests(self) -> int:
@@ -220,6 +256,9 @@ class HttpServer:
             self._listener.close()
         if self._accept_retry is not None:
             self._accept_retry.cancel()
+        for sock in list(self._waiting):
+            self._stop_waiting(sock)
+            sock.close()
         for connection in [*self._general, *self._reserve]:
             connection.shutdown()
         if self._general or self._reserve or self._tasks:
@@ -256,53 +295,29 @@ class HttpServer:
     # --- what the connections ask -----------------------------------------------------
 
     def _accept(self) -> None:
-        """Accept what the listening socket holds (up to a backlog's worth per turn).
-
-        Over the cap, a newcomer that shows a whole health check head is admitted at
-        once, one that shows anything else but the start of one is refused at once; the
-        silent ones (and starts of a health check) are decided at the end of the batch,
-        looked at again: in a burst only the newest of them get the reserve's slots,
-        without a transport being made, then undone, for each of the others.
-        """
+        """Accept what the listening socket holds (up to a backlog's worth per turn)."""
         listener = self._listener
         if listener is None:
             return
-        # Reserve members pushed out close on the next turn of the loop: their descriptors
-        # are still held meanwhile, so a burst pushes out at most a reserve's worth per turn.
-        self._evictions_left = self.health_reserve
-        undecided: list[tuple[socket.socket, tuple[str, int] | None]] = []
         for _ in range(self.backlog):
             try:
                 sock, address = listener.accept()
             except (BlockingIOError, InterruptedError):
-                break
+                return
             except ConnectionAbortedError:
                 continue
             except OSError as err:
                 self._log(self._accept_errors, error=err.strerror or str(err))
                 if err.errno in _OUT_OF_RESOURCES:
                     self._pause_accepting()
-                break
+                return
             client = host_and_port(address)
             if self.closing:
                 sock.close()
             elif len(self._general) < self.max_connections:
-                self._open(sock, client, GENERAL, SILENT)
+                self._open(sock, client, GENERAL)
             else:
-                first_bytes = peek_first_bytes(sock, self.health_path_bytes)
-                if first_bytes == HEALTH_HEAD:
-                    self._admit_over_cap(sock, client, first_bytes)
-                elif first_bytes is None:
-                    self._refuse(sock, client)
-                else:
-                    undecided.append((sock, client))
-        newest = len(undecided) - self.health_reserve
-        for index, (sock, client) in enumerate(undecided):
-            first_bytes = peek_first_bytes(sock, self.health_path_bytes)
-            if first_bytes == HEALTH_HEAD or (first_bytes is not None and index >= newest):
-                self._admit_over_cap(sock, client, first_bytes)
-            else:
-                self._refuse(sock, client)
+                self._over_cap(sock, client, bytearray())
 
     def _pause_accepting(self) -> None:
         """No file descriptor left (or no memory): retry in a moment instead of spinning."""
@@ -316,21 +331,96 @@ class HttpServer:
         if not self.closing and self._loop is not None and self._listener is not None:
             self._loop.add_reader(self._listener.fileno(), self._accept)
 
-    def _admit_over_cap(
-        self, sock: socket.socket, client: tuple[str, int] | None, first_bytes: int
+    # --- over the cap: the health reserve ----------------------------------------------
+
+    def _over_cap(
+        self, sock: socket.socket, client: tuple[str, int] | None, head: bytearray
     ) -> None:
-        """Into the health reserve if it has (or can make) room, else 503 at once."""
-        if self._make_room(first_bytes):
-            self._open(sock, client, RESERVE, first_bytes)
+        """A newly accepted connection over the cap: its first bytes (read without a
+        transport) decide. A whole ``GET <health path>`` head: served. The start of one, or
+        nothing yet: it waits (a raw socket and a reader, no transport). Anything else, or
+        a reserve without room: 503 at once."""
+        verdict = self._verdict(sock, head)
+        if verdict != _REFUSE and self._make_room():
+            if verdict == _SERVE:
+                self._open(sock, client, RESERVE, bytes(head))
+            else:
+                self._wait(sock, client, head)
         else:
             self._refuse(sock, client)
+
+    def _verdict(self, sock: socket.socket, head: bytearray) -> str:
+        """Read what ``sock`` holds into ``head``: serve it, let it wait, or refuse it."""
+        gone = _read_into(sock, head, self.max_header_bytes + 1)
+        if gone or not could_be_get(head, self.health_path_bytes):
+            return _REFUSE
+        if head_end(head.lstrip(b"\r\n")) >= 0:
+            return _SERVE
+        return _REFUSE if len(head) > self.max_header_bytes else _WAIT
+
+    def _wait(self, sock: socket.socket, client: tuple[str, int] | None, head: bytearray) -> None:
+        loop = self._loop
+        if loop is None:
+            sock.close()
+            return
+        timer = loop.call_later(self.head_timeout_s, self._waited_too_long, sock)
+        self._waiting[sock] = _Waiting(client, head, timer)
+        loop.add_reader(sock.fileno(), self._waiting_readable, sock)
+
+    def _stop_waiting(self, sock: socket.socket) -> _Waiting | None:
+        waiting = self._waiting.pop(sock, None)
+        if waiting is not None:
+            waiting.timer.cancel()
+            if self._loop is not None:
+                self._loop.remove_reader(sock.fileno())
+        return waiting
+
+    def _settle(self, sock: socket.socket, waiting: _Waiting, verdict: str) -> None:
+        """A waiting member is done waiting: served (its slot becomes a connection) or
+        refused."""
+        self._stop_waiting(sock)
+        if verdict == _SERVE:
+            self._open(sock, waiting.client, RESERVE, bytes(waiting.head))
+        else:
+            self._refuse(sock, waiting.client)
+
+    def _waiting_readable(self, sock: socket.socket) -> None:
+        waiting = self._waiting.get(sock)
+        if waiting is not None:
+            verdict = self._verdict(sock, waiting.head)
+            if verdict != _WAIT:  # else the rest of the head is on its way
+                self._settle(sock, waiting, verdict)
+
+    def _waited_too_long(self, sock: socket.socket) -> None:
+        waiting = self._waiting.get(sock)
+        if waiting is not None:
+            self._settle(sock, waiting, _REFUSE)
+
+    def _make_room(self) -> bool:
+        """Room in the reserve for one more, if need be by refusing its oldest waiting member,
+        once its last bytes are read: a health check whose request arrived meanwhile is
+        served instead, and the next oldest makes way."""
+        while len(self._waiting) + len(self._reserve) >= self.health_reserve:
+            oldest = next(iter(self._waiting.items()), None)
+            if oldest is None:
+                return False  # every slot answers a health check right now
+            sock, waiting = oldest
+            verdict = self._verdict(sock, waiting.head)
+            self._settle(sock, waiting, _SERVE if verdict == _SERVE else _REFUSE)
+        return True
 
     def _refuse(self, sock: socket.socket, client: tuple[str, int] | None) -> None:
         refuse_socket(sock)
         self.refused(client)
 
+    # --- connections ----------------------------------------------------------------------
+
     def _open(
-        self, sock: socket.socket, client: tuple[str, int] | None, kind: int, first_bytes: int
+        self,
+        sock: socket.socket,
+        client: tuple[str, int] | None,
+        kind: int,
+        received: bytes = b"",
     ) -> None:
         """Make the connection's transport (a task: asyncio does it so). The socket is left
         as accepted until then: what is read or sent before says MSG_DONTWAIT, and
@@ -339,15 +429,12 @@ class HttpServer:
         if loop is None:
             sock.close()
             return
-        connection = Connection(
-            self, loop, kind=kind, sock=sock, client=client, first_bytes=first_bytes
-        )
+        connection = Connection(self, loop, kind=kind, client=client, received=received)
         if kind == GENERAL:
             self._general.add(connection)
         else:
             self._reserve[connection] = None
-        setup = loop.create_task(loop.connect_accepted_socket(connection.made_by_setup, sock))
-        connection.setup = setup
+        setup = loop.create_task(loop.connect_accepted_socket(lambda: connection, sock))
         self._setups.add(setup)
         setup.add_done_callback(functools.partial(self._setup_done, connection, sock))
 
@@ -358,39 +445,6 @@ class HttpServer:
         if setup.cancelled() or setup.exception() is not None:
             sock.close()
             connection.setup_failed()
-
-    def _make_room(self, first_bytes: int) -> bool:
-        """Room in the health reserve for a newcomer whose first bytes were ``first_bytes``,
-        if need be by refusing the reserve's oldest member still waiting for a head.
-
-        A member whose whole health check head is there (at its accept, or peeked at
-        again now) never gives way: between its accept and its first read a burst of
-        newcomers could otherwise push every health check out. Members without a
-        transport yet are closed at once; those with one free their socket a turn of the
-        loop later, so a newcomer that is not a health check pushes out at most a
-        reserve's worth of those per turn (``_accept``).
-        """
-        if len(self._reserve) < self.health_reserve:
-            return True
-        victim: Connection | None = None
-        for member in self._reserve:  # oldest first
-            if not member.waiting_for_head or member.refresh_first_bytes() == HEALTH_HEAD:
-                continue
-            if (
-                not member.closes_at_once
-                and first_bytes != HEALTH_HEAD
-                and self._evictions_left <= 0
-            ):
-                continue
-            victim = member
-            break
-        if victim is None:
-            return False
-        if not victim.closes_at_once:
-            self._evictions_left -= 1
-        del self._reserve[victim]
-        victim.refuse()
-        return True
 
     def connection_closed(self, connection: Connection) -> None:
         self._general.discard(connection)

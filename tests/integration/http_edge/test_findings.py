@@ -9,7 +9,7 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
-from iot_bridge.adapters.http_server import HttpServer, Receive, Scope, Send
+from iot_bridge.adapters.http_server import HEALTH_RESERVE, HttpServer, Receive, Scope, Send
 from iot_bridge.bootstrap import FD_HEADROOM, bind_socket, connection_cap, raise_fd_limit
 from tests.integration.http_edge.conftest import edge_app
 from tests.support.raw_http import (
@@ -163,6 +163,24 @@ async def test_health_answers_through_the_reserve_while_the_cap_is_reached(
         held.close()
 
 
+async def test_a_health_check_sent_in_pieces_over_the_cap_is_served(serve: Serve) -> None:
+    """Over the cap, a GET /health whose head comes in pieces waits in the reserve and is
+    answered once whole; one that never ends is answered 503 at the head's deadline."""
+    server, port = await serve(edge_app, max_connections=1, head_timeout_s=0.5)
+    held = await connect(port)
+    await wait_for_condition(lambda: server.connections == 1)
+    reader, writer = await connect(port)
+    slow_reader, slow_writer = await connect(port)
+    writer.write(b"GET /hea")
+    slow_writer.write(b"GET /health HTTP/1.1\r\n")
+    await wait_for_condition(lambda: server.connections == 3)
+    writer.write(b"lth HTTP/1.1\r\nHost: test\r\n\r\n")
+    assert (await read_reply(reader, timeout_s=2.0)).status == 200
+    assert (await read_reply(slow_reader, timeout_s=2.0)).status == 503
+    for held_writer in (held[1], writer, slow_writer):
+        held_writer.close()
+
+
 async def test_a_lowered_cap_applies_to_the_next_connections(serve: Serve) -> None:
     """max_connections changed while serving (a config push) is the cap of what comes next."""
     server, port = await serve(edge_app, max_connections=10, health_reserve=0)
@@ -192,8 +210,8 @@ def test_the_cap_is_lowered_to_fit_under_the_fd_limit() -> None:
     """A cap that would not fit beside the health reserve and the headroom is lowered, logged."""
     assert connection_cap(512, 20_000) == 512
     with capture_logs() as logs:
-        lowered = connection_cap(512, 300)
-    assert lowered == 300 - FD_HEADROOM - 8
+        lowered = connection_cap(512, 400)
+    assert lowered == 400 - FD_HEADROOM - HEALTH_RESERVE
     assert [e["event"] for e in logs] == ["http_max_connections_lowered"]
 
 
