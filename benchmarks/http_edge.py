@@ -1,6 +1,7 @@
 """HTTP edge benchmark (issue 20): 2,000 hostile clients against ``iot-bridge run``.
 
     python3 benchmarks/http_edge.py [--mode drip|idle] [--clients 2000] [--runs 1] [--quick]
+    python3 benchmarks/http_edge.py --refusal-cost
 
 What an installation runs: ``iot-bridge run`` (its own data dir, LOG_LEVEL=INFO, no
 devices) and a mosquitto on a free port of 127.0.0.1. The clients are
@@ -14,6 +15,10 @@ so other load moves it little), a ``GET /health`` every 0.25 s on a new connecti
 a monitor asks) timed from the connect to the end of the answer, the log lines the
 bridge wrote, and its open file descriptors. Issue 20's target: /health within 100 ms
 and the bridge's CPU under 5 % with 2,000 dripping clients.
+
+``--refusal-cost``: instead, the server's CPU per connection refused over the cap (an
+``HttpServer`` in this process with a cap of 0; 5,000 silent clients), without and with
+the health reserve.
 """
 
 from __future__ import annotations
@@ -120,13 +125,54 @@ def run(directory: pathlib.Path, args: argparse.Namespace) -> dict[str, float]:
         mq.stop()
 
 
+def refusal_cost(count: int = 5000) -> None:
+    """Server CPU per refused connection, without and with the health reserve."""
+    import asyncio
+    import resource
+
+    from tests.support.http_crowd import CrowdProcess
+
+    from iot_bridge.adapters.http_server import HEALTH_RESERVE, HttpServer
+    from iot_bridge.bootstrap import bind_socket
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # never reached: cap 0
+        raise AssertionError(scope)
+
+    async def measure(reserve: int) -> float:
+        sock = bind_socket("127.0.0.1", 0, 1024)
+        server = HttpServer(app, max_connections=0, health_reserve=reserve, backlog=1024)
+        serving = asyncio.create_task(server.serve(sock))
+        await asyncio.sleep(0)
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        async with CrowdProcess(sock.getsockname()[1], count, "idle"):
+            pass
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        server.stop()
+        await serving
+        sock.close()
+        spent = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+        return spent / count * 1e6
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    print(f"load average: {os.getloadavg()}")
+    for reserve in (0, HEALTH_RESERVE):
+        print(f"reserve {reserve}: {asyncio.run(measure(reserve)):.1f} µs of CPU per refusal")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=("drip", "idle"), default="drip")
     parser.add_argument("--clients", type=int, default=2000)
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--quick", action="store_true", help="a 20 s window (else 60 s)")
+    parser.add_argument(
+        "--refusal-cost", action="store_true", help="CPU per connection refused over the cap"
+    )
     args = parser.parse_args()
+    if args.refusal_cost:
+        refusal_cost()
+        return
     args.window = 20.0 if args.quick else 60.0
     args.warmup = 5.0 if args.quick else 15.0
     print(f"load average at start: {os.getloadavg()}", flush=True)
