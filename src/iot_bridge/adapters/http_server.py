@@ -29,14 +29,17 @@ Transfer-Encoding is read by its chunks, answered, and the connection closed
 close``) what the client sends after it is not read.
 
 Connections are capped at ``max_connections``. The server accepts by itself:
-over the cap a connection is answered 503 from its socket and closed at once,
-before any transport is made for it, except for a reserve of
-``health_reserve`` connections that may each carry one ``GET /health`` (the
-health check is served first: a newcomer over the cap whose first bytes are
-not a health check is refused without taking a reserve slot, the oldest member
-still waiting for a head gives way to a newcomer, and one whose whole health
-check was there at its accept never does). So the health check answers while
-the cap is reached by idle or dripping clients. Refusals are logged at most
+over the cap, what a connection sent is read from its socket before any
+transport is made; anything but the start of ``GET <health_path>`` is answered
+503 and closed at once. A whole health check head gets a connection that
+answers it; a connection that sent nothing yet, or part of such a head, waits
+in a reserve of ``health_reserve`` raw sockets (a reader each, no transport, no
+task) until its head is whole, turns out to be something else, or
+``head_timeout_s`` has passed. When the reserve is full its oldest waiting
+member is read once more, then served or refused, to make way: a burst of
+newcomers pushes out only clients that have not sent a health check. So the
+health check answers while the cap is reached by idle or dripping clients.
+Refusals are logged at most
 once per ``log_interval_s`` with their count (``http_connection_refused``), 4xx
 answers as ``http_client_error`` (at most ``CLIENT_ERROR_LOG_BURST`` lines per
 ``log_interval_s``, then a count).
