@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import resource
 import signal
 import socket
 from collections.abc import Callable
@@ -24,12 +25,17 @@ from typing import TYPE_CHECKING
 
 from iot_bridge.adapters import heap
 from iot_bridge.adapters.clock import SystemClock
-from iot_bridge.adapters.http_server import HttpServer
+from iot_bridge.adapters.http_server import HEALTH_RESERVE, LISTEN_BACKLOG, ASGIApp, HttpServer
 from iot_bridge.adapters.mqtt import MqttClient, MqttSettings, WillMessage
 from iot_bridge.adapters.store import EventStore
 from iot_bridge.config.model import MqttSection, OdooSection
 from iot_bridge.config.shard import Shard
-from iot_bridge.config.sources import DataDirConfigRepository, EnvSettings, load_active_config
+from iot_bridge.config.sources import (
+    DataDirConfigRepository,
+    EnvSettings,
+    effective_max_connections,
+    load_active_config,
+)
 from iot_bridge.entrypoints.http_api import create_app
 from iot_bridge.errors import BridgeError, DiskFullError
 from iot_bridge.logs import get_logger, task_stack
@@ -55,6 +61,9 @@ SHUTDOWN_STEP_TIMEOUT_S = 10.0
 HEAP_SETTLE_AFTER_S = 10.0
 # Requests in flight at the stop get this long to finish (within SHUTDOWN_STEP_TIMEOUT_S).
 HTTP_GRACEFUL_SHUTDOWN_S = 5.0
+# File descriptors kept for everything but HTTP clients (the store's files and threads, the
+# MQTT and Odoo connections, the logs) when the HTTP connection cap is fitted under the limit.
+FD_HEADROOM = 64
 
 
 def log_task_dump() -> None:
@@ -178,8 +187,62 @@ def add_views(bridge: Bridge) -> BoardService:
     return board
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind the HTTP listener ourselves so a busy port is one clear error."""
+def raise_fd_limit() -> int:
+    """Raise this process's soft limit of open files to its hard limit; return the soft
+    limit now in force.
+
+    Every HTTP client is a file descriptor: a soft limit of 1,024 (many systems' default)
+    left the bridge without one for its own files once clients held them all.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if resource.RLIM_INFINITY not in (soft, hard) and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as err:
+            log.warning("fd_limit_not_raised", soft=soft, hard=hard, error=str(err))
+        else:
+            soft = hard
+    return int(soft) if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def connection_cap(wanted: int, fd_limit: int) -> int:
+    """``wanted`` HTTP connections, fewer when the health reserve and ``FD_HEADROOM`` would
+    not fit under ``fd_limit`` beside them (logged, ``http_max_connections_lowered``)."""
+    room = max(1, fd_limit - FD_HEADROOM - HEALTH_RESERVE)
+    if wanted <= room:
+        return wanted
+    log.warning("http_max_connections_lowered", wanted=wanted, allowed=room, fd_limit=fd_limit)
+    return room
+
+
+def http_server(app: ASGIApp, bridge: Bridge, env: EnvSettings) -> HttpServer:
+    """The HTTP server for ``app``, its connection cap following the active config (the
+    process's limit of open files raised first, see ``raise_fd_limit``)."""
+    fd_limit = raise_fd_limit()
+
+    def max_connections() -> int:
+        return connection_cap(effective_max_connections(bridge.configs.config, env), fd_limit)
+
+    server = HttpServer(
+        app,
+        graceful_shutdown_s=HTTP_GRACEFUL_SHUTDOWN_S,
+        max_connections=max_connections(),
+        backlog=LISTEN_BACKLOG,
+    )
+
+    def cap_changed() -> None:
+        server.max_connections = max_connections()
+
+    bridge.configs.add_listener(cap_changed)  # a push may set http.max_connections
+    return server
+
+
+def bind_socket(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> socket.socket:
+    """Bind the HTTP listener ourselves so a busy port is one clear error.
+
+    It listens at once: clients that come while the bridge starts wait in the backlog.
+    Pass the same ``backlog`` to ``HttpServer``, which listens again.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -188,7 +251,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError as err:
         sock.close()
         raise BridgeError(f"cannot listen on {host}:{port}: {err.strerror or err}") from err
-    sock.listen(128)
+    sock.listen(backlog)
     sock.setblocking(False)
     return sock
 
@@ -281,7 +344,7 @@ async def serve(
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     board = add_views(bridge)
     app = create_app(bridge, api_token=options.env.api_token, board=board)
-    server = HttpServer(app, graceful_shutdown_s=HTTP_GRACEFUL_SHUTDOWN_S)
+    server = http_server(app, bridge, options.env)
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM) if install_signal_handlers else ()
     for sig in signals:  # before start: a SIGTERM during start-up is a clean stop too
@@ -302,7 +365,13 @@ async def serve(
         heap.settle(collect=False)
         settle = asyncio.get_running_loop().call_later(HEAP_SETTLE_AFTER_S, heap.settle)
         server_task = asyncio.create_task(server.serve(sock), name="http")
-        log.info("http_listening", url=url, docs=f"{url}/docs", data_dir=str(options.data_dir))
+        log.info(
+            "http_listening",
+            url=url,
+            docs=f"{url}/docs",
+            data_dir=str(options.data_dir),
+            max_connections=server.max_connections,
+        )
         if on_ready is not None:
             on_ready(bridge, url)
         await bridge.run()

@@ -163,3 +163,62 @@ class RateLimiter:
             self._last.clear()
         self._last[key] = now
         return True, self._suppressed.pop(key, 0)
+
+
+class FloodLog:
+    """Log lines of one event that a client can repeat at will (refused connections, bad
+    requests): at most ``burst`` lines per ``interval_s``, then one line at the end of the
+    interval with the count of the rest.
+
+    Every line has ``count``: 1 for a line of its own, the number it stands for on a
+    count line (which carries the fields of the last one it counts). ``record`` returns
+    when ``flush`` is due the first time it holds a line back: the caller schedules
+    it. Time is passed in.
+    """
+
+    def __init__(
+        self,
+        logger: Any,
+        event: str,
+        *,
+        interval_s: float,
+        burst: int = 1,
+        level: str = "warning",
+    ) -> None:
+        self._write = getattr(logger, level)
+        self._event = event
+        self._interval_s = interval_s
+        self._burst = burst
+        self._left = 0  # lines the current interval may still write
+        self._interval_end = float("-inf")
+        self._held = 0
+        self._held_fields: dict[str, Any] = {}
+
+    @property
+    def held(self) -> int:
+        """Lines counted and not written yet (the next ``flush`` writes their count)."""
+        return self._held
+
+    def record(self, now: float, **fields: Any) -> float | None:
+        """Log one occurrence, or count it; returns when ``flush`` is due, if it must be
+        scheduled now."""
+        if now >= self._interval_end and not self._held:
+            self._interval_end = now + self._interval_s
+            self._left = self._burst
+        if self._left > 0:
+            self._left -= 1
+            self._write(self._event, count=1, **fields)
+            return None
+        self._held += 1
+        self._held_fields = fields
+        return self._interval_end if self._held == 1 else None
+
+    def flush(self, now: float) -> None:
+        """Write the count line of what was held back, if anything; a new interval starts
+        without a budget, so a flood that goes on gives one line per interval."""
+        if not self._held:
+            return
+        self._write(self._event, count=self._held, **self._held_fields)
+        self._held = 0
+        self._interval_end = now + self._interval_s
+        self._left = 0

@@ -4,132 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 from starlette.responses import StreamingResponse
 from structlog.testing import capture_logs
 
-from iot_bridge.adapters.http_server import ASGIApp, HttpServer, Message, Receive, Scope, Send
+from iot_bridge.adapters.http_server import HttpServer, Message, Receive, Scope, Send
 from iot_bridge.bootstrap import bind_socket
+from tests.support.raw_http import (
+    DEADLINE_S,
+    Serve,
+    connect,
+    echo,
+    read_body,
+    read_head,
+    read_reply,
+    request,
+    respond,
+    serve,
+    until_closed,
+    wait_for_condition,
+)
 
-Serve = Callable[..., Awaitable[tuple[HttpServer, int]]]
-DEADLINE_S = 10.0
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[bytes, bytes]
-    body: bytes
-
-
-async def wait_for_condition(check: Callable[[], bool], timeout_s: float = DEADLINE_S) -> None:
-    """Poll ``check`` until it holds; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
-
-
-async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict[bytes, bytes]]:
-    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), DEADLINE_S)
-    status_line, *lines = head[:-4].split(b"\r\n")
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(b":")
-        headers[name.strip().lower()] = value.strip()
-    return int(status_line.split()[1]), headers
-
-
-async def read_reply(reader: asyncio.StreamReader, *, head_request: bool = False) -> Reply:
-    """One response: Content-Length, chunked or up to the close; 1xx are skipped."""
-    status, headers = await read_head(reader)
-    while status < 200:
-        status, headers = await read_head(reader)
-    if head_request or status in (204, 304):
-        return Reply(status, headers, b"")
-    if b"content-length" in headers:
-        length = int(headers[b"content-length"])
-        body = await asyncio.wait_for(reader.readexactly(length), DEADLINE_S)
-    elif headers.get(b"transfer-encoding") == b"chunked":
-        parts = []
-        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
-            parts.append((await reader.readexactly(size + 2))[:-2])
-        while await reader.readuntil(b"\r\n") != b"\r\n":
-            pass  # trailers
-        body = b"".join(parts)
-    else:
-        body = await asyncio.wait_for(reader.read(), DEADLINE_S)
-    return Reply(status, headers, body)
-
-
-async def until_closed(reader: asyncio.StreamReader) -> bytes:
-    """What the server still sends before it closes the connection (within the deadline)."""
-    try:
-        return await asyncio.wait_for(reader.read(), DEADLINE_S)
-    except ConnectionResetError:
-        return b"<reset>"
-
-
-def request(
-    method: str = "GET", target: str = "/", *headers: str, body: bytes = b"", version: str = "1.1"
-) -> bytes:
-    lines = [f"{method} {target} HTTP/{version}", "Host: test", *headers]
-    if body:
-        lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
-
-
-async def read_body(receive: Receive) -> bytes:
-    parts = []
-    while True:
-        message = await receive()
-        assert message["type"] == "http.request"
-        parts.append(message["body"])
-        if not message.get("more_body", False):
-            return b"".join(parts)
-
-
-async def respond(
-    send: Send, body: bytes, status: int = 200, *headers: tuple[bytes, bytes]
-) -> None:
-    head = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body)), *headers]
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def echo(scope: Scope, receive: Receive, send: Send) -> None:
-    """Answers with the method, the path and the body it read."""
-    body = await read_body(receive)
-    await respond(send, f"{scope['method']} {scope['path']} ".encode() + body)
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    """``serve(app, **options)``: an HttpServer on a free loopback port; stopped afterwards."""
-    running: list[tuple[HttpServer, asyncio.Task[None]]] = []
-
-    async def start(app: ASGIApp, **options: Any) -> tuple[HttpServer, int]:
-        sock = bind_socket("127.0.0.1", 0)
-        server = HttpServer(app, **options)
-        task = asyncio.create_task(server.serve(sock))
-        running.append((server, task))
-        await asyncio.sleep(0)  # serve() starts accepting
-        return server, sock.getsockname()[1]
-
-    yield start
-    for server, task in running:
-        server.stop()
-        await asyncio.wait_for(task, DEADLINE_S)
-
-
-async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    return await asyncio.open_connection("127.0.0.1", port)
+__all__ = ["serve"]  # the fixture
 
 
 async def test_keep_alive_serves_two_requests_on_one_connection(serve: Serve) -> None:

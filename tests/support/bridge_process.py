@@ -50,8 +50,10 @@ class BridgeProcess:
         port: int | None = None,
         token: str | None = None,
         log_path: Path | None = None,
+        open_files: int | None = None,
     ) -> None:
         self.data_dir = data_dir
+        self.open_files = open_files  # the process's hard (and soft) RLIMIT_NOFILE, if set
         self.port = port or free_port()
         self.token = token
         self.config_file = config_file
@@ -78,6 +80,8 @@ class BridgeProcess:
         if self.config_file:
             args += ["--config", str(self.config_file)]
         log = self.log_path.open("ab")
+        if self.open_files is not None:  # util-linux's prlimit: no preexec_fn in a threaded parent
+            args = ["prlimit", f"--nofile={self.open_files}:{self.open_files}", "--", *args]
         self.process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         if wait:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from iot_bridge.logs import configure_logging, get_logger
+from iot_bridge.logs import FloodLog, configure_logging, get_logger
 
 
 @pytest.fixture
@@ -60,3 +60,47 @@ def test_the_level_filters(lines: io.StringIO) -> None:
     get_logger("t").info("dropped")
     get_logger("t").warning("kept")
     assert [r["event"] for r in _records(lines)] == ["kept"]
+
+
+class _Recorder:
+    """A logger that keeps (level, event, fields)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, object]]] = []
+
+    def __getattr__(self, level: str) -> object:
+        return lambda event, **fields: self.lines.append((level, event, fields))
+
+
+def test_flood_log_writes_the_first_at_once_then_one_count_per_interval() -> None:
+    """burst=1: the first line at once; what follows in the interval is one count line at its
+    end; a flood that goes on gives one line per interval; silence resets the budget."""
+    logger = _Recorder()
+    flood = FloodLog(logger, "refused", interval_s=10.0)
+    assert flood.record(0.0, client="a") is None
+    assert flood.record(1.0, client="b") == 10.0  # held: flush due at the interval's end
+    assert flood.record(2.0, client="c") is None  # already due
+    assert flood.held == 2
+    flood.flush(10.0)
+    assert flood.record(11.0, client="d") == 20.0  # still flooding: counted, not written
+    flood.flush(20.0)
+    flood.flush(30.0)  # nothing held: nothing written
+    assert flood.record(31.0, client="e") is None  # quiet for a whole interval: at once again
+    assert logger.lines == [
+        ("warning", "refused", {"count": 1, "client": "a"}),
+        ("warning", "refused", {"count": 2, "client": "c"}),
+        ("warning", "refused", {"count": 1, "client": "d"}),
+        ("warning", "refused", {"count": 1, "client": "e"}),
+    ]
+
+
+def test_flood_log_burst_lines_before_counting() -> None:
+    """burst=3 at level info: three lines of their own, then a count of the rest."""
+    logger = _Recorder()
+    flood = FloodLog(logger, "bad", interval_s=5.0, burst=3, level="info")
+    dues = [flood.record(float(n) / 10, n=n) for n in range(10)]
+    assert dues == [None, None, None, 5.0, None, None, None, None, None, None]
+    flood.flush(5.0)
+    assert [fields["count"] for _, _, fields in logger.lines] == [1, 1, 1, 7]
+    assert {level for level, _, _ in logger.lines} == {"info"}
+    assert logger.lines[-1][2]["n"] == 9  # the count line carries the last one's fields

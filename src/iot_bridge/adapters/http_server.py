@@ -4,9 +4,9 @@ Why not uvicorn: importing it costs about 4 MiB of an idle bridge (its
 ``__init__`` loads click, multiprocessing, its supervisors), and its main loop
 wakes every second to refresh the ``Date`` header. Here nothing runs while no
 client is connected: each connection has at most one timer (its keep-alive
-idle time, a stalled request, or the last moments of a lingering close), and
-the ``Date`` string is computed when a response needs it, once per second at
-most.
+idle time, the deadline of a request head, a stalled body, or the last moments
+of a lingering close), and the ``Date`` string is computed when a response
+needs it, once per second at most.
 
 What it serves: the ASGI 3 ``http`` scope only (no lifespan, no WebSockets);
 keep-alive and pipelining (answered in order), HTTP/1.0, ``Connection:
@@ -14,579 +14,154 @@ close``; request bodies (Content-Length or chunked) handed to the app through
 ``receive()`` as they arrive, with read back-pressure; ``Expect:
 100-continue``; ``http.disconnect`` once the client is gone; responses with
 the app's Content-Length or chunked, HEAD without a body, write back-pressure;
-400/431 for requests h11 refuses, 408 for a stalled request, 500 when the app
-fails before its response goes out; a graceful shutdown.
+a graceful shutdown.
+
+What it refuses, each answer closing the connection: a head over
+``max_header_bytes`` (431) however it arrives; a head not complete within
+``head_timeout_s`` of its first byte, however the bytes drip (408); a body
+that stalls for ``request_timeout_s`` (408); bare LF or CR line ends and
+obsolete line folding (400, see ``http_head``); what h11 refuses (400,
+conflicting Content-Lengths, bad chunks, a transfer coding other than
+chunked); a version other than HTTP/1.x (505); 500 when the app fails before
+its response goes out. A request with both Content-Length and
+Transfer-Encoding is read by its chunks, answered, and the connection closed
+(RFC 9112 §6.1). Once a request ends its connection (HTTP/1.0, ``Connection:
+close``) what the client sends after it is not read.
+
+Connections are capped at ``max_connections``. The server accepts by itself:
+over the cap, what a connection sent is read from its socket before any
+transport is made; anything but the start of ``GET <health_path>`` is answered
+503 and closed at once. A whole health check head gets a connection that
+answers it; a connection that sent nothing yet, or part of such a head, waits
+in a reserve of ``health_reserve`` raw sockets (a reader each, no transport, no
+task) until its head is whole, turns out to be something else, or
+``head_timeout_s`` has passed. When the reserve is full its oldest waiting
+member is read once more, then served or refused, to make way: a burst of
+newcomers pushes out only clients that have not sent a health check. So the
+health check answers while the cap is reached by idle or dripping clients.
+Refusals are logged at most
+once per ``log_interval_s`` with their count (``http_connection_refused``), 4xx
+answers as ``http_client_error`` (at most ``CLIENT_ERROR_LOG_BURST`` lines per
+``log_interval_s``, then a count).
 
 Query strings are never logged: the board's stream carries its token as
 ``?token=``.
+
+This module accepts, caps and shuts down; one connection (its heads, its requests'
+cycles, its timers) is ``http_connection.Connection``; the checks of a raw head are
+``http_head``'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http
+import errno
+import functools
 import socket
-import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Final, cast
-from urllib.parse import unquote
+from typing import TYPE_CHECKING, Any, Final
 
-import h11
+from iot_bridge.adapters.http_connection import (
+    GENERAL,
+    RESERVE,
+    ASGIApp,
+    ClientDisconnected,
+    Connection,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    host_and_port,
+    refuse_socket,
+)
+from iot_bridge.adapters.http_head import could_be_get, head_end
+from iot_bridge.logs import FloodLog, get_logger
 
-from iot_bridge.logs import get_logger
+if TYPE_CHECKING:
+    from iot_bridge.adapters.http_connection import Cycle
 
-__all__ = ["ASGIApp", "ClientDisconnected", "HttpServer"]
+__all__ = [
+    "ASGIApp",
+    "ClientDisconnected",
+    "HttpServer",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+]
 
 log = get_logger(__name__)
 
-Message = MutableMapping[str, Any]
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
 KEEP_ALIVE_TIMEOUT_S: Final = 5.0  # uvicorn's default
-REQUEST_TIMEOUT_S: Final = 30.0  # no byte of a started request for this long: 408
+# A request head must be complete this long after its first byte, however the bytes drip.
+HEAD_TIMEOUT_S: Final = 5.0
+REQUEST_TIMEOUT_S: Final = 30.0  # no byte of a started request body for this long: 408
 GRACEFUL_SHUTDOWN_S: Final = 5.0
-MAX_HEADER_BYTES: Final = 64 * 1024  # h11 answers a longer head with its 431 hint
-# Unread request body held for the app before reading pauses (back-pressure on the client).
-BODY_HIGH_WATER_BYTES: Final = 256 * 1024
-# The rest of a body the app answered without reading (the 413 of a too large config) is
-# read and dropped, so the client sees the answer instead of a reset; past this it is cut.
-DISCARD_LIMIT_BYTES: Final = 64 * 1024 * 1024
-# After an error answer the write side is shut and what the client still sends is dropped
-# for this long, so the answer is not lost to a TCP reset.
-LINGER_S: Final = 2.0
+MAX_HEADER_BYTES: Final = 64 * 1024  # a longer request head is answered 431
+# Open client connections; config/model.py's DEFAULT_MAX_CONNECTIONS is what the bridge uses.
+MAX_CONNECTIONS: Final = 512
+# Connections over the cap held to see whether they are a health check (each a raw socket
+# until it shows one: a descriptor and a reader), or answering one. A burst of newcomers
+# pushes the oldest out, so a health check must show its request before this many more
+# connections come: a backlog's worth.
+HEALTH_RESERVE: Final = 128
+LISTEN_BACKLOG: Final = 128
+# Out of file descriptors (or kernel memory) at accept: accepting pauses this long.
+ACCEPT_RETRY_S: Final = 1.0
+# Refused connections: one line per interval with their count. 4xx answers: a few lines
+# per interval, then one with the count of the rest.
+LOG_INTERVAL_S: Final = 10.0
+CLIENT_ERROR_LOG_BURST: Final = 10
 # Once the graceful time is over and the apps were told the clients are gone, how long
 # they get to return before they are cancelled.
 APP_CANCEL_GRACE_S: Final = 1.0
 
-_NO_TIMER: Final = 0
-_IDLE_TIMER: Final = 1
-_STALL_TIMER: Final = 2
-_LINGER_TIMER: Final = 3
-
-_DISCONNECT: Final[dict[str, Any]] = {"type": "http.disconnect"}
-_DAYS: Final = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
-_MONTHS: Final = (
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun",
-    b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
-)  # fmt: skip
+# What a connection over the cap gets, from its first bytes.
+_SERVE: Final = "serve"
+_WAIT: Final = "wait"
+_REFUSE: Final = "refuse"
+_OUT_OF_RESOURCES: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
-class ClientDisconnected(OSError):
-    """``send()`` after the client went away (what ASGI asks servers to raise)."""
+class _Waiting:
+    """A connection over the cap that has not shown a whole health check yet: a raw socket
+    with a reader (no transport, no task), the bytes it sent, its deadline."""
 
-
-def http_date(unix_s: int) -> bytes:
-    """The IMF-fixdate of ``unix_s`` (RFC 9110), independent of the locale."""
-    t = time.gmtime(unix_s)
-    return b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (
-        _DAYS[t.tm_wday], t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year,
-        t.tm_hour, t.tm_min, t.tm_sec,
-    )  # fmt: skip
-
-
-class _DateHeader:
-    """The ``Date`` value, computed on demand and kept for the rest of its second."""
-
-    __slots__ = ("_second", "_value")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = b""
-
-    def value(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second, self._value = now, http_date(now)
-        return self._value
-
-
-_date = _DateHeader()
-_reasons: dict[int, bytes] = {}
-
-
-def _reason(status: int) -> bytes:
-    reason = _reasons.get(status)
-    if reason is None:
-        try:
-            reason = http.HTTPStatus(status).phrase.encode("ascii")
-        except ValueError:
-            reason = b""
-        _reasons[status] = reason
-    return reason
-
-
-def _wake(waiter: asyncio.Future[None] | None) -> None:
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)
-
-
-class _Cycle:
-    """One request and its response: the app's ``receive`` and ``send``."""
-
-    __slots__ = (
-        "body",
-        "body_seen",
-        "buffered",
-        "connection",
-        "continue_sent",
-        "expect_continue",
-        "final_delivered",
-        "gone",
-        "head_only",
-        "head_written",
-        "more_body",
-        "pending_head",
-        "response_complete",
-        "scope",
-        "waiter",
-    )
+    __slots__ = ("client", "head", "timer")
 
     def __init__(
-        self, connection: _Connection, scope: Scope, *, head_only: bool, expect_continue: bool
+        self, client: tuple[str, int] | None, head: bytearray, timer: asyncio.TimerHandle
     ) -> None:
-        self.connection = connection
-        self.scope = scope
-        self.head_only = head_only  # HEAD: the response's body is not sent
-        self.expect_continue = expect_continue
-        self.continue_sent = False
-        self.body: list[bytes] = []  # received, not yet given to the app
-        self.buffered = 0
-        self.body_seen = 0
-        self.more_body = True  # the request's body has not ended yet
-        self.final_delivered = False  # the app has had the last ``http.request``
-        self.gone = False  # the client went away (or the connection was given up)
-        # http.response.start's status and headers, written with the first body part
-        self.pending_head: tuple[int, list[tuple[bytes, bytes]]] | None = None
-        self.head_written = False
-        self.response_complete = False
-        self.waiter: asyncio.Future[None] | None = None
-
-    def wake(self) -> None:
-        _wake(self.waiter)
-
-    def client_gone(self) -> None:
-        self.gone = True
-        self.wake()
-
-    async def receive(self) -> Message:
-        while True:
-            if self.gone or self.response_complete:
-                return _DISCONNECT.copy()
-            if self.body:
-                data = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-                self.body.clear()
-                self.buffered = 0
-                self.final_delivered = not self.more_body
-                self.connection.body_consumed()
-                return {"type": "http.request", "body": data, "more_body": self.more_body}
-            if not self.more_body and not self.final_delivered:
-                self.final_delivered = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            if self.expect_continue and not self.continue_sent and self.more_body:
-                self.continue_sent = True
-                self.connection.send_continue()
-            # Body parts, the end of the response or the client's leaving wake this.
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
-
-    async def send(self, message: Message) -> None:
-        if self.gone:
-            raise ClientDisconnected("the HTTP client has gone")
-        kind = message["type"]
-        if kind == "http.response.start":
-            if self.pending_head is not None or self.head_written:
-                raise RuntimeError("http.response.start sent twice")
-            self.pending_head = (int(message["status"]), list(message.get("headers", ())))
-        elif kind == "http.response.body":
-            if self.pending_head is None and not self.head_written:
-                raise RuntimeError("http.response.body before http.response.start")
-            if self.response_complete:
-                raise RuntimeError("http.response.body after the response was complete")
-            await self.connection.write_body(
-                self, bytes(message.get("body", b"")), bool(message.get("more_body", False))
-            )
-        else:
-            raise RuntimeError(f"unexpected ASGI message {kind!r}")
+        self.client = client
+        self.head = head
+        self.timer = timer
 
 
-class _Connection(asyncio.Protocol):
-    """One client connection: h11 parses, one ``_Cycle`` at a time runs the app."""
-
-    def __init__(self, server: HttpServer, loop: asyncio.AbstractEventLoop) -> None:
-        self._server = server
-        self._loop = loop
-        self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=server.max_header_bytes)
-        self._transport: asyncio.Transport | None = None
-        self._client: tuple[str, int] | None = None
-        self._local: tuple[str, int] | None = None
-        self._cycle: _Cycle | None = None  # the request being read or answered
-        self._closed = False
-        self._lingering = False
-        self._partial_head = False  # bytes of a request head not yet parsed
-        self._h11_paused = False  # a pipelined request waits for the current response
-        self._read_paused = False
-        self._write_paused = False
-        self._drain: asyncio.Future[None] | None = None
-        self._discarding = False
-        self._discarded = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_kind = _NO_TIMER
-        self._last_read = 0.0
-
-    # --- asyncio.Protocol -------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.Transport, transport)
-        self._client = _address(transport.get_extra_info("peername"))
-        self._local = _address(transport.get_extra_info("sockname"))
-        if not self._server.connection_opened(self):
-            self._close()
-            return
-        self._update_timer()
-
-    def data_received(self, data: bytes) -> None:
-        if self._closed or self._lingering:
-            return  # a lingering close drops what the client still sends
-        self._last_read = self._loop.time()
-        their_state = self._h11.their_state
-        if their_state is h11.IDLE or their_state is h11.DONE:
-            self._partial_head = True  # the start of a (maybe pipelined) request
-        self._h11.receive_data(data)
-        self._handle_events()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._closed = True
-        self._cancel_timer()
-        if self._cycle is not None:
-            self._cycle.client_gone()
-        _wake(self._drain)
-        self._server.connection_closed(self)
-
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        _wake(self._drain)
-
-    # --- what the server and the cycle ask ------------------------------------------
-
-    def shutdown(self) -> None:
-        """Close now when no request is in flight; else once its response is complete."""
-        if self._cycle is None:
-            self._close()
-
-    def abandon(self) -> None:
-        """The graceful time is over: the app sees ``http.disconnect``; the connection ends."""
-        if self._cycle is not None:
-            self._cycle.client_gone()
-        self._close()
-
-    def body_consumed(self) -> None:
-        if self._read_paused and not self._h11_paused:
-            self._resume_reading()
-
-    def send_continue(self) -> None:
-        if self._closed or not self._h11.they_are_waiting_for_100_continue:
-            return  # the client did not wait: its body is on the way already
-        interim = h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue")
-        self._write(self._h11.send(interim))
-        self._update_timer()  # the client now sends its body: a stall counts again
-
-    async def write_body(self, cycle: _Cycle, body: bytes, more_body: bool) -> None:
-        parts: list[bytes] = []  # head, body and end in one write: one send() for most
-        if cycle.pending_head is not None:
-            (status, headers), cycle.pending_head = cycle.pending_head, None
-            parts.append(self._h11.send(self._response(status, headers)) or b"")
-            cycle.head_written = True
-        if body and not cycle.head_only:
-            parts += self._h11.send_with_data_passthrough(h11.Data(data=body)) or ()
-        if not more_body:
-            parts.append(self._h11.send(h11.EndOfMessage()) or b"")
-        if self._closed:
-            cycle.client_gone()
-            raise ClientDisconnected("the HTTP client has gone")
-        self._write(b"".join(parts))
-        if not more_body:
-            self._response_done(cycle)
-        elif self._write_paused:
-            self._drain = self._loop.create_future()
-            try:
-                await self._drain
-            finally:
-                self._drain = None
-            if self._closed:
-                cycle.client_gone()
-                raise ClientDisconnected("the HTTP client has gone")
-
-    def _response(self, status: int, headers: list[tuple[bytes, bytes]]) -> h11.Response:
-        if not any(name.lower() == b"date" for name, _ in headers):
-            headers.append((b"date", _date.value()))
-        if self._server.closing:
-            headers.append((b"connection", b"close"))  # h11 then closes after this response
-        return h11.Response(status_code=status, headers=headers, reason=_reason(status))
-
-    def app_failed(self, cycle: _Cycle) -> None:
-        """The app raised or returned early: a 500 if nothing was written yet; then close."""
-        if cycle.response_complete or self._closed:
-            return
-        cycle.client_gone()
-        if not cycle.head_written and self._h11.our_state is h11.SEND_RESPONSE:
-            self._error_response(500, head_only=cycle.head_only)
-        self._close()
-
-    # --- the cycle of requests --------------------------------------------------------
-
-    def _handle_events(self) -> None:
-        while not self._closed:
-            try:
-                event = self._h11.next_event()
-            except h11.RemoteProtocolError as err:
-                self._protocol_error(err)
-                return
-            if event is h11.NEED_DATA:
-                break
-            if event is h11.PAUSED:
-                self._h11_paused = self._partial_head = True
-                self._pause_reading()  # the next request waits for this response
-                break
-            if isinstance(event, h11.Data):
-                self._on_body(event.data)
-            elif isinstance(event, h11.Request):
-                self._start_cycle(event)
-            elif isinstance(event, h11.EndOfMessage):
-                if self._cycle is not None:
-                    self._cycle.more_body = False
-                    self._cycle.wake()
-                elif self._discarding:
-                    self._discarding = False
-                    if self._h11.our_state is not h11.DONE:
-                        self._close()
-                        return
-                    self._h11.start_next_cycle()
-            else:  # ConnectionClosed: never, EOF is not fed to h11
-                break
-        self._update_timer()
-
-    def _start_cycle(self, request: h11.Request) -> None:
-        self._partial_head = False
-        path, _, query = request.target.partition(b"?")
-        scope: Scope = {
-            "type": "http",
-            "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": request.http_version.decode("ascii"),
-            "method": request.method.decode("ascii"),
-            "scheme": "http",
-            "path": unquote(path.decode("latin-1")),
-            "raw_path": path,
-            "query_string": query,
-            "root_path": "",
-            "headers": list(request.headers),
-            "client": self._client,
-            "server": self._local,
-            "state": {},
-        }
-        cycle = _Cycle(
-            self,
-            scope,
-            head_only=request.method == b"HEAD",
-            expect_continue=self._h11.they_are_waiting_for_100_continue,
-        )
-        self._cycle = cycle
-        self._server.run_app(self, cycle)
-
-    def _on_body(self, data: bytes) -> None:
-        cycle = self._cycle
-        if cycle is None:  # the rest of a body whose request was answered already
-            self._discarded += len(data)
-            if self._discarded > DISCARD_LIMIT_BYTES:
-                self._close()
-            return
-        cycle.body.append(data)
-        cycle.buffered += len(data)
-        cycle.body_seen += len(data)
-        cycle.wake()
-        if cycle.buffered > BODY_HIGH_WATER_BYTES:
-            self._pause_reading()
-
-    def _response_done(self, cycle: _Cycle) -> None:
-        cycle.response_complete = True
-        cycle.wake()  # a pending receive() now gets http.disconnect
-        if self._cycle is cycle:
-            self._cycle = None
-        if self._closed:
-            return
-        if self._h11.our_state is not h11.DONE or self._server.closing:
-            self._close()
-            return
-        their_state = self._h11.their_state
-        if their_state is h11.DONE:
-            self._h11.start_next_cycle()
-            self._h11_paused = False
-            self._resume_reading()
-            if self._partial_head:
-                self._handle_events()  # a pipelined request
-                return
-        elif their_state is h11.SEND_BODY:
-            if cycle.expect_continue and not cycle.continue_sent and cycle.body_seen == 0:
-                self._close()  # the client still waits to send a body nobody wants
-                return
-            self._discarding, self._discarded = True, cycle.buffered
-            cycle.body.clear()
-            self._resume_reading()
-        else:
-            self._close()
-            return
-        self._update_timer()
-
-    def _protocol_error(self, err: h11.RemoteProtocolError) -> None:
-        cycle = self._cycle
-        if cycle is not None:
-            cycle.client_gone()
-        if cycle is None or not cycle.head_written:
-            self._error_response(err.error_status_hint, head_only=False)
-        self._linger()
-
-    # --- timers: keep-alive idle time, a stalled request, a lingering close -----------
-
-    def _wanted_timer(self) -> int:
-        if self._closed:
-            return _NO_TIMER
-        if self._lingering:
-            return _LINGER_TIMER
-        their_state = self._h11.their_state
-        if self._cycle is None and their_state is h11.IDLE:
-            return _STALL_TIMER if self._partial_head else _IDLE_TIMER
-        if (
-            their_state is h11.SEND_BODY
-            and not self._read_paused
-            and not self._h11.they_are_waiting_for_100_continue
-        ):
-            return _STALL_TIMER
-        return _NO_TIMER  # the app works, or the client reads our response
-
-    def _update_timer(self) -> None:
-        kind = self._wanted_timer()
-        if kind == self._timer_kind:
-            return  # a stall timer looks at the last read when it fires
-        self._cancel_timer()
-        self._timer_kind = kind
-        if kind == _IDLE_TIMER:
-            delay = self._server.keep_alive_timeout_s
-        elif kind == _STALL_TIMER:
-            self._last_read = self._loop.time()
-            delay = self._server.request_timeout_s
-        elif kind == _LINGER_TIMER:
-            delay = LINGER_S
-        else:
-            return
-        self._timer = self._loop.call_later(delay, self._on_timer)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_kind = _NO_TIMER
-
-    def _on_timer(self) -> None:
-        kind, self._timer, self._timer_kind = self._timer_kind, None, _NO_TIMER
-        if kind == _STALL_TIMER:
-            left = self._last_read + self._server.request_timeout_s - self._loop.time()
-            if left > 0:
-                self._timer_kind = _STALL_TIMER
-                self._timer = self._loop.call_later(left, self._on_timer)
-                return
-            cycle = self._cycle
-            if cycle is not None:
-                cycle.client_gone()
-            if cycle is None or not cycle.head_written:
-                self._error_response(408, head_only=False)
-            self._linger()
-        else:  # idle keep-alive connection, or the end of a lingering close
-            self._close()
-
-    # --- the transport ----------------------------------------------------------------
-
-    def _write(self, data: bytes | None) -> None:
-        if data and not self._closed and self._transport is not None:
-            self._transport.write(data)
-
-    def _error_response(self, status: int, *, head_only: bool) -> None:
-        body = b"" if head_only else _reason(status) + b"\n"
-        response = h11.Response(
-            status_code=status,
-            reason=_reason(status),
-            headers=[
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", b"%d" % len(body)),
-                (b"connection", b"close"),
-                (b"date", _date.value()),
-            ],
-        )
-        try:
-            parts = [self._h11.send(response), self._h11.send(h11.Data(data=body))]
-            parts.append(self._h11.send(h11.EndOfMessage()))
-        except h11.LocalProtocolError:
-            return  # a response was under way: closing is all that is left
-        self._write(b"".join(part or b"" for part in parts))
-
-    def _linger(self) -> None:
-        """Close after an error answer without losing it to a reset: shut our side, drop
-        what the client still sends, close at its EOF or after ``LINGER_S``."""
-        if self._closed or self._lingering or self._transport is None:
-            return
-        if not self._transport.can_write_eof():
-            self._close()
-            return
-        self._lingering = True
-        self._cycle = None
-        self._transport.write_eof()
-        self._resume_reading()
-        self._update_timer()
-
-    def _close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._cancel_timer()
-        if self._cycle is not None and not self._cycle.response_complete:
-            self._cycle.client_gone()
-        _wake(self._drain)
-        if self._transport is not None:
-            self._transport.close()
-
-    def _pause_reading(self) -> None:
-        if not self._read_paused and not self._closed and self._transport is not None:
-            self._read_paused = True
-            self._transport.pause_reading()
-            self._update_timer()
-
-    def _resume_reading(self) -> None:
-        if self._read_paused and not self._closed and self._transport is not None:
-            self._read_paused = False
-            self._transport.resume_reading()
-
-
-def _address(value: object) -> tuple[str, int] | None:
-    if isinstance(value, tuple) and len(value) >= 2:
-        return str(value[0]), int(value[1])
-    return None
+def _read_into(sock: socket.socket, head: bytearray, limit: int) -> bool:
+    """Append what ``sock`` holds (up to ``limit`` bytes in all) to ``head``, without
+    waiting; True when the client is gone (its end of file, or an error)."""
+    try:
+        data = sock.recv(max(1, limit - len(head)), socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+    if not data:
+        return True
+    head += data
+    return False
 
 
 class HttpServer:
-    """Serves an ASGI app on an already bound, listening socket until ``stop()``.
+    """Serves an ASGI app on an already bound socket until ``stop()``.
 
     ``serve(sock)`` runs until ``stop()`` is called, then shuts down: no new
     connections, idle ones closed at once, requests in flight get
     ``graceful_shutdown_s`` to finish; after that their apps get
     ``http.disconnect``, the connections close, and apps still running a
     moment later are cancelled.
+
+    ``max_connections`` may be changed while it serves (a config push): it
+    applies to the connections that come next.
     """
 
     def __init__(
@@ -594,26 +169,55 @@ class HttpServer:
         app: ASGIApp,
         *,
         keep_alive_timeout_s: float = KEEP_ALIVE_TIMEOUT_S,
+        head_timeout_s: float = HEAD_TIMEOUT_S,
         request_timeout_s: float = REQUEST_TIMEOUT_S,
         graceful_shutdown_s: float = GRACEFUL_SHUTDOWN_S,
         max_header_bytes: int = MAX_HEADER_BYTES,
+        max_connections: int = MAX_CONNECTIONS,
+        health_path: str = "/health",
+        health_reserve: int = HEALTH_RESERVE,
+        backlog: int = LISTEN_BACKLOG,
+        log_interval_s: float = LOG_INTERVAL_S,
     ) -> None:
         self.app = app
         self.keep_alive_timeout_s = keep_alive_timeout_s
+        self.head_timeout_s = head_timeout_s
         self.request_timeout_s = request_timeout_s
         self.graceful_shutdown_s = graceful_shutdown_s
         self.max_header_bytes = max_header_bytes
+        self.max_connections = max_connections
+        self.health_path = health_path
+        self.health_path_bytes = health_path.encode("latin-1")
+        self.health_reserve = health_reserve
+        self.backlog = backlog
         self.closing = False
-        self._server: asyncio.Server | None = None
-        self._connections: set[_Connection] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._listener: socket.socket | None = None
+        self._accept_retry: asyncio.TimerHandle | None = None
+        self._setups: set[asyncio.Task[Any]] = set()  # transports being made
+        self._general: set[Connection] = set()
+        # Over the cap: raw sockets waiting to show a health check (oldest first), and the
+        # connections answering one.
+        self._waiting: dict[socket.socket, _Waiting] = {}
+        self._reserve: dict[Connection, None] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop_requested = asyncio.Event()
         self._drained: asyncio.Event | None = None
+        self._refusals = FloodLog(log, "http_connection_refused", interval_s=log_interval_s)
+        self._client_errors = FloodLog(
+            log,
+            "http_client_error",
+            interval_s=log_interval_s,
+            burst=CLIENT_ERROR_LOG_BURST,
+            level="info",
+        )
+        self._accept_errors = FloodLog(log, "http_accept_failed", interval_s=log_interval_s)
+        self._flushes: set[asyncio.TimerHandle] = set()
 
     @property
     def connections(self) -> int:
-        """Open client connections."""
-        return len(self._connections)
+        """Open client connections (the health reserve's included)."""
+        return len(self._general) + len(self._waiting) + len(self._reserve)
 
     @property
     def requests(self) -> int:
@@ -621,9 +225,18 @@ class HttpServer:
         return len(self._tasks)
 
     async def start(self, sock: socket.socket) -> None:
-        """Accept connections on ``sock`` (bound, listening, non-blocking)."""
-        loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _Connection(self, loop), sock=sock)
+        """Accept connections on ``sock`` (bound; it listens again with ``backlog``).
+
+        The server accepts by itself rather than through ``loop.create_server``: a
+        connection over the cap is answered 503 from its socket before any transport is
+        made, a health check is told from the rest by its first bytes, and the backlog is
+        ours (``create_server`` listens again, with 100 unless told otherwise).
+        """
+        self._loop = asyncio.get_running_loop()
+        sock.setblocking(False)
+        sock.listen(self.backlog)
+        self._listener = sock
+        self._loop.add_reader(sock.fileno(), self._accept)
 
     async def serve(self, sock: socket.socket) -> None:
         """``start(sock)``, wait for ``stop()``, then ``shutdown()``."""
@@ -640,28 +253,41 @@ class HttpServer:
     async def shutdown(self) -> None:
         """Stop accepting, close idle connections, let requests in flight finish."""
         self.closing = True
-        if self._server is not None:
-            self._server.close()
-        for connection in list(self._connections):
+        if self._listener is not None and self._loop is not None:
+            self._loop.remove_reader(self._listener.fileno())
+            # Closed, as asyncio's servers do: a new client is refused, not left waiting.
+            self._listener.close()
+        if self._accept_retry is not None:
+            self._accept_retry.cancel()
+        for sock in list(self._waiting):
+            self._stop_waiting(sock)
+            sock.close()
+        for connection in [*self._general, *self._reserve]:
             connection.shutdown()
-        if self._connections or self._tasks:
+        if self._general or self._reserve or self._tasks:
             self._drained = asyncio.Event()
             try:
                 async with asyncio.timeout(self.graceful_shutdown_s):
                     await self._drained.wait()
             except TimeoutError:
                 await self._abandon()
-        if self._server is not None:
-            await self._server.wait_closed()
+        if self._setups:
+            await asyncio.wait(set(self._setups))
+        now = asyncio.get_running_loop().time()
+        for handle in self._flushes:
+            handle.cancel()
+        self._flushes.clear()
+        for flood in (self._refusals, self._client_errors, self._accept_errors):
+            flood.flush(now)  # the counts held back are not lost at a stop
 
     async def _abandon(self) -> None:
         log.warning(
             "http_shutdown_forced",
             seconds=self.graceful_shutdown_s,
-            connections=len(self._connections),
+            connections=self.connections,
             requests=len(self._tasks),
         )
-        for connection in list(self._connections):
+        for connection in [*self._general, *self._reserve]:
             connection.abandon()
         if self._tasks:
             _, pending = await asyncio.wait(set(self._tasks), timeout=APP_CANCEL_GRACE_S)
@@ -671,17 +297,203 @@ class HttpServer:
 
     # --- what the connections ask -----------------------------------------------------
 
-    def connection_opened(self, connection: _Connection) -> bool:
-        if self.closing:
-            return False
-        self._connections.add(connection)
+    def _accept(self) -> None:
+        """Accept what the listening socket holds (up to a backlog's worth per turn)."""
+        listener = self._listener
+        if listener is None:
+            return
+        for _ in range(self.backlog):
+            try:
+                sock, address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as err:
+                self._log(self._accept_errors, error=err.strerror or str(err))
+                if err.errno in _OUT_OF_RESOURCES:
+                    self._pause_accepting()
+                return
+            client = host_and_port(address)
+            if self.closing:
+                sock.close()
+            elif len(self._general) < self.max_connections:
+                self._open(sock, client, GENERAL)
+            else:
+                self._over_cap(sock, client, bytearray())
+
+    def _pause_accepting(self) -> None:
+        """No file descriptor left (or no memory): retry in a moment instead of spinning."""
+        if self._loop is None or self._listener is None:
+            return
+        self._loop.remove_reader(self._listener.fileno())
+        self._accept_retry = self._loop.call_later(ACCEPT_RETRY_S, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        self._accept_retry = None
+        if not self.closing and self._loop is not None and self._listener is not None:
+            self._loop.add_reader(self._listener.fileno(), self._accept)
+
+    # --- over the cap: the health reserve ----------------------------------------------
+
+    def _over_cap(
+        self, sock: socket.socket, client: tuple[str, int] | None, head: bytearray
+    ) -> None:
+        """A newly accepted connection over the cap: its first bytes (read without a
+        transport) decide. A whole ``GET <health path>`` head: served. The start of one, or
+        nothing yet: it waits (a raw socket and a reader, no transport). Anything else, or
+        a reserve without room: 503 at once."""
+        verdict = self._verdict(sock, head)
+        if verdict != _REFUSE and self._make_room():
+            if verdict == _SERVE:
+                self._open(sock, client, RESERVE, bytes(head))
+            else:
+                self._wait(sock, client, head)
+        else:
+            self._refuse(sock, client)
+
+    def _verdict(self, sock: socket.socket, head: bytearray) -> str:
+        """Read what ``sock`` holds into ``head``: serve it, let it wait, or refuse it."""
+        gone = _read_into(sock, head, self.max_header_bytes + 1)
+        if gone or not could_be_get(head, self.health_path_bytes):
+            return _REFUSE
+        if head_end(head.lstrip(b"\r\n")) >= 0:
+            return _SERVE
+        return _REFUSE if len(head) > self.max_header_bytes else _WAIT
+
+    def _wait(self, sock: socket.socket, client: tuple[str, int] | None, head: bytearray) -> None:
+        loop = self._loop
+        if loop is None:
+            sock.close()
+            return
+        timer = loop.call_later(self.head_timeout_s, self._waited_too_long, sock)
+        self._waiting[sock] = _Waiting(client, head, timer)
+        loop.add_reader(sock.fileno(), self._waiting_readable, sock)
+
+    def _stop_waiting(self, sock: socket.socket) -> _Waiting | None:
+        waiting = self._waiting.pop(sock, None)
+        if waiting is not None:
+            waiting.timer.cancel()
+            if self._loop is not None:
+                self._loop.remove_reader(sock.fileno())
+        return waiting
+
+    def _settle(self, sock: socket.socket, waiting: _Waiting, verdict: str) -> None:
+        """A waiting member is done waiting: served (its slot becomes a connection) or
+        refused."""
+        self._stop_waiting(sock)
+        if verdict == _SERVE:
+            self._open(sock, waiting.client, RESERVE, bytes(waiting.head))
+        else:
+            self._refuse(sock, waiting.client)
+
+    def _waiting_readable(self, sock: socket.socket) -> None:
+        waiting = self._waiting.get(sock)
+        if waiting is not None:
+            verdict = self._verdict(sock, waiting.head)
+            if verdict != _WAIT:  # else the rest of the head is on its way
+                self._settle(sock, waiting, verdict)
+
+    def _waited_too_long(self, sock: socket.socket) -> None:
+        waiting = self._waiting.get(sock)
+        if waiting is not None:
+            self._settle(sock, waiting, _REFUSE)
+
+    def _make_room(self) -> bool:
+        """Room in the reserve for one more, if need be by refusing its oldest waiting member,
+        once its last bytes are read: a health check whose request arrived meanwhile is
+        served instead, and the next oldest makes way."""
+        while len(self._waiting) + len(self._reserve) >= self.health_reserve:
+            oldest = next(iter(self._waiting.items()), None)
+            if oldest is None:
+                return False  # every slot answers a health check right now
+            sock, waiting = oldest
+            verdict = self._verdict(sock, waiting.head)
+            self._settle(sock, waiting, _SERVE if verdict == _SERVE else _REFUSE)
         return True
 
-    def connection_closed(self, connection: _Connection) -> None:
-        self._connections.discard(connection)
+    def _refuse(self, sock: socket.socket, client: tuple[str, int] | None) -> None:
+        refuse_socket(sock)
+        self.refused(client)
+
+    # --- connections ----------------------------------------------------------------------
+
+    def _open(
+        self,
+        sock: socket.socket,
+        client: tuple[str, int] | None,
+        kind: int,
+        received: bytes = b"",
+    ) -> None:
+        """Make the connection's transport (a task: asyncio does it so). The socket is left
+        as accepted until then: what is read or sent before says MSG_DONTWAIT, and
+        ``connect_accepted_socket`` makes it non-blocking."""
+        loop = self._loop
+        if loop is None:
+            sock.close()
+            return
+        connection = Connection(self, loop, kind=kind, client=client, received=received)
+        if kind == GENERAL:
+            self._general.add(connection)
+        else:
+            self._reserve[connection] = None
+        setup = loop.create_task(loop.connect_accepted_socket(lambda: connection, sock))
+        self._setups.add(setup)
+        setup.add_done_callback(functools.partial(self._setup_done, connection, sock))
+
+    def _setup_done(
+        self, connection: Connection, sock: socket.socket, setup: asyncio.Task[Any]
+    ) -> None:
+        self._setups.discard(setup)
+        if setup.cancelled() or setup.exception() is not None:
+            sock.close()
+            connection.setup_failed()
+
+    def connection_closed(self, connection: Connection) -> None:
+        self._general.discard(connection)
+        self._reserve.pop(connection, None)
         self._check_drained()
 
-    def run_app(self, connection: _Connection, cycle: _Cycle) -> None:
+    def refused(self, client: tuple[str, int] | None) -> None:
+        """Count a connection answered 503 (logged once per interval, with the count)."""
+        self._log(
+            self._refusals,
+            client=None if client is None else client[0],
+            max_connections=self.max_connections,
+            connections=self.connections,
+        )
+
+    def client_error(
+        self,
+        status: int,
+        client: tuple[str, int] | None,
+        method: str | None,
+        path: str | None,
+        reason: str | None = None,
+    ) -> None:
+        """Log a 4xx answer (rate-limited): never the query, which may carry the token."""
+        self._log(
+            self._client_errors,
+            status=status,
+            client=None if client is None else client[0],
+            method=method,
+            path=None if path is None else path[:200],
+            reason=reason,
+        )
+
+    def _log(self, flood: FloodLog, **fields: Any) -> None:
+        loop = asyncio.get_running_loop()
+        due = flood.record(loop.time(), **fields)
+        if due is not None:
+
+            def flush() -> None:
+                self._flushes.discard(handle)
+                flood.flush(loop.time())
+
+            handle = loop.call_at(due, flush)
+            self._flushes.add(handle)
+
+    def run_app(self, connection: Connection, cycle: Cycle) -> None:
         task = asyncio.get_running_loop().create_task(self._run_app(connection, cycle))
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -691,10 +503,15 @@ class HttpServer:
         self._check_drained()
 
     def _check_drained(self) -> None:
-        if self._drained is not None and not self._connections and not self._tasks:
+        if (
+            self._drained is not None
+            and not self._general
+            and not self._reserve
+            and not self._tasks
+        ):
             self._drained.set()
 
-    async def _run_app(self, connection: _Connection, cycle: _Cycle) -> None:
+    async def _run_app(self, connection: Connection, cycle: Cycle) -> None:
         try:
             await self.app(cycle.scope, cycle.receive, cycle.send)
         except Exception as err:

@@ -10,10 +10,12 @@ from __future__ import annotations
 from iot_bridge.config.env import EnvSettings, settings_from_env
 from iot_bridge.config.files import load_config_file
 from iot_bridge.config.model import (
+    DEFAULT_MAX_CONNECTIONS,
     MASK,
     MAX_DEVICES,
     BridgeConfig,
     DeviceConfig,
+    HttpSection,
     MqttSection,
     OdooSection,
     ParserOptions,
@@ -24,6 +26,7 @@ from iot_bridge.config.shard import Shard, parse_shard
 from iot_bridge.config.sources import (
     ACTIVE_CONFIG_NAME,
     LoadedConfig,
+    effective_max_connections,
     effective_mqtt,
     effective_odoo,
     load_active_config,
@@ -34,12 +37,14 @@ from iot_bridge.parsers import PARSER_TYPES, ParserType
 
 __all__ = [
     "ACTIVE_CONFIG_NAME",
+    "DEFAULT_MAX_CONNECTIONS",
     "MASK",
     "MAX_DEVICES",
     "PARSER_TYPES",
     "BridgeConfig",
     "DeviceConfig",
     "EnvSettings",
+    "HttpSection",
     "LoadedConfig",
     "MqttSection",
     "OdooSection",
@@ -47,6 +52,7 @@ __all__ = [
     "ParserType",
     "SessionConfigModel",
     "Shard",
+    "effective_max_connections",
     "effective_mqtt",
     "effective_odoo",
     "load_active_config",

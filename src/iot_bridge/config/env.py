@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from iot_bridge.config._issues import issues_from_validation
 from iot_bridge.config.model import (
+    MAX_CONNECTIONS_RANGE,
     MAX_DISK_BUDGET_MB,
     MAX_RETENTION_DAYS,
     MIN_DISK_BUDGET_MB,
@@ -58,6 +59,8 @@ class EnvSettings:
     ``retention_days`` (``BRIDGE_RETENTION_DAYS``) and ``disk_budget_mb``
     (``BRIDGE_DISK_BUDGET_MB``) are the store's limits when the config document's
     ``store`` section does not set them; ``None``: the defaults (30 days, no budget).
+    ``max_connections`` (``BRIDGE_MAX_CONNECTIONS``) is the fallback for the
+    document's ``http.max_connections``; ``None``: the default.
     """
 
     mqtt: MqttSection = field(default_factory=MqttSection)
@@ -72,6 +75,7 @@ class EnvSettings:
     shard: Shard | None = None
     retention_days: float | None = None
     disk_budget_mb: int | None = None
+    max_connections: int | None = None
 
     def __repr__(self) -> str:
         token = "***" if self.api_token else None
@@ -80,7 +84,8 @@ class EnvSettings:
             f" bridge_port={self.bridge_port!r}, api_token={token!r},"
             f" data_dir={self.data_dir!r}, log_level={self.log_level!r},"
             f" log_format={self.log_format!r}, log_file={self.log_file!r}, shard={self.shard!r},"
-            f" retention_days={self.retention_days!r}, disk_budget_mb={self.disk_budget_mb!r})"
+            f" retention_days={self.retention_days!r}, disk_budget_mb={self.disk_budget_mb!r},"
+            f" max_connections={self.max_connections!r})"
         )
 
 
@@ -210,6 +215,7 @@ def settings_from_env(env: Mapping[str, str]) -> EnvSettings:
     shard = read.shard("BRIDGE_SHARD")
     retention_days = read.number("BRIDGE_RETENTION_DAYS", above=0.0, high=MAX_RETENTION_DAYS)
     disk_budget_mb = read.integer("BRIDGE_DISK_BUDGET_MB", MIN_DISK_BUDGET_MB, MAX_DISK_BUDGET_MB)
+    max_connections = read.integer("BRIDGE_MAX_CONNECTIONS", *MAX_CONNECTIONS_RANGE)
     if read.issues:
         raise ConfigError(read.issues, SOURCE)
     return EnvSettings(
@@ -225,4 +231,5 @@ def settings_from_env(env: Mapping[str, str]) -> EnvSettings:
         shard=shard,
         retention_days=retention_days,
         disk_budget_mb=disk_budget_mb,
+        max_connections=max_connections,
     )

@@ -33,6 +33,10 @@ from iot_bridge.parsers import ParserType
 
 MAX_DEVICES: Final = 10_000
 MASK: Final = "***"
+# Open HTTP connections the bridge serves at once (``http.max_connections``,
+# ``BRIDGE_MAX_CONNECTIONS``); each is a file descriptor.
+DEFAULT_MAX_CONNECTIONS: Final = 512
+MAX_CONNECTIONS_RANGE: Final = (1, 100_000)
 
 _CONFIG = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
@@ -229,6 +233,18 @@ class StoreSection(BaseModel):
     disk_budget_mb: int | None = Field(default=None, ge=MIN_DISK_BUDGET_MB, le=MAX_DISK_BUDGET_MB)
 
 
+class HttpSection(BaseModel):
+    """The HTTP API's server; when absent from a document, ``BRIDGE_MAX_CONNECTIONS`` or
+    the default."""
+
+    model_config = _CONFIG
+
+    # Over the cap a connection is answered 503 (a few more may ask GET /health).
+    max_connections: int = Field(
+        default=DEFAULT_MAX_CONNECTIONS, ge=MAX_CONNECTIONS_RANGE[0], le=MAX_CONNECTIONS_RANGE[1]
+    )
+
+
 _defaults = SessionConfig()
 
 
@@ -371,6 +387,7 @@ class BridgeConfig(BaseModel):
     odoo: OdooSection | None = None
     state_out: StateOutSection | None = None
     store: StoreSection | None = None
+    http: HttpSection | None = None
     devices: list[DeviceConfig] = Field(default_factory=list, max_length=MAX_DEVICES)
     timestamp: Label = None
     version: Label = None

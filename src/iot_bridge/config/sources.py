@@ -23,7 +23,12 @@ import orjson
 
 from iot_bridge.config.env import EnvSettings, settings_from_env
 from iot_bridge.config.files import load_config_file
-from iot_bridge.config.model import BridgeConfig, MqttSection, OdooSection
+from iot_bridge.config.model import (
+    DEFAULT_MAX_CONNECTIONS,
+    BridgeConfig,
+    MqttSection,
+    OdooSection,
+)
 from iot_bridge.errors import ConfigError, StoreError
 from iot_bridge.fsutil import fsync_dir
 from iot_bridge.logs import get_logger
@@ -33,6 +38,7 @@ __all__ = [
     "EnvSettings",
     "LoadedConfig",
     "StoreLimits",
+    "effective_max_connections",
     "effective_mqtt",
     "effective_odoo",
     "effective_store",
@@ -221,6 +227,14 @@ def effective_store(config: BridgeConfig, env: EnvSettings) -> StoreLimits:
         retention_days=DEFAULT_RETENTION_DAYS if retention is None else retention,
         disk_budget_mb=budget,
     )
+
+
+def effective_max_connections(config: BridgeConfig, env: EnvSettings) -> int:
+    """The HTTP connection cap: the document's ``http.max_connections``, else
+    ``BRIDGE_MAX_CONNECTIONS``, else ``DEFAULT_MAX_CONNECTIONS``."""
+    if config.http is not None:
+        return config.http.max_connections
+    return env.max_connections if env.max_connections is not None else DEFAULT_MAX_CONNECTIONS
 
 
 def summarize(config: BridgeConfig) -> str:

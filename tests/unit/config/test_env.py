@@ -182,3 +182,18 @@ def test_invalid_bridge_shard_is_an_error_naming_the_variable(value: str) -> Non
     errors = errors_of({"BRIDGE_SHARD": value, "MQTT_PORT": "abc"})
     assert set(errors) == {"BRIDGE_SHARD", "MQTT_PORT"}
     assert f"(got {value!r})" in errors["BRIDGE_SHARD"]
+
+
+def test_bridge_max_connections_is_read_and_unset_means_the_default() -> None:
+    """BRIDGE_MAX_CONNECTIONS=100 gives 100; unset gives None (the documented default)."""
+    assert settings_from_env({"BRIDGE_MAX_CONNECTIONS": "100"}).max_connections == 100
+    assert settings_from_env({}).max_connections is None
+    assert "max_connections=100" in repr(settings_from_env({"BRIDGE_MAX_CONNECTIONS": "100"}))
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "100001", "many", "1.5"])
+def test_invalid_bridge_max_connections_is_an_error_naming_the_variable(value: str) -> None:
+    """Out of 1-100,000 or not a whole number: an error naming the variable and the value."""
+    errors = errors_of({"BRIDGE_MAX_CONNECTIONS": value})
+    assert set(errors) == {"BRIDGE_MAX_CONNECTIONS"}
+    assert f"(got {value!r})" in errors["BRIDGE_MAX_CONNECTIONS"]

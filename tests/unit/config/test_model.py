@@ -7,15 +7,20 @@ from typing import Any
 
 import pytest
 
+from iot_bridge.adapters.http_server import MAX_CONNECTIONS
+from iot_bridge.config.env import EnvSettings
 from iot_bridge.config.model import (
+    DEFAULT_MAX_CONNECTIONS,
     MASK,
     MAX_DEVICES,
     BridgeConfig,
+    HttpSection,
     MqttSection,
     OdooSection,
     SessionConfigModel,
 )
 from iot_bridge.config.parse import parse_config
+from iot_bridge.config.sources import effective_max_connections
 from iot_bridge.domain.session_config import SessionConfig
 from iot_bridge.errors import ConfigError
 
@@ -651,7 +656,7 @@ def test_masked_hides_set_secrets() -> None:
     assert masked["odoo"]["api_key"] == MASK
     assert "hunter2" not in repr(masked)
     assert "k-123" not in repr(masked)
-    assert set(masked) == set(DOCUMENT) | {"state_out", "store"}
+    assert set(masked) == set(DOCUMENT) | {"state_out", "store", "http"}
     assert masked["devices"] == config.model_dump(mode="json")["devices"]
     assert config.mqtt is not None
     assert config.mqtt.password == "hunter2"
@@ -665,6 +670,7 @@ def test_masked_keeps_empty_secrets_empty_and_absent_sections_null() -> None:
         "odoo": None,
         "state_out": None,
         "store": None,
+        "http": None,
         "devices": [],
         "timestamp": None,
         "version": None,
@@ -719,3 +725,42 @@ def test_equal_session_settings_share_one_model_and_keep_the_document() -> None:
     direct = BridgeConfig.model_validate(copy.deepcopy(doc))
     assert direct.devices[0].session_config is direct.devices[1].session_config
     assert direct.model_dump(mode="json") == config.model_dump(mode="json")
+
+
+def test_http_section_sets_the_connection_cap() -> None:
+    """http.max_connections is read; absent, the section is null and the default is 512."""
+    assert parse_config(document(http={"max_connections": 64})).http == HttpSection(
+        max_connections=64
+    )
+    assert parse_config(document()).http is None
+    assert HttpSection().max_connections == DEFAULT_MAX_CONNECTIONS == 512
+
+
+@pytest.mark.parametrize(
+    ("http", "path"),
+    [
+        ({"max_connections": 0}, "http.max_connections"),
+        ({"max_connections": 100_001}, "http.max_connections"),
+        ({"max_connections": "64"}, "http.max_connections"),
+        ({"max_connections": 64.5}, "http.max_connections"),
+        ({"max_connection": 64}, "http.max_connection"),
+    ],
+)
+def test_invalid_http_section_names_the_field(http: dict[str, Any], path: str) -> None:
+    """A cap out of 1-100,000, not an integer, or a misspelt key: an error at its path."""
+    assert set(issues(document(http=http))) == {path}
+
+
+def test_the_cap_comes_from_the_document_then_the_environment_then_the_default() -> None:
+    """effective_max_connections: http.max_connections, else BRIDGE_MAX_CONNECTIONS, else 512."""
+    with_section = parse_config(document(http={"max_connections": 64}))
+    without = parse_config(document())
+    env = EnvSettings(max_connections=100)
+    assert effective_max_connections(with_section, env) == 64
+    assert effective_max_connections(without, env) == 100
+    assert effective_max_connections(without, EnvSettings()) == DEFAULT_MAX_CONNECTIONS
+
+
+def test_the_server_default_cap_is_the_configs() -> None:
+    """HttpServer's own default cap is the config's documented default."""
+    assert MAX_CONNECTIONS == DEFAULT_MAX_CONNECTIONS
