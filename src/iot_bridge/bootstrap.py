@@ -158,6 +158,8 @@ def add_views(bridge: Bridge) -> BoardService:
         config=lambda: bridge.configs.config,
         client=lambda: bridge.link.source,
         clock=bridge.pipeline.now,
+        shard=bridge.configs.env.shard,
+        health=bridge.status.health,
     )
     bridge.configs.add_listener(state_out.config_changed)  # off, it sleeps until a push
     bridge.add_task("board", board.run)
