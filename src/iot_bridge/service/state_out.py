@@ -409,12 +409,13 @@ class StateOut:
         config = self._seen_config
         assert config is not None
         self._retained.clear()  # the broker may have lost them: send everything
-        await self._send(client, [(availability_topic(section, self._shard), ONLINE)])
         await self._publish_bridge(client, section)
         await self._publish_discovery(client, section, config)
         self._urgent.clear()
         self._power_dirty.clear()
         await self._publish_states(client, section, list(self._devices), self._clock())
+        # Last: whoever sees "online" finds the configs and states already there.
+        await self._send(client, [(availability_topic(section, self._shard), ONLINE)])
         log.info("state_out_synced", devices=len(self._devices), prefix=section.topic_prefix)
 
     async def _publish_bridge(self, client: Publisher, section: StateOutSection) -> None:
