@@ -26,6 +26,7 @@ from iot_bridge.adapters import heap
 from iot_bridge.adapters.clock import SystemClock
 from iot_bridge.adapters.http_server import HttpServer
 from iot_bridge.adapters.mqtt import MqttClient, MqttSettings, WillMessage
+from iot_bridge.adapters.mqtt.protocol_memory import FileProtocolMemory, ProtocolMemory
 from iot_bridge.adapters.store import EventStore
 from iot_bridge.config.model import MqttSection, OdooSection
 from iot_bridge.config.shard import Shard
@@ -107,9 +108,17 @@ def mqtt_source(
     will: LastWill | None = None,
     *,
     shard: Shard | None = None,
+    protocol_memory: ProtocolMemory | None = None,
 ) -> MqttClient:
-    """The message source factory: an MQTT client for ``section`` (not yet running)."""
-    return MqttClient(mqtt_settings(section, will, shard=shard), subscriptions=subscriptions)
+    """The message source factory: an MQTT client for ``section`` (not yet running).
+
+    ``protocol_memory``: the data dir's record of 3.1.1-only brokers.
+    """
+    return MqttClient(
+        mqtt_settings(section, will, shard=shard),
+        subscriptions=subscriptions,
+        protocol_memory=protocol_memory,
+    )
 
 
 def odoo_sender(section: OdooSection | None) -> OdooSender | None:
@@ -140,7 +149,11 @@ def build_bridge(options: ServiceOptions, store: EventStore) -> Bridge:
         loaded=loaded,
         outbox=store,
         config_repository=DataDirConfigRepository(options.data_dir),
-        source_factory=functools.partial(mqtt_source, shard=options.env.shard),
+        source_factory=functools.partial(
+            mqtt_source,
+            shard=options.env.shard,
+            protocol_memory=FileProtocolMemory(options.data_dir),
+        ),
         sender_factory=odoo_sender,
         clock=SystemClock(),
     )
