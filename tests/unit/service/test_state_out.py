@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -124,6 +124,7 @@ class Rig:
         *device_ids: str,
         shard: Shard | None = None,
         health: dict[str, Any] | None = None,
+        health_source: Callable[[], Awaitable[dict[str, Any]]] | None = None,
     ) -> None:
         self.feed = Feed()
         self.publisher = FakePublisher()
@@ -142,7 +143,7 @@ class Rig:
             client=lambda: self.publisher,
             clock=lambda: self.clock,
             shard=shard,
-            health=health_now,
+            health=health_source or health_now,
         )
 
     def set_status(self, device_id: str, **changes: Any) -> None:
@@ -658,12 +659,11 @@ async def test_without_odoo_the_bridge_has_no_odoo_entity() -> None:
 
 async def test_a_failing_status_source_never_stops_the_machines_state() -> None:
     """An error reading the bridge's health is logged; machine states are still published."""
-    rig = Rig(_config("cnc"), "cnc")
 
     async def broken() -> dict[str, Any]:
         raise RuntimeError("store gone")
 
-    rig.state_out._health = broken
+    rig = Rig(_config("cnc"), "cnc", health_source=broken)
     topics = [t for t, *_ in await rig.step()]
     assert "iot-bridge/cnc/state" in topics
     assert "iot-bridge/bridge/status" not in topics
