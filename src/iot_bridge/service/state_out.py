@@ -8,7 +8,8 @@ acknowledgements: the pipeline only offers batches to a bounded queue.
   change or online change at once, and at most every ``power_interval_s`` while
   only the power or the energy counter changes.
 - ``<topic_prefix>/bridge/availability``: ``online`` after every connect, last
-  (the configs and states are out by then); ``offline`` is the connection's MQTT will, and is published on a clean stop.
+  (the configs and states are out by then); ``offline`` is the connection's
+  MQTT will, and is published on a clean stop.
   With ``BRIDGE_SHARD`` each instance has its own,
   ``<topic_prefix>/bridge/shard<i>/availability``.
 - ``<topic_prefix>/bridge/status`` (per shard likewise): the bridge's
