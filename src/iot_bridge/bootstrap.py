@@ -27,6 +27,7 @@ from iot_bridge.adapters import heap
 from iot_bridge.adapters.clock import SystemClock
 from iot_bridge.adapters.http_server import HEALTH_RESERVE, LISTEN_BACKLOG, ASGIApp, HttpServer
 from iot_bridge.adapters.mqtt import MqttClient, MqttSettings, WillMessage
+from iot_bridge.adapters.mqtt.protocol_memory import FileProtocolMemory, ProtocolMemory
 from iot_bridge.adapters.store import EventStore
 from iot_bridge.config.model import MqttSection, OdooSection
 from iot_bridge.config.shard import Shard
@@ -121,9 +122,17 @@ def mqtt_source(
     will: LastWill | None = None,
     *,
     shard: Shard | None = None,
+    protocol_memory: ProtocolMemory | None = None,
 ) -> MqttClient:
-    """The message source factory: an MQTT client for ``section`` (not yet running)."""
-    return MqttClient(mqtt_settings(section, will, shard=shard), subscriptions=subscriptions)
+    """The message source factory: an MQTT client for ``section`` (not yet running).
+
+    ``protocol_memory``: the data dir's record of 3.1.1-only brokers.
+    """
+    return MqttClient(
+        mqtt_settings(section, will, shard=shard),
+        subscriptions=subscriptions,
+        protocol_memory=protocol_memory,
+    )
 
 
 def odoo_sender(section: OdooSection | None) -> OdooSender | None:
@@ -160,7 +169,11 @@ def build_bridge(options: ServiceOptions, store: EventStore) -> Bridge:
         loaded=loaded,
         outbox=store,
         config_repository=DataDirConfigRepository(options.data_dir),
-        source_factory=functools.partial(mqtt_source, shard=options.env.shard),
+        source_factory=functools.partial(
+            mqtt_source,
+            shard=options.env.shard,
+            protocol_memory=FileProtocolMemory(options.data_dir),
+        ),
         sender_factory=odoo_sender,
         clock=SystemClock(),
     )
@@ -178,6 +191,8 @@ def add_views(bridge: Bridge) -> BoardService:
         config=lambda: bridge.configs.config,
         client=lambda: bridge.link.source,
         clock=bridge.pipeline.now,
+        shard=bridge.configs.env.shard,
+        health=bridge.status.health,
     )
     bridge.configs.add_listener(state_out.config_changed)  # off, it sleeps until a push
     bridge.add_task("board", board.run)

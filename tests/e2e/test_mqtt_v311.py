@@ -25,7 +25,11 @@ def _bridge_on(broker: Any, bridge_factory: Any, tmp_path: Path, **mqtt: Any) ->
 def test_a_3_1_1_broker_gets_a_3_1_1_session_shown_in_health_that_survives_a_restart(
     amqtt_factory, bridge_factory, tmp_path: Path
 ) -> None:
-    """amqtt: fallback logged once, /health says 3.1.1, a session runs and resumes after a restart."""
+    """amqtt: fallback logged once, /health says 3.1.1, a session runs and resumes after a restart.
+
+    The restart asks in 3.1.1 at once (the data dir remembers the broker): no
+    second fallback, no 10 s wait for an MQTT 5 answer that never comes.
+    """
     broker: AmqttBroker = amqtt_factory()
     bridge = _bridge_on(broker, bridge_factory, tmp_path, username=AmqttBroker.username)
     health = bridge.health()
@@ -40,6 +44,8 @@ def test_a_3_1_1_broker_gets_a_3_1_1_session_shown_in_health_that_survives_a_res
     wait_until(lambda: bridge.health()["mqtt"]["connected"], timeout_s=40)
     [_, connected] = bridge.log_events("mqtt_connected")
     assert connected["protocol"] == "3.1.1" and connected["session_present"] is True
+    assert len(bridge.log_events("mqtt_protocol_fallback")) == 1  # the first start's only
+    assert bridge.log_events("mqtt_connection_failed") == []
     publish_v311(broker.host, broker.port, [(TOPIC, power(0.0, 4.0))])
     wait_until(lambda: "session_stopped" in bridge.event_types("mill"))
     stopped = [e for e in bridge.events() if e["event_type"] == "session_stopped"]

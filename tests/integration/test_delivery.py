@@ -22,6 +22,8 @@ from iot_bridge.service.ports import EventSender
 from tests.support.odoo_standin import OdooStandin
 
 T0 = 1_770_000_000.0
+RACE_LANES = 16  # lanes failing at once in each round of the race test
+RACE_ROUNDS = 60
 
 
 class FakeClock:
@@ -269,6 +271,28 @@ async def test_probes_wait_as_long_as_retry_after_says(harness: Harness) -> None
         assert standin.received_count == before
         await harness.probe()
         assert standin.received_count == before + 1
+
+
+async def test_lanes_failing_together_always_leave_the_worker_asleep_until_its_probe(
+    store: EventStore, odoo_standin: OdooStandin
+) -> None:
+    """Many lanes ending at once as Odoo goes down: every time, the worker sleeps until its probe.
+
+    The race it pins: a lane woke the loop in its ``finally`` but left the set
+    of running lanes only in its task's done callback, a turn later. A loop
+    already woken by another lane could clear that wake-up, still count the
+    lane, and wait for a wake-up that never came: no sleep until the probe,
+    nothing ever sent again. Before the fix, a run of these rounds hung in
+    about half of the runs (one round in 50 to 100); each round is a fresh worker.
+    """
+    odoo_standin.set_mode("down", retry_after="30")
+    for round_ in range(RACE_ROUNDS):
+        harness = Harness(store, odoo_standin, max_in_flight=RACE_LANES)
+        harness.start()
+        harness.commit([make_event(f"r{round_}-d{d}", 0) for d in range(RACE_LANES)])
+        await until(lambda h=harness: not h.worker.endpoint.up, what="endpoint down")
+        await until(harness._asleep_until_next_attempt, what=f"round {round_}: asleep")
+        await harness.stop()
 
 
 async def test_probe_rotates_over_devices(harness: Harness) -> None:

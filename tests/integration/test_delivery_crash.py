@@ -15,7 +15,10 @@ from tests.support.odoo_standin import OdooStandin
 
 CHILD = Path(__file__).resolve().parents[1] / "support" / "delivery_crash_child.py"
 DEVICES = 8
-PER_DEVICE = 150
+# Enough work that the five kills land while delivery runs (about a quarter is delivered
+# before the last run; with 150, a stand-in that accepts 8 connections at once at full
+# speed delivered all of it first, and the kills tested nothing).
+PER_DEVICE = 500
 KILLS = 5
 
 

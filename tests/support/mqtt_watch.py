@@ -3,7 +3,9 @@
 ``retained(broker, "iot-bridge/#")`` subscribes, then publishes a sentinel to
 itself: the broker sends the retained messages of a new subscription before
 anything published afterwards, so the sentinel marks the end of them (no
-waiting for a quiet period).
+waiting for a quiet period). Retained QoS 1 messages are acknowledged as they
+come: unacknowledged, the broker stops at its in-flight limit (mosquitto: 20)
+and the sentinel overtakes the rest.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def retained(
                 if subacks == 2:
                     sock.sendall(mqtt5.PublishPacket(sentinel, b"end").write())
             elif isinstance(packet, mqtt5.PublishPacket):
+                if packet.packet_id is not None:  # QoS 1
+                    sock.sendall(mqtt5.PubAckPacket(packet.packet_id).write())
                 if packet.topic == sentinel:
                     break
                 if packet.retain:

@@ -153,6 +153,9 @@ class RequestRecord:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog is 5: a sender opening 8 connections at once had
+    # some SYNs dropped and retried a second later, as no real Odoo front would do.
+    request_queue_size = 128
     standin: OdooStandin
 
     def handle_error(self, request: Any, client_address: Any) -> None:

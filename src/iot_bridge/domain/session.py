@@ -52,6 +52,11 @@ Decisions where the contract is silent (each pinned by a unit test):
   at or after the session's first reading. A multi-channel device's counter is
   already the sum over its channels with each channel's resets bridged (the
   parser's ``ChannelState``), so it only goes down if that state was lost.
+- **The device's energy total** (``energy_total_wh``, for Home Assistant's
+  energy sensor) adds the same steps for the device's whole life on this
+  bridge, sessions or not: ``None`` until a counter value arrives, then 0
+  plus every step, so it never goes down across meter resets, and it is
+  persisted with the snapshot, so it survives restarts.
 - **Aggregates**: power is held between readings; time in a class is counted by
   the class of the held power, ``working_s = min(working time, duration)`` and
   ``standby_s = duration_s - working_s``. A zero-length session reports
@@ -146,6 +151,7 @@ class SessionDetector:
         "_debounce_due",
         "_device_id",
         "_energy_counter_wh",
+        "_energy_total_wh",
         "_first_low_at",
         "_heartbeat_base",
         "_heartbeat_due",
@@ -194,6 +200,7 @@ class SessionDetector:
     _last_seen: float | None
     _power_w: float | None
     _energy_counter_wh: float | None
+    _energy_total_wh: float | None
     _silence_due: float
     # The session (and a start in progress); reset by _clear_session.
     _debounce_due: float
@@ -237,6 +244,7 @@ class SessionDetector:
         self._last_seen = None
         self._power_w = None
         self._energy_counter_wh = None
+        self._energy_total_wh = None
         self._silence_due = _INF
         self._clear_session()
 
@@ -283,6 +291,14 @@ class SessionDetector:
         return self._energy_counter_wh
 
     @property
+    def energy_total_wh(self) -> float | None:
+        """Energy counted since the bridge first heard a counter (Wh); never goes down.
+
+        None before any counter value. Meter resets are bridged as for sessions.
+        """
+        return self._energy_total_wh
+
+    @property
     def session_id(self) -> str | None:
         """The running session's id; None while idle or starting."""
         return self._session_id
@@ -313,6 +329,8 @@ class SessionDetector:
             else:
                 step = energy  # the counter was reset: count from 0
             self._energy_counter_wh = energy
+            total = self._energy_total_wh
+            self._energy_total_wh = step if total is None else total + step
             if state is not _IDLE:
                 total = self._session_energy_wh
                 self._session_energy_wh = step if total is None else total + step

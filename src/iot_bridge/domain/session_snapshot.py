@@ -114,7 +114,7 @@ class SnapshotReader:
 # kind). ``write_fields`` and ``read_fields`` walk it, so a field added to the
 # detector is persisted and restored by adding one line here.
 
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
 
 #   number / optional_number / integer / boolean / optional_bool / optional_string,
 #   due: a time or +infinity (no timer) stored as null,
@@ -129,6 +129,7 @@ DEVICE_FIELDS: tuple[SnapshotField, ...] = (
     ("last_seen", "_last_seen", "optional_number"),
     ("power_w", "_power_w", "optional_number"),
     ("energy_counter_wh", "_energy_counter_wh", "optional_number"),
+    ("energy_total_wh", "_energy_total_wh", "optional_number"),
     ("silence_due", "_silence_due", "due"),
     ("heartbeat_interval_s", "_heartbeat_interval_s", "number"),
 )
@@ -223,13 +224,23 @@ def read_fields(owner: object, fields: tuple[SnapshotField, ...], reader: Snapsh
 
 
 def upgraded(data: Any) -> Any:
-    """A snapshot in the current version's keys; ValueError for an unknown version."""
+    """A snapshot in the current version's keys; ValueError for an unknown version.
+
+    Version 2 had no ``energy_total_wh``: the total starts at 0 where a counter
+    was known (it counts from the upgrade on), else when the first one arrives.
+    """
     version = SnapshotReader(data, "snapshot").integer("version")
     if version == SNAPSHOT_VERSION:
         return data
-    if version != 1:
+    if version not in (1, 2):
         raise ValueError("snapshot: unsupported version")
     upgraded_data = dict(data)
+    if "energy_total_wh" not in upgraded_data:
+        upgraded_data["energy_total_wh"] = (
+            None if upgraded_data.get("energy_counter_wh") is None else 0.0
+        )
+    if version == 2:
+        return upgraded_data
     session = data.get("session")
     if isinstance(session, Mapping):
         session = {_V1_SESSION_KEYS.get(key, key): value for key, value in session.items()}

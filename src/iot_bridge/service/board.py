@@ -67,6 +67,7 @@ class MachineStatus:
     session_started_at: float | None
     session_config: SessionConfig
     parser_type: str = ""
+    energy_wh_total: float | None = None  # the detector's energy total, never down
 
 
 class MachineDirectory(Protocol):

@@ -120,7 +120,7 @@ class Bridge:
             factory=source_factory,
             section=effective_mqtt(config, env),
             on_fatal=self._fail,
-            will=state_out_will(config),
+            will=state_out_will(config, env.shard),
         )
         self.delivery = DeliveryWorker(
             store=outbox,

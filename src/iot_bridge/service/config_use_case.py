@@ -152,7 +152,7 @@ class ConfigUseCase:
             self.config_source = "persisted"
             self.last_config_update = datetime.now(UTC).isoformat()
             new_section = effective_mqtt(config, self.env)
-            new_will = state_out_will(config)
+            new_will = state_out_will(config, self.env.shard)
             # The will is part of the connection: a new one (state out on or off) reconnects.
             reconnect = new_section != self._link.section or new_will != self._link.will
             if reconnect:

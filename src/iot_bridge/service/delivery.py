@@ -453,9 +453,9 @@ class DeliveryWorker:
             await self._clock.sleep(STORE_ERROR_PAUSE_S)
         finally:
             self._in_flight.pop(device_id, None)
-            # Out of _lanes before the wake-up, not in the done callback that runs later:
-            # a loop woken first would see this ended lane, skip the probe it owes, and
-            # sleep until the next commit (Odoo down, nothing new: forever).
+            # Out of the lanes before waking the loop: the task's done callback runs a
+            # turn later, and a loop already woken could look at the lanes in between,
+            # clear this wake-up and wait for another that never comes.
             self._lanes.discard(asyncio.current_task())
             self._wake_event.set()
 

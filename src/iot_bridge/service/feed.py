@@ -45,12 +45,17 @@ class StateChanged:
 
 @dataclass(frozen=True, slots=True)
 class FeedBatch:
-    """What one committed pipeline batch did. ``ts`` is the batch's time (unix seconds)."""
+    """What one committed pipeline batch did. ``ts`` is the batch's time (unix seconds).
+
+    ``energy_read``: devices whose energy counter arrived in a message without
+    power (a Shelly's minute update of ``aenergy`` alone), once per message.
+    """
 
     ts: float
     readings: Sequence[ReadingAccepted] = ()
     changes: Sequence[StateChanged] = ()
     events: Sequence[Event] = ()
+    energy_read: Sequence[str] = ()
 
 
 @dataclass(eq=False, slots=True)

@@ -89,6 +89,7 @@ class Ingestor:
         self._uid_factory = uid_factory
         self._feed = feed
         self._readings: list[ReadingAccepted] = []
+        self._energy_read: list[str] = []
         self._state_changes: list[StateChanged] = []
         self._devices: dict[str, _Device] = {}
         self._router = Router()
@@ -255,8 +256,11 @@ class Ingestor:
                         if reading.negative_power:
                             self._negative_power[parser_type] += 1
                         new = detector.on_reading(now, reading)
-                        if readings is not None and reading.power_w is not None:
-                            readings.append(ReadingAccepted(device_id, now, reading.power_w))
+                        if readings is not None:
+                            if reading.power_w is not None:
+                                readings.append(ReadingAccepted(device_id, now, reading.power_w))
+                            elif reading.energy_wh is not None:
+                                self._energy_read.append(device_id)
                     else:
                         online = device.parser.parse_availability(message.payload)
                         new = detector.on_availability(now, online)
@@ -343,15 +347,18 @@ class Ingestor:
         self._changed = {}
         return changes
 
-    def take_observations(self) -> tuple[list[ReadingAccepted], list[StateChanged]]:
-        """Readings accepted and state changes since the last call, for the feed.
+    def take_observations(
+        self,
+    ) -> tuple[list[ReadingAccepted], list[StateChanged], list[str]]:
+        """Readings accepted, state changes and energy-only reads since the last call.
 
-        Both are empty while the feed has no subscribers.
+        All are empty while the feed has no subscribers (``FeedBatch`` says what
+        each is).
         """
-        readings, changes = self._readings, self._state_changes
-        if readings or changes:
-            self._readings, self._state_changes = [], []
-        return readings, changes
+        readings, changes, energy = self._readings, self._state_changes, self._energy_read
+        if readings or changes or energy:
+            self._readings, self._state_changes, self._energy_read = [], [], []
+        return readings, changes, energy
 
     def drain_counters(self) -> IngestCounters:
         """Counters since the last drain; resets them."""

@@ -40,4 +40,5 @@ class IngestorDirectory:
             session_started_at=started_at,
             session_config=detector.config,
             parser_type=spec.parser_type,
+            energy_wh_total=detector.energy_total_wh,
         )

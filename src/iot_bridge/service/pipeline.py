@@ -241,7 +241,7 @@ class Pipeline:
         unacknowledged messages.
         """
         changes = self.ingestor.take_changes()
-        readings, state_changes = self.ingestor.take_observations()
+        readings, state_changes, energy_read = self.ingestor.take_observations()
         self._metrics.add_ingest(self.ingestor.drain_counters())
         if not events and not changes:
             return
@@ -265,8 +265,16 @@ class Pipeline:
             for event in events:
                 _log_event(event)
         feed = self._feed
-        if feed.has_subscribers and (events or readings or state_changes):
-            feed.publish(FeedBatch(ts=now, readings=readings, changes=state_changes, events=events))
+        if feed.has_subscribers and (events or readings or state_changes or energy_read):
+            feed.publish(
+                FeedBatch(
+                    ts=now,
+                    readings=readings,
+                    changes=state_changes,
+                    events=events,
+                    energy_read=energy_read,
+                )
+            )
 
     async def _wait_for_space(
         self, commit: Callable[[], None], err: DiskFullError, messages: int, events: int

@@ -6,12 +6,19 @@ acknowledgements: the pipeline only offers batches to a bounded queue.
 
 - ``<topic_prefix>/<device_id>/state``: retained, QoS 1, JSON, on every state
   change or online change at once, and at most every ``power_interval_s`` while
-  only the power changes.
-- ``<topic_prefix>/bridge/availability``: ``online`` after every connect;
-  ``offline`` is the connection's MQTT will, and is published on a clean stop.
-- With ``homeassistant_discovery``: retained discovery configs for a state
-  sensor, a power sensor and a running binary sensor per machine, available
-  while the bridge is.
+  only the power or the energy counter changes.
+- ``<topic_prefix>/bridge/availability``: ``online`` after every connect, last
+  (the configs and states are out by then); ``offline`` is the connection's
+  MQTT will, and is published on a clean stop.
+  With ``BRIDGE_SHARD`` each instance has its own,
+  ``<topic_prefix>/bridge/shard<i>/availability``.
+- ``<topic_prefix>/bridge/status`` (per shard likewise): the bridge's
+  diagnostics (outbox, Odoo, MQTT protocol) as JSON, polled every
+  ``bridge_status_interval_s`` and published when they changed.
+- With ``homeassistant_discovery``: retained discovery configs
+  (``ha_discovery.py``) per machine of this instance (state, power, running,
+  meter connectivity, and energy once the meter reported a counter) and for
+  the bridge itself.
 - A device removed from the config, or the whole section switched off or
   moved to another prefix, has its retained topics cleared (empty retained
   messages).
@@ -29,30 +36,56 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
 import orjson
 
-from iot_bridge.config.model import BridgeConfig, StateOutSection
+from iot_bridge import __version__
+from iot_bridge.config.model import BridgeConfig, DeviceConfig, StateOutSection
+from iot_bridge.config.shard import Shard
 from iot_bridge.domain.events import EventType, iso_utc
 from iot_bridge.errors import MqttError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.board import MachineDirectory, MachineStatus
 from iot_bridge.service.feed import Feed, FeedBatch, Subscription
+from iot_bridge.service.ha_discovery import (
+    availability_topic,
+    bridge_discovery,
+    bridge_status_topic,
+    legacy_discovery_topics,
+    legacy_node_id,
+    machine_discovery,
+    node_id,
+    state_topic,
+)
 from iot_bridge.service.ports import LastWill
+
+__all__ = [
+    "POLL_S",
+    "POWER_INTERVAL_S",
+    "Publisher",
+    "StateOut",
+    "availability_topic",
+    "bridge_status_payload",
+    "state_out_will",
+    "state_payload",
+    "state_topic",
+]
 
 log = get_logger(__name__)
 
 POWER_INTERVAL_S: Final = 5.0
+BRIDGE_STATUS_INTERVAL_S: Final = 10.0
 POLL_S: Final = 1.0
 PUBLISH_CONCURRENCY: Final = 64
 CLOSE_TIMEOUT_S: Final = 2.0
 ONLINE: Final = b"online"
 OFFLINE: Final = b"offline"
 _ONLINE_EVENTS: Final = frozenset({EventType.DEVICE_ONLINE, EventType.DEVICE_OFFLINE})
-_NODE_UNSAFE: Final = re.compile(r"[^A-Za-z0-9_-]")
+
+# ``GET /health``'s answer (StatusQueries.health): the bridge status is read from it.
+HealthSource = Callable[[], Awaitable[Mapping[str, Any]]]
 
 
 class Publisher(Protocol):
@@ -75,22 +108,12 @@ class Publisher(Protocol):
         ...
 
 
-def availability_topic(section: StateOutSection) -> str:
-    """The bridge's own availability topic."""
-    return f"{section.topic_prefix}/bridge/availability"
-
-
-def state_topic(section: StateOutSection, device_id: str) -> str:
-    """Where a device's state is retained."""
-    return f"{section.topic_prefix}/{device_id}/state"
-
-
-def state_out_will(config: BridgeConfig) -> LastWill | None:
+def state_out_will(config: BridgeConfig, shard: Shard | None = None) -> LastWill | None:
     """The MQTT will the bridge connects with (``offline``, retained), when state out is on."""
     section = config.state_out
     if section is None or not section.enabled:
         return None
-    return LastWill(availability_topic(section), OFFLINE)
+    return LastWill(availability_topic(section, shard), OFFLINE)
 
 
 def state_payload(status: MachineStatus, now: float) -> bytes:
@@ -106,54 +129,33 @@ def state_payload(status: MachineStatus, now: float) -> bytes:
             "session_id": status.session_id,
             "session_started_at": None if started is None else iso_utc(started),
             "updated_at": iso_utc(now),
+            "energy_wh_total": _rounded(status.energy_wh_total),
         }
     )
 
 
-def discovery_messages(
-    section: StateOutSection, device_id: str, machine_name: str, model: str
-) -> dict[str, bytes]:
-    """Home Assistant MQTT discovery configs of one machine: topic -> retained payload."""
-    node = "iot_bridge_" + _NODE_UNSAFE.sub("_", device_id)
-    prefix = section.discovery_prefix
-    common: dict[str, Any] = {
-        "state_topic": state_topic(section, device_id),
-        "availability_topic": availability_topic(section),
-        "payload_available": "online",
-        "payload_not_available": "offline",
-        "device": {
-            "identifiers": [node],
-            "name": machine_name,
-            "manufacturer": "iot-bridge",
-            "model": model or "power meter",
-        },
-    }
-    configs: dict[str, dict[str, Any]] = {
-        f"{prefix}/sensor/{node}/state/config": {
-            "name": "State",
-            "unique_id": f"{node}_state",
-            "value_template": "{{ value_json.state }}",
-            "json_attributes_topic": state_topic(section, device_id),
-            "icon": "mdi:state-machine",
-        },
-        f"{prefix}/sensor/{node}/power/config": {
-            "name": "Power",
-            "unique_id": f"{node}_power",
-            "device_class": "power",
-            "state_class": "measurement",
-            "unit_of_measurement": "W",
-            "value_template": "{{ value_json.power_w }}",
-        },
-        f"{prefix}/binary_sensor/{node}/running/config": {
-            "name": "Running",
-            "unique_id": f"{node}_running",
-            "device_class": "running",
-            "payload_on": "ON",
-            "payload_off": "OFF",
-            "value_template": "{{ 'ON' if value_json.session_id else 'OFF' }}",
-        },
-    }
-    return {topic: orjson.dumps({**config, **common}) for topic, config in configs.items()}
+def bridge_status_payload(health: Mapping[str, Any]) -> bytes:
+    """The bridge's retained diagnostics, from ``GET /health``'s answer."""
+    outbox = health.get("outbox") or {}
+    odoo = health.get("odoo") or {}
+    mqtt = health.get("mqtt") or {}
+    return orjson.dumps(
+        {
+            "status": health.get("status"),
+            "version": __version__,
+            "shard": health.get("shard"),
+            "devices": health.get("devices"),
+            "outbox_pending": outbox.get("pending"),
+            "outbox_dead": outbox.get("dead"),
+            "odoo_configured": bool(odoo.get("configured")),
+            "odoo_reachable": odoo.get("available"),
+            "mqtt_protocol": mqtt.get("protocol"),
+        }
+    )
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 class StateOut:
@@ -167,25 +169,39 @@ class StateOut:
         config: Callable[[], BridgeConfig],
         client: Callable[[], Publisher],
         clock: Callable[[], float],
+        shard: Shard | None = None,
+        health: HealthSource | None = None,
         power_interval_s: float = POWER_INTERVAL_S,
+        bridge_status_interval_s: float = BRIDGE_STATUS_INTERVAL_S,
         poll_s: float = POLL_S,
     ) -> None:
+        """``shard``: this instance's ``BRIDGE_SHARD`` (its machines, its own topics);
+        ``health``: where the bridge status comes from (None: no status published)."""
         self._feed = feed
         self._directory = directory
         self._config = config
         self._client = client
         self._clock = clock
+        self._shard = shard
+        self._health = health
         self._power_interval_s = power_interval_s
+        self._bridge_status_interval_s = bridge_status_interval_s
         self._poll_s = poll_s
         self._subscription: Subscription | None = None  # only while on: off costs no wake-up
         self._config_pushed = asyncio.Event()
         self._closing = False
         self._seen_config: BridgeConfig | None = None
         self._section: StateOutSection | None = None
+        self._devices: dict[str, DeviceConfig] = {}  # this instance's, by id
         self._synced: tuple[int, int] | None = None  # (id(client), connection_count)
         self._retained: dict[str, bytes] = {}  # what the broker holds from us, as we know it
         self._to_clear: set[str] = set()  # retained topics still to empty
         self._device_topics: dict[str, set[str]] = {}
+        self._with_energy: set[str] = set()  # devices whose energy sensor is announced
+        self._legacy_cleared: set[str] = set()
+        self._bridge_topics: set[str] = set()  # the bridge's discovery configs
+        self._odoo_configured = False
+        self._last_status_poll = -float("inf")
         self._urgent: set[str] = set()
         self._power_dirty: set[str] = set()
         self._last_power_publish: dict[str, float] = {}
@@ -254,9 +270,10 @@ class StateOut:
         section = self._section
         client = self._client()
         if section is not None and client.connected:
+            topic = availability_topic(section, self._shard)
             with contextlib.suppress(MqttError, TimeoutError):
                 async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                    await client.publish(availability_topic(section), OFFLINE, qos=1, retain=True)
+                    await client.publish(topic, OFFLINE, qos=1, retain=True)
 
     def _subscribed(self) -> Subscription:
         if self._closing:
@@ -311,6 +328,7 @@ class StateOut:
                 self._urgent.add(event.device_id)
         for reading in batch.readings:
             self._power_dirty.add(reading.device_id)
+        self._power_dirty.update(batch.energy_read)  # the energy total moved
 
     async def step(self) -> None:
         """Publish what is due now: everything after a (re)connect or a config change.
@@ -343,6 +361,8 @@ class StateOut:
             self._synced = synced
             return
         now = self._clock()
+        if now - self._last_status_poll >= self._bridge_status_interval_s:
+            await self._publish_bridge(client, section)
         due = set(self._urgent)
         for device_id in self._power_dirty:
             last = self._last_power_publish.get(device_id, -float("inf"))
@@ -360,36 +380,67 @@ class StateOut:
             # Switched off or moved: nothing of ours may stay behind under the old topics.
             self._clear(list(self._retained))
             self._device_topics.clear()
+            self._with_energy.clear()
+            self._bridge_topics.clear()
             self._synced = None
         self._section = section
+        shard = self._shard
+        self._devices = {
+            device.device_id: device
+            for device in (config.devices if shard is None else shard.select(config.devices))
+        }
         if section is None:
             return
-        wanted = {device.device_id for device in config.devices}
-        removed = [d for d in self._device_topics if d not in wanted]
+        removed = [d for d in self._device_topics if d not in self._devices]
         for device_id in removed:
             self._clear(sorted(self._device_topics.pop(device_id)))
+            self._with_energy.discard(device_id)
             self._last_power_publish.pop(device_id, None)
             self._urgent.discard(device_id)
             self._power_dirty.discard(device_id)
         if removed:
             log.info("state_out_devices_cleared", devices=len(removed))
+        self._last_status_poll = -float("inf")  # Odoo may have come or gone: look again
         if client.connected and self._synced is not None:
             # Names or models may have changed: discovery again (unchanged ones are skipped).
             await self._publish_discovery(client, section, config)
-            self._urgent.update(wanted - set(self._device_topics))
+            self._urgent.update(set(self._devices) - set(self._device_topics))
 
     async def _publish_all(self, client: Publisher, section: StateOutSection) -> None:
         config = self._seen_config
         assert config is not None
         self._retained.clear()  # the broker may have lost them: send everything
-        await self._send(client, [(availability_topic(section), ONLINE)])
+        await self._publish_bridge(client, section)
         await self._publish_discovery(client, section, config)
         self._urgent.clear()
         self._power_dirty.clear()
-        await self._publish_states(
-            client, section, [device.device_id for device in config.devices], self._clock()
-        )
-        log.info("state_out_synced", devices=len(config.devices), prefix=section.topic_prefix)
+        await self._publish_states(client, section, list(self._devices), self._clock())
+        # Last: whoever sees "online" finds the configs and states already there.
+        await self._send(client, [(availability_topic(section, self._shard), ONLINE)])
+        log.info("state_out_synced", devices=len(self._devices), prefix=section.topic_prefix)
+
+    async def _publish_bridge(self, client: Publisher, section: StateOutSection) -> None:
+        """The bridge's status, and its discovery configs (which depend on Odoo being set)."""
+        self._last_status_poll = self._clock()
+        if self._health is None:
+            return
+        try:
+            health = await self._health()
+        except Exception:  # diagnostics must never stop the machines' state
+            log.exception("state_out_bridge_status_failed")
+            return
+        self._odoo_configured = bool((health.get("odoo") or {}).get("configured"))
+        messages: list[tuple[str, bytes]] = []
+        if section.homeassistant_discovery:
+            found = bridge_discovery(
+                section, shard=self._shard, odoo_configured=self._odoo_configured
+            )
+            self._clear(sorted(self._bridge_topics - set(found)))
+            self._bridge_topics = set(found)
+            messages.extend(found.items())
+        messages.append((bridge_status_topic(section, self._shard), bridge_status_payload(health)))
+        await self._send_clears(client)
+        await self._send(client, [m for m in messages if self._retained.get(m[0]) != m[1]])
 
     async def _publish_discovery(
         self, client: Publisher, section: StateOutSection, config: BridgeConfig
@@ -397,17 +448,46 @@ class StateOut:
         if not section.homeassistant_discovery:
             return
         messages: list[tuple[str, bytes]] = []
-        for device in config.devices:
-            found = discovery_messages(
-                section, device.device_id, device.machine_name, device.parser_type
-            )
-            self._device_topics.setdefault(device.device_id, set()).update(found)
-            messages.extend(
-                (topic, payload)
-                for topic, payload in found.items()
-                if self._retained.get(topic) != payload
-            )
+        for device in self._devices.values():
+            messages.extend(self._machine_discovery(section, device))
         await self._send(client, messages)
+        legacy = [d for d in self._devices if d not in self._legacy_cleared]
+        clears = self._legacy_clears(section, config, legacy)
+        await self._send(client, [(topic, b"") for topic in clears], remember=False)
+        self._legacy_cleared.update(legacy)
+
+    def _machine_discovery(
+        self, section: StateOutSection, device: DeviceConfig
+    ) -> list[tuple[str, bytes]]:
+        """The device's discovery messages the broker does not hold yet."""
+        device_id = device.device_id
+        status = self._directory.status(device_id)
+        with_energy = status is not None and status.energy_wh_total is not None
+        if with_energy:
+            self._with_energy.add(device_id)
+        found = machine_discovery(section, device, shard=self._shard, with_energy=with_energy)
+        self._device_topics.setdefault(device_id, set()).update(found)
+        return [(t, p) for t, p in found.items() if self._retained.get(t) != p]
+
+    @staticmethod
+    def _legacy_clears(
+        section: StateOutSection, config: BridgeConfig, device_ids: Sequence[str]
+    ) -> list[str]:
+        """The configs an earlier version left under a node id these devices gave up.
+
+        ``press.1`` used to share ``iot_bridge_press_1`` with ``press_1``: that
+        node is left alone while any configured device (of any shard) owns it.
+        """
+        moved = [d for d in device_ids if legacy_node_id(d) != node_id(d)]
+        if not moved:
+            return []
+        owned = {node_id(device.device_id) for device in config.devices}
+        return [
+            topic
+            for device_id in moved
+            if legacy_node_id(device_id) not in owned
+            for topic in legacy_discovery_topics(section, device_id)
+        ]
 
     async def _publish_states(
         self,
@@ -421,6 +501,14 @@ class StateOut:
             status = self._directory.status(device_id)
             if status is None:
                 continue
+            if (
+                status.energy_wh_total is not None
+                and device_id not in self._with_energy
+                and section.homeassistant_discovery
+                and device_id in self._devices
+            ):
+                # The meter's first counter: its energy sensor appears, before the value.
+                messages.extend(self._machine_discovery(section, self._devices[device_id]))
             topic = state_topic(section, device_id)
             self._device_topics.setdefault(device_id, set()).add(topic)
             self._last_power_publish[device_id] = now

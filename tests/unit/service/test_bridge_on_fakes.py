@@ -211,7 +211,7 @@ async def test_no_subscriber_means_no_readings_are_collected() -> None:
     rig = await Rig(config("mill")).start()
     rig.source.push(shelly("mill", 500.0, 1))
     await _committed(rig, 1)
-    assert rig.bridge.ingestor.take_observations() == ([], [])
+    assert rig.bridge.ingestor.take_observations() == ([], [], [])
     await rig.stop()
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from iot_bridge.config.model import BridgeConfig
 from iot_bridge.config.parse import parse_config
+from iot_bridge.config.shard import Shard
 from iot_bridge.domain.events import Event, EventType
 from iot_bridge.domain.session_config import SessionConfig
 from iot_bridge.errors import MqttError
@@ -28,6 +30,21 @@ STATE_KEYS = {
     "session_id",
     "session_started_at",
     "updated_at",
+    "energy_wh_total",
+}
+MACHINE_OBJECTS = (
+    ("sensor", "state"),
+    ("sensor", "power"),
+    ("binary_sensor", "running"),
+    ("binary_sensor", "connectivity"),
+)
+HEALTH: dict[str, Any] = {
+    "status": "ok",
+    "devices": 1,
+    "shard": None,
+    "mqtt": {"connected": True, "protocol": "5"},
+    "outbox": {"pending": 0, "dead": 0, "flagged": 0},
+    "odoo": {"configured": True, "available": True},
 }
 
 
@@ -99,21 +116,39 @@ def _config(*device_ids: str, **state_out: Any) -> BridgeConfig:
 
 
 class Rig:
-    """A StateOut on fakes; ``clock`` is a plain number the test moves."""
+    """A StateOut on fakes; ``clock`` is a plain number the test moves, ``health`` a dict."""
 
-    def __init__(self, config: BridgeConfig, *device_ids: str) -> None:
+    def __init__(
+        self,
+        config: BridgeConfig,
+        *device_ids: str,
+        shard: Shard | None = None,
+        health: dict[str, Any] | None = None,
+        health_source: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    ) -> None:
         self.feed = Feed()
         self.publisher = FakePublisher()
         self.directory = FakeDirectory(*device_ids)
         self.config = config
         self.clock = 100.0
+        self.health = copy.deepcopy(HEALTH) if health is None else health
+
+        async def health_now() -> dict[str, Any]:
+            return self.health
+
         self.state_out = StateOut(
             feed=self.feed,
             directory=self.directory,
             config=lambda: self.config,
             client=lambda: self.publisher,
             clock=lambda: self.clock,
+            shard=shard,
+            health=health_source or health_now,
         )
+
+    def set_status(self, device_id: str, **changes: Any) -> None:
+        """Change what the directory says of a device."""
+        self.directory.statuses[device_id] = replace(self.directory.statuses[device_id], **changes)
 
     async def step(self, *batches: FeedBatch) -> list[tuple[str, bytes, int, bool]]:
         for batch in batches:
@@ -160,37 +195,123 @@ async def test_readings_while_disconnected_wait_for_the_connect_not_for_the_cloc
 
 
 async def test_the_first_connect_publishes_availability_discovery_and_states_retained() -> None:
-    """Online, three discovery configs per machine and each state: all retained, QoS 1."""
+    """Discovery configs of the bridge and each machine, statuses, then online: retained, QoS 1."""
     rig = Rig(_config("cnc", "laser"), "cnc", "laser")
     published = await rig.step()
     assert all(qos == 1 and retain for _, _, qos, retain in published)
     topics = [topic for topic, *_ in published]
-    assert topics[0] == "iot-bridge/bridge/availability"
-    assert published[0][1] == b"online"
+    assert topics[-1] == "iot-bridge/bridge/availability"  # last: the rest is there by then
+    assert published[-1][1] == b"online"
     assert sorted(t for t in topics if t.startswith("homeassistant/")) == sorted(
-        f"homeassistant/{kind}/iot_bridge_{d}/{name}/config"
-        for d in ("cnc", "laser")
-        for kind, name in (("sensor", "state"), ("sensor", "power"), ("binary_sensor", "running"))
+        [
+            *(
+                f"homeassistant/{kind}/iot_bridge_{d}/{name}/config"
+                for d in ("cnc", "laser")
+                for kind, name in MACHINE_OBJECTS
+            ),
+            "homeassistant/sensor/iot_bridge-bridge/outbox/config",
+            "homeassistant/sensor/iot_bridge-bridge/mqtt/config",
+            "homeassistant/binary_sensor/iot_bridge-bridge/odoo/config",
+        ]
     )
     state = json.loads({t: p for t, p, *_ in published}["iot-bridge/cnc/state"])
     assert set(state) == STATE_KEYS
     assert (state["state"], state["online"], state["machine_name"]) == ("idle", True, "Machine cnc")
+    assert state["energy_wh_total"] is None
+    status = json.loads({t: p for t, p, *_ in published}["iot-bridge/bridge/status"])
+    assert (status["outbox_pending"], status["odoo_reachable"], status["mqtt_protocol"]) == (
+        0,
+        True,
+        "5",
+    )
 
 
-async def test_discovery_configs_point_at_the_state_and_the_bridge_availability() -> None:
-    """Each entity reads the machine's state topic and is available while the bridge is."""
+def _discovery(published: list[tuple[str, bytes, int, bool]]) -> dict[str, dict[str, Any]]:
+    return {t: json.loads(p) for t, p, *_ in published if t.startswith("homeassistant/") and p}
+
+
+async def test_machine_entities_need_the_bridge_and_the_meter_online() -> None:
+    """Measured entities list both availabilities (mode all); connectivity only the bridge's."""
     rig = Rig(_config("cnc"), "cnc")
-    published = {
-        t: json.loads(p) for t, p, *_ in await rig.step() if t.startswith("homeassistant/")
-    }
-    running = published["homeassistant/binary_sensor/iot_bridge_cnc/running/config"]
-    power = published["homeassistant/sensor/iot_bridge_cnc/power/config"]
-    for entity in (running, power):
+    configs = _discovery(await rig.step())
+    both = [
+        {"topic": "iot-bridge/bridge/availability"},
+        {
+            "topic": "iot-bridge/cnc/state",
+            "value_template": "{{ 'online' if value_json.online else 'offline' }}",
+        },
+    ]
+    for kind, name in MACHINE_OBJECTS:
+        entity = configs[f"homeassistant/{kind}/iot_bridge_cnc/{name}/config"]
         assert entity["state_topic"] == "iot-bridge/cnc/state"
-        assert entity["availability_topic"] == "iot-bridge/bridge/availability"
+        assert entity["unique_id"] == f"iot_bridge_cnc_{name}"
         assert entity["device"]["identifiers"] == ["iot_bridge_cnc"]
+        assert entity["device"]["via_device"] == "iot_bridge-bridge"
+        assert entity["origin"]["name"] == "iot-bridge"
+        assert "availability_topic" not in entity
+        if name == "connectivity":
+            assert entity["availability"] == both[:1]
+            assert entity["device_class"] == "connectivity"
+        else:
+            assert entity["availability"] == both
+            assert entity["availability_mode"] == "all"
+    power = configs["homeassistant/sensor/iot_bridge_cnc/power/config"]
     assert (power["unit_of_measurement"], power["device_class"]) == ("W", "power")
-    assert running["unique_id"] == "iot_bridge_cnc_running"
+
+
+async def test_the_state_sensor_is_an_enum_whose_attributes_change_only_with_the_state() -> None:
+    """device_class enum, the five states as options, no power or timestamp attributes."""
+    rig = Rig(_config("cnc"), "cnc")
+    state = _discovery(await rig.step())["homeassistant/sensor/iot_bridge_cnc/state/config"]
+    assert state["device_class"] == "enum"
+    assert state["options"] == ["idle", "starting", "standby", "working", "stopping"]
+    template = state["json_attributes_template"]
+    assert "session_id" in template and "session_started_at" in template
+    assert "power_w" not in template and "updated_at" not in template
+
+
+async def test_model_names_the_meter_family_and_the_parser_is_the_model_id() -> None:
+    """A shelly_pm on status/pm1:0 is a Shelly PM; the parser name goes to model_id."""
+    rig = Rig(_config("cnc"), "cnc")
+    configs = _discovery(await rig.step())
+    device = configs["homeassistant/sensor/iot_bridge_cnc/power/config"]["device"]
+    assert (device["manufacturer"], device["model"], device["model_id"]) == (
+        "Shelly",
+        "Shelly PM (Gen2+)",
+        "shelly_pm",
+    )
+
+
+async def test_the_energy_sensor_appears_once_the_meter_reports_a_counter() -> None:
+    """No counter, no energy entity; the first counter announces it before its value."""
+    rig = Rig(_config("cnc"), "cnc")
+    first = await rig.step()
+    assert not [t for t, *_ in first if t.endswith("/energy/config")]
+    rig.set_status("cnc", energy_wh_total=12.34567)
+    rig.clock += POWER_INTERVAL_S
+    published = await rig.step(FeedBatch(ts=rig.clock, energy_read=("cnc",)))
+    topics = [t for t, *_ in published]
+    assert topics == ["homeassistant/sensor/iot_bridge_cnc/energy/config", "iot-bridge/cnc/state"]
+    energy = json.loads(published[0][1])
+    assert (energy["device_class"], energy["state_class"], energy["unit_of_measurement"]) == (
+        "energy",
+        "total_increasing",
+        "kWh",
+    )
+    assert json.loads(published[1][1])["energy_wh_total"] == 12.346
+    rig.publisher.connection_count += 1  # a reconnect announces it with the rest
+    again = [t for t, *_ in await rig.step()]
+    assert "homeassistant/sensor/iot_bridge_cnc/energy/config" in again
+
+
+async def test_energy_only_messages_publish_the_state_at_the_power_pace() -> None:
+    """A counter update without power (Shelly's minute update) still reaches the state topic."""
+    rig = Rig(_config("cnc"), "cnc")
+    await rig.step()
+    rig.set_status("cnc", energy_wh_total=1.0)
+    assert await rig.step(FeedBatch(ts=rig.clock, energy_read=("cnc",))) == []  # just published
+    rig.clock += POWER_INTERVAL_S
+    assert "iot-bridge/cnc/state" in [t for t, *_ in await rig.step()]
 
 
 async def test_a_state_change_is_published_at_once() -> None:
@@ -279,13 +400,13 @@ async def test_a_removed_device_has_its_state_and_discovery_cleared() -> None:
     del rig.directory.statuses["laser"]
     published = await rig.step()
     assert sorted((t, p) for t, p, *_ in published) == sorted(
-        (topic, b"")
-        for topic in (
-            "iot-bridge/laser/state",
-            "homeassistant/sensor/iot_bridge_laser/state/config",
-            "homeassistant/sensor/iot_bridge_laser/power/config",
-            "homeassistant/binary_sensor/iot_bridge_laser/running/config",
-        )
+        [
+            ("iot-bridge/laser/state", b""),
+            *(
+                (f"homeassistant/{kind}/iot_bridge_laser/{name}/config", b"")
+                for kind, name in MACHINE_OBJECTS
+            ),
+        ]
     )
 
 
@@ -319,7 +440,7 @@ async def test_without_discovery_only_availability_and_states_are_published() ->
     """homeassistant_discovery: false publishes nothing under the discovery prefix."""
     rig = Rig(_config("cnc", homeassistant_discovery=False, topic_prefix="plant/a"), "cnc")
     topics = [t for t, *_ in await rig.step()]
-    assert topics == ["plant/a/bridge/availability", "plant/a/cnc/state"]
+    assert topics == ["plant/a/bridge/status", "plant/a/cnc/state", "plant/a/bridge/availability"]
 
 
 async def test_a_failed_publish_makes_the_next_connect_send_everything() -> None:
@@ -330,7 +451,7 @@ async def test_a_failed_publish_makes_the_next_connect_send_everything() -> None
     await rig.step(FeedBatch(ts=1.0, changes=(StateChanged("cnc", 1, "idle", "working", "s"),)))
     rig.publisher.fail = False
     again = [t for t, *_ in await rig.step()]
-    assert again[0] == "iot-bridge/bridge/availability"
+    assert "iot-bridge/bridge/availability" in again
     assert "iot-bridge/cnc/state" in again
 
 
@@ -439,3 +560,110 @@ async def test_a_push_that_keeps_it_off_sleeps_again() -> None:
     assert rig.publisher.take() == []
     await rig.state_out.close()
     await asyncio.wait_for(task, 1.0)
+
+
+async def test_press_dot_1_and_press_underscore_1_are_two_machines() -> None:
+    """Different device ids never share a discovery topic, unique id or device identifier."""
+    rig = Rig(_config("press.1", "press_1"), "press.1", "press_1")
+    configs = _discovery(await rig.step())
+    by_machine: dict[str, list[dict[str, Any]]] = {}
+    for entity in configs.values():
+        if "via_device" in entity["device"]:
+            by_machine.setdefault(entity["device"]["name"], []).append(entity)
+    dot, underscore = by_machine["Machine press.1"], by_machine["Machine press_1"]
+    assert {e["device"]["identifiers"][0] for e in underscore} == {"iot_bridge_press_1"}
+    assert {e["device"]["identifiers"][0] for e in dot} == {"iot_bridge-press_2e1"}
+    assert not {e["unique_id"] for e in dot} & {e["unique_id"] for e in underscore}
+    assert {e["state_topic"] for e in dot} == {"iot-bridge/press.1/state"}
+
+
+async def test_removing_press_dot_1_leaves_press_underscore_1_alone() -> None:
+    """Only the removed machine's topics are emptied; the other's discovery stays."""
+    rig = Rig(_config("press.1", "press_1"), "press.1", "press_1")
+    await rig.step()
+    rig.config = _config("press_1")
+    del rig.directory.statuses["press.1"]
+    cleared = [t for t, p, *_ in await rig.step() if p == b""]
+    assert "iot-bridge/press.1/state" in cleared
+    assert [t for t in cleared if "iot_bridge-press_2e1" in t]
+    assert not [t for t in cleared if "iot_bridge_press_1" in t or "press_1/" in t]
+
+
+async def test_the_node_id_an_earlier_version_gave_a_dotted_id_is_cleared_unless_taken() -> None:
+    """press.1 used to live at iot_bridge_press_1: emptied once, but not while press_1 owns it."""
+    alone = Rig(_config("press.1"), "press.1")
+    cleared = {t for t, p, *_ in await alone.step() if p == b""}
+    assert cleared == {
+        "homeassistant/sensor/iot_bridge_press_1/state/config",
+        "homeassistant/sensor/iot_bridge_press_1/power/config",
+        "homeassistant/binary_sensor/iot_bridge_press_1/running/config",
+    }
+    alone.publisher.connection_count += 1
+    assert not [p for _, p, *_ in await alone.step() if p == b""]  # once per process
+    both = Rig(_config("press.1", "press_1"), "press.1", "press_1")
+    assert not [t for t, p, *_ in await both.step() if p == b""]
+
+
+async def test_each_shard_has_its_own_availability_status_and_bridge_device() -> None:
+    """One instance's will must not make another's machines unavailable; its devices only."""
+    everyone = ("mill", "lathe", "press", "drill", "saw")
+    shard = Shard(2, 2)
+    mine = [d for d in everyone if shard.takes(d)]
+    assert mine and len(mine) < len(everyone)
+    rig = Rig(_config(*everyone), *mine, shard=shard)
+    published = await rig.step()
+    topics = [t for t, *_ in published]
+    assert topics[-1] == "iot-bridge/bridge/shard2/availability"
+    assert "iot-bridge/bridge/shard2/status" in topics
+    configs = _discovery(published)
+    machines = {e["device"]["name"] for e in configs.values() if "via_device" in e["device"]}
+    assert machines == {f"Machine {d}" for d in mine}
+    for entity in configs.values():
+        assert entity["availability"][0] == {"topic": "iot-bridge/bridge/shard2/availability"}
+        assert entity["device"].get("via_device", "iot_bridge-bridge-shard2") == (
+            "iot_bridge-bridge-shard2"
+        )
+    will = state_out_will(_config("mill"), shard)
+    assert will is not None and will.topic == "iot-bridge/bridge/shard2/availability"
+
+
+async def test_the_bridge_status_is_polled_and_published_when_it_changes() -> None:
+    """Every bridge_status_interval_s: a changed outbox or Odoo state is published, else nothing."""
+    rig = Rig(_config("cnc"), "cnc")
+    await rig.step()
+    rig.health["outbox"]["pending"] = 7
+    rig.clock += 5.0
+    assert await rig.step() == []  # not due yet
+    rig.clock += 5.0
+    published = await rig.step()
+    assert [t for t, *_ in published] == ["iot-bridge/bridge/status"]
+    assert json.loads(published[0][1])["outbox_pending"] == 7
+    rig.clock += 10.0
+    assert await rig.step() == []  # unchanged
+
+
+async def test_without_odoo_the_bridge_has_no_odoo_entity() -> None:
+    """Local-only mode shows no Odoo sensor; configuring Odoo later adds it, removing clears it."""
+    health = copy.deepcopy(HEALTH)
+    health["odoo"] = {"configured": False, "available": None}
+    rig = Rig(_config("cnc"), "cnc", health=health)
+    odoo = "homeassistant/binary_sensor/iot_bridge-bridge/odoo/config"
+    assert odoo not in [t for t, *_ in await rig.step()]
+    rig.health["odoo"] = {"configured": True, "available": False}
+    rig.clock += 10.0
+    assert odoo in [t for t, p, *_ in await rig.step() if p]
+    rig.health["odoo"] = {"configured": False, "available": None}
+    rig.clock += 10.0
+    assert (odoo, b"") in [(t, p) for t, p, *_ in await rig.step()]
+
+
+async def test_a_failing_status_source_never_stops_the_machines_state() -> None:
+    """An error reading the bridge's health is logged; machine states are still published."""
+
+    async def broken() -> dict[str, Any]:
+        raise RuntimeError("store gone")
+
+    rig = Rig(_config("cnc"), "cnc", health_source=broken)
+    topics = [t for t, *_ in await rig.step()]
+    assert "iot-bridge/cnc/state" in topics
+    assert "iot-bridge/bridge/status" not in topics

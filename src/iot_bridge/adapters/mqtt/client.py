@@ -25,7 +25,9 @@ from iot_bridge.adapters.mqtt._connection import (
     describe_reason,
     reason_value,
 )
+from iot_bridge.adapters.mqtt._probe import speaks_mqtt5
 from iot_bridge.adapters.mqtt.messages import InboundMessage
+from iot_bridge.adapters.mqtt.protocol_memory import ProtocolMemory
 from iot_bridge.adapters.mqtt.settings import MqttSettings
 from iot_bridge.backoff import Backoff
 from iot_bridge.errors import ConfigError, ConfigIssue, MqttError
@@ -101,6 +103,13 @@ class MqttClient:
     client keeps 3.1.1 for this broker; the same persistent session (``clean
     session`` false), QoS 1 subscriptions and manual acknowledgements apply.
     ``protocol`` says which one is in use.
+
+    ``protocol_memory`` (the data dir's, ``protocol_memory.py``) carries that
+    across restarts: a broker written down as 3.1.1-only is asked in 3.1.1
+    first, with no timeout to sit out; once connected, a probe on a connection
+    of its own (``_probe.py``) asks in MQTT 5 whether the broker was upgraded,
+    and if so the client writes that down and reconnects in MQTT 5 at once
+    (``mqtt_protocol_upgrade``). Each accepted connect updates the memory.
     """
 
     def __init__(
@@ -114,6 +123,7 @@ class MqttClient:
         connect_timeout_s: float = 10.0,
         request_timeout_s: float = 10.0,
         read_coalesce_s: float = READ_COALESCE_S,
+        protocol_memory: ProtocolMemory | None = None,
     ) -> None:
         if max_queue < 1:
             raise ValueError(f"max_queue must be at least 1, got {max_queue}")
@@ -143,6 +153,13 @@ class MqttClient:
         self._protocol_accepted: ProtocolVersion | None = None  # a CONNACK said success
         self._retry_now = False  # the next attempt is a protocol fallback: no backoff
         self._fallbacks = 0
+        self._memory = protocol_memory
+        self._probe: asyncio.Task[None] | None = None
+        if protocol_memory is not None and protocol_memory.recall(settings.broker) == MQTT_3_1_1:
+            self._protocol = MQTT_3_1_1
+            self._probe_pending = True  # once connected in 3.1.1: is it MQTT 5 by now?
+        else:
+            self._probe_pending = False
 
     # --- read-only state ----------------------------------------------------
 
@@ -311,26 +328,38 @@ class MqttClient:
                 return None
             self._connect_failed(connection, f"{reason} (wrong port, or TLS on one side only?)")
             return None
+        if reason_value(connack.reason_code) != 0:
+            self._refused(connection, connack)
+            return None
+        return await self._on_connected(connection, connack)
+
+    def _refused(self, connection: MqttConnection, connack: mqtt5.ConnAckPacket) -> None:
+        """A CONNACK that refuses: another protocol at once, or a failure with its reason."""
         code = reason_value(connack.reason_code)
+        if (
+            code == _CONNACK_UNSUPPORTED_PROTOCOL
+            and self._protocol == MQTT_3_1_1
+            and self._protocol_accepted is None
+        ):
+            # Remembered as 3.1.1-only, and now it refuses 3.1.1: ask in MQTT 5 at once.
+            self._protocol = MQTT_5
+            self._retry_now = True
+            self._connect_failed(connection, "the broker refused MQTT 3.1.1; trying MQTT 5")
+            return
         if code == _CONNACK_UNSUPPORTED_PROTOCOL and self._protocol == MQTT_5:
             detail = f": {connack.reason_str}" if connack.reason_str else ""
             self._fall_back(
                 connection, f"the broker refused MQTT 5 (unsupported protocol version{detail})"
             )
-            return None
-        if code != 0:
-            detail = f" ({connack.reason_str})" if connack.reason_str else ""
-            if code == _CONNACK_BAD_CREDENTIALS:
-                reason = "the broker rejected the username or password"
-            elif code == _CONNACK_NOT_AUTHORIZED:
-                reason = "the broker says not authorized (check the username and password)"
-            else:
-                reason = (
-                    f"the broker refused the connection: {describe_reason(connack.reason_code)}"
-                )
-            self._connect_failed(connection, f"{reason} (CONNACK reason {code}){detail}")
-            return None
-        return await self._on_connected(connection, connack)
+            return
+        detail = f" ({connack.reason_str})" if connack.reason_str else ""
+        if code == _CONNACK_BAD_CREDENTIALS:
+            reason = "the broker rejected the username or password"
+        elif code == _CONNACK_NOT_AUTHORIZED:
+            reason = "the broker says not authorized (check the username and password)"
+        else:
+            reason = f"the broker refused the connection: {describe_reason(connack.reason_code)}"
+        self._connect_failed(connection, f"{reason} (CONNACK reason {code}){detail}")
 
     def _try_other_protocol(self, connection: MqttConnection | None, reason: str) -> bool:
         """No CONNACK (closed, or none in time): maybe the broker does not speak this protocol.
@@ -370,6 +399,8 @@ class MqttClient:
     ) -> MqttConnection | None:
         self._connected_at = time.monotonic()
         self._protocol_accepted = connection.protocol
+        if self._memory is not None:
+            self._memory.remember(self.broker, connection.protocol)
         if connack.session_present:
             dropped = self._queue.drop_stale_qos1(connection.generation)
             if dropped:
@@ -403,7 +434,36 @@ class MqttClient:
             session_present=connack.session_present,
             subscriptions=len(self._wanted),
         )
+        if self._probe_pending and connection.protocol == MQTT_3_1_1:
+            self._probe_pending = False
+            self._probe = asyncio.create_task(
+                self._fall_forward(connection), name=f"mqtt-probe {self.broker}"
+            )
         return connection
+
+    async def _fall_forward(self, connection: MqttConnection) -> None:
+        """The broker was remembered as 3.1.1-only: if it speaks MQTT 5 now, switch to it."""
+        settings = self._settings
+        try:
+            ssl_context = self._ssl_context() if settings.use_tls else None
+        except OSError:
+            return  # the main connection reports an unusable CA file
+        if not await speaks_mqtt5(settings, ssl_context, timeout_s=self._connect_timeout_s):
+            log.debug("mqtt_protocol_probe", broker=self.broker, mqtt5=False)
+            return
+        log.info(
+            "mqtt_protocol_upgrade",
+            broker=self.broker,
+            from_protocol=MQTT_3_1_1,
+            to_protocol=MQTT_5,
+        )
+        if self._memory is not None:
+            self._memory.remember(self.broker, MQTT_5)
+        self._protocol = MQTT_5
+        self._protocol_accepted = None  # MQTT 5 may fall back again if it fails after all
+        if connection.is_open and not self._closing:
+            self._retry_now = True  # reconnect at once, in MQTT 5
+            connection.fail("the broker speaks MQTT 5 now: reconnecting in MQTT 5")
 
     def _connect_failed(self, connection: MqttConnection | None, reason: str) -> None:
         if connection is not None:
@@ -646,6 +706,8 @@ class MqttClient:
         if not self._closing:
             self._closing = True
             self._closing_event.set()
+            if self._probe is not None:
+                self._probe.cancel()
             connection = self._connection
             if connection is not None and connection.is_open:
                 connection.write(mqtt5.DisconnectPacket().write())
