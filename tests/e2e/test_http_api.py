@@ -248,6 +248,10 @@ def api_schema(api_bridge: Any) -> Any:
 schema = schemathesis.pytest.from_fixture("api_schema")
 
 
+# 40 pushes of POST /config, each applied, persisted with fsync and followed by a heap
+# settle: about 50 s on a quiet 2-core machine, past the suite's 120 s hang guard at a load
+# of 8. The guard catches hangs; this is throughput.
+@pytest.mark.timeout(360)
 @schema.parametrize()
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(
@@ -259,6 +263,8 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(
         # Keep every connection on loopback: the broker and Odoo stay the test's own.
         case.body["mqtt"] = {"broker": broker.host, "port": broker.port, "client_id": "bridge-e2e"}
         case.body.pop("odoo", None)
+        # A pushed connection cap of 1 would answer this run's own next requests 503.
+        case.body.pop("http", None)
     case.call_and_validate(
         base_url=bridge.url,
         headers={"Authorization": f"Bearer {TOKEN}"},
