@@ -33,13 +33,25 @@ _PUSH_LOCK = zlib.crc32(b"open_workshop_mqtt.push_config")
 _MAX_RESULT_LINES = 20
 
 
+XMLRPC_INT_MIN, XMLRPC_INT_MAX = -(2**31), 2**31 - 1
+
+
 def rpc_safe(value):
-    """``value`` with every None replaced by False: XML-RPC cannot carry None."""
+    """``value`` as XML-RPC can carry it: None as False, an int past 32 bits as a float.
+
+    The bridge's ``/health`` holds byte counts (the disk's free space) that pass
+    XML-RPC's 32-bit ``<int>``; a float keeps them exact up to 2**53.
+    """
     if isinstance(value, dict):
         return {key: rpc_safe(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [rpc_safe(item) for item in value]
-    return False if value is None else value
+    if value is None:
+        return False
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not XMLRPC_INT_MIN <= value <= XMLRPC_INT_MAX:
+            return float(value)
+    return value
 
 
 def _push_after_commit(dbname):

@@ -201,7 +201,9 @@ class ResConfigSettings(models.TransientModel):
                 "message": message,
                 "type": "success" if outcome["ok"] else "danger",
                 "sticky": not outcome["ok"],
-                "outcome": {key: value for key, value in outcome.items() if key != "summary"},
+                "outcome": rpc_safe(
+                    {key: value for key, value in outcome.items() if key != "summary"}
+                ),
                 "health": rpc_safe(body),
                 "next": {"type": "ir.actions.client", "tag": "soft_reload"},
             },

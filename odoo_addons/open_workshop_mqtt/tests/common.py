@@ -30,6 +30,15 @@ class BridgeReceiver:
             "last_config_update": None,
             "mqtt": {"connected": True, "broker": "127.0.0.1:1883"},
             "outbox": {"pending": 0, "dead": 0},
+            # byte counts as a real data dir on a real disk has them: past 32 bits
+            "store": {
+                "disk_full": False,
+                "error": None,
+                "data_dir_bytes": 2_150_400,
+                "disk_free_bytes": 57_982_058_496,
+                "retention_days": 30,
+                "disk_budget_bytes": None,
+            },
         }
         self._lock = threading.Lock()
         receiver = self

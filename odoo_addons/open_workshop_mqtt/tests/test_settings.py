@@ -1,4 +1,5 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
+import xmlrpc.client
 from datetime import timedelta
 
 from odoo import fields
@@ -37,6 +38,10 @@ class TestSettings(IotCase):
         self.assertIn("MQTT connected (127.0.0.1:1883)", params["message"])
         self.assertIn("0 pending / 0 dead", params["message"])
         self.assertEqual(params["health"]["last_config_update"], False)
+        # the action goes back over XML-RPC too (Odoo's external API, the tests/odoo suite):
+        # None and the disk's byte counts past 32 bits must marshal
+        xmlrpc.client.dumps((action,), allow_none=False)
+        self.assertEqual(params["health"]["store"]["disk_free_bytes"], 57_982_058_496)
         settings = self.env["res.config.settings"].create({})
         self.assertIn("devices configured", settings.iot_last_push_result)
         self.assertTrue(settings.iot_last_push_at)
