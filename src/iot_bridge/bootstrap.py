@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from iot_bridge.adapters import heap
-from iot_bridge.adapters.clock import SystemClock
 from iot_bridge.adapters.http_server import HEALTH_RESERVE, LISTEN_BACKLOG, ASGIApp, HttpServer
 from iot_bridge.adapters.mqtt import MqttClient, MqttSettings, WillMessage
 from iot_bridge.adapters.mqtt.protocol_memory import FileProtocolMemory, ProtocolMemory
@@ -40,17 +38,19 @@ from iot_bridge.config.sources import (
 from iot_bridge.entrypoints.http_api import create_app
 from iot_bridge.errors import BridgeError, DiskFullError
 from iot_bridge.logs import get_logger, task_stack
-from iot_bridge.service.board import Board, BoardService, stored_session_events
+from iot_bridge.runtime import heap
+from iot_bridge.runtime.clock import SystemClock
 from iot_bridge.service.bridge import Bridge
-from iot_bridge.service.machines import IngestorDirectory
-from iot_bridge.service.pipeline import (
+from iot_bridge.service.ingest.pipeline import (
     DISK_FULL_RETRY_CAP_S,
     DISK_FULL_RETRY_FIRST_S,
     RECEIVE_MAXIMUM,
     CommitAbandoned,
 )
 from iot_bridge.service.ports import LastWill
-from iot_bridge.service.state_out import StateOut
+from iot_bridge.service.views.board import Board, BoardService, stored_session_events
+from iot_bridge.service.views.machines import IngestorDirectory
+from iot_bridge.service.views.state_out import StateOut
 
 if TYPE_CHECKING:
     from iot_bridge.adapters.odoo import OdooSender
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 SHUTDOWN_STEP_TIMEOUT_S = 10.0
-# The heap is settled (``adapters/heap.py``) this long after the start: not in its way.
+# The heap is settled (``runtime/heap.py``) this long after the start: not in its way.
 HEAP_SETTLE_AFTER_S = 10.0
 # Requests in flight at the stop get this long to finish (within SHUTDOWN_STEP_TIMEOUT_S).
 HTTP_GRACEFUL_SHUTDOWN_S = 5.0

@@ -22,7 +22,7 @@ from iot_bridge.errors import DeliveryError
 
 # An event that failed this many times is "flagged" (still retried, shown in /health).
 FLAG_AFTER_ATTEMPTS = 10
-# Fingerprints of this many committed batches are kept (see service/redelivery.py): the
+# Fingerprints of this many committed batches are kept (see service/ingest/redelivery.py): the
 # last one committed but maybe not acknowledged, the one before it acknowledged but
 # its PUBACKs still in a socket buffer when the process died.
 KEPT_BATCHES = 2

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from iot_bridge.adapters import heap
+from iot_bridge.runtime import heap
 
 
 class _Node:

@@ -1,4 +1,4 @@
-"""What goes into one batch call, and what each event's result means (service/batching.py)."""
+"""What goes into one batch call, and what each event's result means (service/delivery/batching.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iot_bridge.errors import DeliveryError
-from iot_bridge.service.batching import (
+from iot_bridge.service.delivery.batching import (
     ENVELOPE_BYTES,
     MAX_BATCH_BYTES,
     MAX_BATCH_EVENTS,

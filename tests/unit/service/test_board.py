@@ -9,7 +9,8 @@ from types import SimpleNamespace
 
 from iot_bridge.domain.events import Event, EventType, iso_utc
 from iot_bridge.domain.session_config import SessionConfig
-from iot_bridge.service.board import (
+from iot_bridge.service.feed import FeedBatch, ReadingAccepted, StateChanged
+from iot_bridge.service.views.board import (
     MAX_POINTS_PER_DEVICE,
     MIN_POINTS_PER_DEVICE,
     TOTAL_POINTS,
@@ -19,7 +20,6 @@ from iot_bridge.service.board import (
     points_per_device,
     stored_session_events,
 )
-from iot_bridge.service.feed import FeedBatch, ReadingAccepted, StateChanged
 
 
 class FakeDirectory:

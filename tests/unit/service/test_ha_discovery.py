@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from iot_bridge.config.model import DeviceConfig, StateOutSection
 from iot_bridge.config.parse import parse_config
 from iot_bridge.config.shard import Shard
-from iot_bridge.service.ha_discovery import (
+from iot_bridge.service.views.ha_discovery import (
     bridge_discovery,
     bridge_node_id,
     legacy_node_id,

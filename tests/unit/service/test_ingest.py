@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from iot_bridge.domain.session_config import SessionConfig
-from iot_bridge.service.ingest import DeviceSpec, Ingestor
+from iot_bridge.service.ingest.ingestor import DeviceSpec, Ingestor
 
 CONFIG = SessionConfig(
     standby_threshold_w=5.0,
@@ -181,7 +181,7 @@ def test_restore_ends_the_session_of_a_device_no_longer_configured() -> None:
 def test_masked_secrets_pushed_back_keep_their_value() -> None:
     """A config copied from GET /config (secrets as ***) and pushed again keeps the real secrets."""
     from iot_bridge.config.parse import parse_config
-    from iot_bridge.service.config_use_case import keep_masked_secrets
+    from iot_bridge.service.config_push.use_case import keep_masked_secrets
 
     current = parse_config(
         {
@@ -203,7 +203,7 @@ def test_masked_secrets_are_refused_for_another_destination() -> None:
 
     from iot_bridge.config.parse import parse_config
     from iot_bridge.errors import ConfigError
-    from iot_bridge.service.config_use_case import keep_masked_secrets
+    from iot_bridge.service.config_push.use_case import keep_masked_secrets
 
     current = parse_config(
         {

@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from iot_bridge.config.parse import parse_config
 from iot_bridge.domain.session_config import SessionConfig
-from iot_bridge.service.ingest import TICK_LIMIT, DeviceSpec, Ingestor, device_specs
+from iot_bridge.service.ingest.ingestor import TICK_LIMIT, DeviceSpec, Ingestor, device_specs
 
 CONFIG = SessionConfig(start_debounce_s=1.0, message_timeout_s=600.0)
 

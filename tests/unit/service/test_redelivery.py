@@ -3,7 +3,7 @@
 import zlib
 from dataclasses import dataclass
 
-from iot_bridge.service.redelivery import fingerprint, split_redelivered
+from iot_bridge.service.ingest.redelivery import fingerprint, split_redelivered
 
 
 @dataclass

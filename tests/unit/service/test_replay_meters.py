@@ -8,7 +8,7 @@ import pytest
 
 from iot_bridge.config.parse import parse_config
 from iot_bridge.domain.events import Event, EventType
-from iot_bridge.service.replay import replay
+from iot_bridge.service.replay.trace import replay
 from tests.support import meter_traces
 from tests.support.meter_traces import METERS, START_S, STOP_S, T0
 

@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iot_bridge.service.routing import AVAILABILITY, DATA, Route, Router
+from iot_bridge.service.ingest.routing import AVAILABILITY, DATA, Route, Router
 from iot_bridge.topics import topic_matches
 
 

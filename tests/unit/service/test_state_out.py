@@ -17,9 +17,9 @@ from iot_bridge.config.shard import Shard
 from iot_bridge.domain.events import Event, EventType
 from iot_bridge.domain.session_config import SessionConfig
 from iot_bridge.errors import MqttError
-from iot_bridge.service.board import MachineStatus
 from iot_bridge.service.feed import Feed, FeedBatch, ReadingAccepted, StateChanged
-from iot_bridge.service.state_out import POLL_S, POWER_INTERVAL_S, StateOut, state_out_will
+from iot_bridge.service.views.state_out import POLL_S, POWER_INTERVAL_S, StateOut, state_out_will
+from iot_bridge.service.views.types import MachineStatus
 
 STATE_KEYS = {
     "device_id",

@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from iot_bridge.errors import StoreError
-from iot_bridge.service import pipeline as pipeline_module
-from iot_bridge.service.store_thread import StoreThread
+from iot_bridge.runtime.store_thread import StoreThread
+from iot_bridge.service.ingest import pipeline as pipeline_module
 from tests.unit.service import test_bridge_on_fakes
 
 

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from iot_bridge.domain.readings import Reading
 from iot_bridge.domain.session import SessionDetector
 from iot_bridge.domain.session_config import SessionConfig
-from iot_bridge.service.tuning import compare, replay_sessions
+from iot_bridge.service.replay.tuning import compare, replay_sessions
 
 CONFIG = SessionConfig(
     standby_threshold_w=5.0,

@@ -23,16 +23,16 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from iot_bridge.domain.events import Event, EventType, iso_utc
-from iot_bridge.domain.session_config import SessionConfig
 from iot_bridge.logs import get_logger
 from iot_bridge.service.feed import Feed, FeedBatch, ReadingAccepted, StateChanged, Subscription
-from iot_bridge.service.tuning import tunable_settings
+from iot_bridge.service.replay.tuning import tunable_settings
+from iot_bridge.service.views.types import MachineDirectory, MachineStatus
 
 log = get_logger(__name__)
 
@@ -51,35 +51,6 @@ _CLASS_OF_STATE: Final[Mapping[str, str | None]] = {
     "standby": "standby",
     "working": "working",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class MachineStatus:
-    """One configured device as views see it (``GET /devices`` plus what the board needs)."""
-
-    device_id: str
-    machine_name: str
-    state: str
-    online: bool | None
-    last_seen: float | None
-    power_w: float | None
-    session_id: str | None
-    session_started_at: float | None
-    session_config: SessionConfig
-    parser_type: str = ""
-    energy_wh_total: float | None = None  # the detector's energy total, never down
-
-
-class MachineDirectory(Protocol):
-    """Where views read the configured devices and their live state."""
-
-    def device_ids(self) -> Sequence[str]:
-        """Configured devices, in config order."""
-        ...
-
-    def status(self, device_id: str) -> MachineStatus | None:
-        """One device's live state; None when it is not configured."""
-        ...
 
 
 def local_day(ts: float) -> date:

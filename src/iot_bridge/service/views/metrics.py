@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 
-from iot_bridge.service.ingest import IngestCounters
+from iot_bridge.service.ingest.ingestor import IngestCounters
 
 
 def go_float(value: float) -> str:

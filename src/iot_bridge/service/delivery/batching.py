@@ -1,7 +1,7 @@
 """Batched delivery (``odoo.request_format: batch``, CONTRACT §6): what goes into one
 call, and what each event's result in it means for the outbox.
 
-Pure: no I/O, no clock. ``service/delivery.py`` reads the due events as per-device
+Pure: no I/O, no clock. ``service/delivery/worker.py`` reads the due events as per-device
 chunks (each device's oldest pending events, in order), and
 
 - ``take_batch`` fills one call from the front of that queue: at most

@@ -47,9 +47,9 @@ from iot_bridge.config.shard import Shard
 from iot_bridge.domain.events import EventType, iso_utc
 from iot_bridge.errors import MqttError
 from iot_bridge.logs import get_logger
-from iot_bridge.service.board import MachineDirectory, MachineStatus
 from iot_bridge.service.feed import Feed, FeedBatch, Subscription
-from iot_bridge.service.ha_discovery import (
+from iot_bridge.service.ports import LastWill
+from iot_bridge.service.views.ha_discovery import (
     availability_topic,
     bridge_discovery,
     bridge_status_topic,
@@ -59,7 +59,7 @@ from iot_bridge.service.ha_discovery import (
     node_id,
     state_topic,
 )
-from iot_bridge.service.ports import LastWill
+from iot_bridge.service.views.types import MachineDirectory, MachineStatus
 
 __all__ = [
     "POLL_S",

@@ -20,12 +20,12 @@ from iot_bridge.config.sources import EnvSettings, LoadedConfig, effective_mqtt,
 from iot_bridge.domain.events import iso_utc
 from iot_bridge.errors import ConfigError, ConfigIssue, StoreError
 from iot_bridge.logs import get_logger
-from iot_bridge.service.broker_link import BrokerLink
-from iot_bridge.service.delivery import DeliveryWorker
-from iot_bridge.service.ingest import device_specs
-from iot_bridge.service.pipeline import Pipeline
+from iot_bridge.service.delivery.worker import DeliveryWorker
+from iot_bridge.service.ingest.broker_link import BrokerLink
+from iot_bridge.service.ingest.ingestor import device_specs
+from iot_bridge.service.ingest.pipeline import Pipeline
 from iot_bridge.service.ports import ConfigRepository, EventSender, EventSenderFactory
-from iot_bridge.service.state_out import state_out_will
+from iot_bridge.service.views.state_out import state_out_will
 
 log = get_logger(__name__)
 

@@ -15,14 +15,14 @@ from iot_bridge.config.sources import StoreLimits
 from iot_bridge.domain.events import iso_utc
 from iot_bridge.errors import StoreError
 from iot_bridge.logs import get_logger
-from iot_bridge.service.broker_link import BrokerLink
-from iot_bridge.service.config_use_case import ConfigUseCase
-from iot_bridge.service.delivery import EndpointHealth
+from iot_bridge.service.config_push.use_case import ConfigUseCase
+from iot_bridge.service.delivery.worker import EndpointHealth
 from iot_bridge.service.feed import Feed
 from iot_bridge.service.housekeeping import Housekeeping
-from iot_bridge.service.metrics import Metrics
-from iot_bridge.service.pipeline import Pipeline
+from iot_bridge.service.ingest.broker_link import BrokerLink
+from iot_bridge.service.ingest.pipeline import Pipeline
 from iot_bridge.service.ports import Outbox, StoredEvent, StoreUsage
+from iot_bridge.service.views.metrics import Metrics
 
 log = get_logger(__name__)
 

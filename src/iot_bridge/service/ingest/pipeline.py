@@ -32,13 +32,13 @@ from dataclasses import dataclass
 from iot_bridge.domain.events import Event, iso_utc
 from iot_bridge.errors import DiskFullError, StoreError
 from iot_bridge.logs import get_logger
-from iot_bridge.service.broker_link import BrokerLink
+from iot_bridge.runtime.store_thread import StoreThread
 from iot_bridge.service.feed import Feed, FeedBatch
-from iot_bridge.service.ingest import DeviceSpec, Ingestor
-from iot_bridge.service.metrics import Metrics
+from iot_bridge.service.ingest.broker_link import BrokerLink
+from iot_bridge.service.ingest.ingestor import DeviceSpec, Ingestor
+from iot_bridge.service.ingest.redelivery import split_redelivered
 from iot_bridge.service.ports import KEPT_BATCHES, Clock, MessageSource, Outbox, SourceMessage
-from iot_bridge.service.redelivery import split_redelivered
-from iot_bridge.service.store_thread import StoreThread
+from iot_bridge.service.views.metrics import Metrics
 
 log = get_logger(__name__)
 

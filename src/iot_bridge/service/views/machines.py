@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from iot_bridge.service.board import MachineStatus
-from iot_bridge.service.ingest import Ingestor
+from iot_bridge.service.ingest.ingestor import Ingestor
+from iot_bridge.service.views.types import MachineStatus
 
 
 class IngestorDirectory:

@@ -27,7 +27,7 @@ every device resumes at once, in order per device: events that failed only
 because of the outage are due again at once.
 
 With a ``BatchEventSender`` (``request_format: batch``) a lane sends calls
-of several devices' events instead (``service/batching.py`` fills them: at
+of several devices' events instead (``service/delivery/batching.py`` fills them: at
 most 500 events and 1 MiB, a device in one call at a time), up to
 ``max_batches_in_flight`` calls at once. A call is filled from what is due
 when it leaves: a single new event goes at once, alone. Each event's result
@@ -57,7 +57,7 @@ from iot_bridge.backoff import nominal_delay
 from iot_bridge.domain.events import EncodedEvent
 from iot_bridge.errors import DeliveryError, StoreError
 from iot_bridge.logs import RateLimiter, get_logger
-from iot_bridge.service.batching import (
+from iot_bridge.service.delivery.batching import (
     MAX_BATCH_EVENTS,
     device_chunk_limit,
     fills_a_call,

@@ -29,7 +29,7 @@ from iot_bridge.errors import PayloadError
 from iot_bridge.logs import RateLimiter, get_logger
 from iot_bridge.parsers import DeviceParser, make_parser
 from iot_bridge.service.feed import Feed, ReadingAccepted, StateChanged
-from iot_bridge.service.routing import AVAILABILITY, DATA, Route, Router
+from iot_bridge.service.ingest.routing import AVAILABILITY, DATA, Route, Router
 
 log = get_logger(__name__)
 

@@ -17,7 +17,7 @@ import orjson
 
 from iot_bridge.domain.events import Event
 from iot_bridge.errors import BridgeError
-from iot_bridge.service.ingest import Ingestor, device_specs
+from iot_bridge.service.ingest.ingestor import Ingestor, device_specs
 
 MAX_TS = 253_402_300_799  # 9999-12-31T23:59:59Z
 
