@@ -16,7 +16,7 @@ from iot_bridge.domain.events import iso_utc
 from iot_bridge.errors import StoreError
 from iot_bridge.logs import get_logger
 from iot_bridge.service.config_push.use_case import ConfigUseCase
-from iot_bridge.service.delivery.worker import EndpointHealth
+from iot_bridge.service.delivery.endpoint import EndpointHealth
 from iot_bridge.service.feed import Feed
 from iot_bridge.service.housekeeping import Housekeeping
 from iot_bridge.service.ingest.broker_link import BrokerLink
