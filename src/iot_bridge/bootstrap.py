@@ -23,9 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from iot_bridge.adapters.http_server import HEALTH_RESERVE, LISTEN_BACKLOG, ASGIApp, HttpServer
-from iot_bridge.adapters.mqtt import MqttClient, MqttSettings, WillMessage
-from iot_bridge.adapters.mqtt.protocol_memory import FileProtocolMemory, ProtocolMemory
 from iot_bridge.adapters.store import EventStore
 from iot_bridge.config.model import MqttSection, OdooSection
 from iot_bridge.config.shard import Shard
@@ -38,6 +35,9 @@ from iot_bridge.config.sources import (
 from iot_bridge.entrypoints.http_api import create_app
 from iot_bridge.errors import BridgeError, DiskFullError
 from iot_bridge.logs import get_logger, task_stack
+from iot_bridge.net.http.server import HEALTH_RESERVE, LISTEN_BACKLOG, ASGIApp, HttpServer
+from iot_bridge.net.mqtt import MqttClient, MqttSettings, WillMessage
+from iot_bridge.net.mqtt.protocol_memory import FileProtocolMemory, ProtocolMemory
 from iot_bridge.runtime import heap
 from iot_bridge.runtime.clock import SystemClock
 from iot_bridge.service.bridge import Bridge

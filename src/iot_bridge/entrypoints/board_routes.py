@@ -13,7 +13,7 @@
 When ``BRIDGE_API_TOKEN`` is set, the last three need it: as
 ``Authorization: Bearer`` or, because ``EventSource`` cannot send headers,
 as ``?token=`` on ``/stream``. Query strings are never logged (the HTTP server,
-``adapters/http_server.py``, keeps no access log; our log lines carry no URL).
+``net/http/server.py``, keeps no access log; our log lines carry no URL).
 """
 
 from __future__ import annotations

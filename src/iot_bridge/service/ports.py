@@ -1,7 +1,7 @@
 """The ports: what the service needs from the outside, as small ``Protocol``s.
 
 The service layer names only these; ``bootstrap.py`` hands it the adapters
-that implement them (``adapters/mqtt`` the message source, ``adapters/store``
+that implement them (``net/mqtt`` the message source, ``adapters/store``
 the outbox, ``adapters/odoo`` the event sender, ``adapters/clock`` the clock,
 ``config/sources`` the config repository). Ports are called per batch, never
 per message: the hot path is ``Ingestor.handle`` on plain lists.

@@ -7,11 +7,11 @@ commit that holds its effects), and reconnection with randomised, capped
 exponential backoff.
 """
 
-from iot_bridge.adapters.mqtt.client import MqttClient
-from iot_bridge.adapters.mqtt.messages import InboundMessage
-from iot_bridge.adapters.mqtt.settings import MqttSettings, WillMessage
 from iot_bridge.backoff import Backoff
 from iot_bridge.errors import MqttError
+from iot_bridge.net.mqtt.client import MqttClient
+from iot_bridge.net.mqtt.messages import InboundMessage
+from iot_bridge.net.mqtt.settings import MqttSettings, WillMessage
 from iot_bridge.topics import topic_filter_problem, topic_matches, topic_name_problem
 
 __all__ = [

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from iot_bridge.service.views.metrics import Counter, Gauge, Metrics, go_float
+from iot_bridge.net.prometheus import Counter, Gauge, go_float
+from iot_bridge.service.views.metrics import Metrics
 
 
 def _reference(ours: Metrics) -> tuple[prometheus_client.CollectorRegistry, dict[str, object]]:

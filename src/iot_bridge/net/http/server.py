@@ -60,7 +60,8 @@ import functools
 import socket
 from typing import TYPE_CHECKING, Any, Final
 
-from iot_bridge.adapters.http_connection import (
+from iot_bridge.logs import FloodLog, get_logger
+from iot_bridge.net.http.connection import (
     GENERAL,
     RESERVE,
     ASGIApp,
@@ -73,11 +74,10 @@ from iot_bridge.adapters.http_connection import (
     host_and_port,
     refuse_socket,
 )
-from iot_bridge.adapters.http_head import could_be_get, head_end
-from iot_bridge.logs import FloodLog, get_logger
+from iot_bridge.net.http.head import could_be_get, head_end
 
 if TYPE_CHECKING:
-    from iot_bridge.adapters.http_connection import Cycle
+    from iot_bridge.net.http.connection import Cycle
 
 __all__ = [
     "ASGIApp",

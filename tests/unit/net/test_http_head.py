@@ -1,10 +1,10 @@
-"""The checks on a raw request head before h11 parses it (adapters/http_head.py)."""
+"""The checks on a raw request head before h11 parses it (net/http/head.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from iot_bridge.adapters.http_head import (
+from iot_bridge.net.http.head import (
     could_be_get,
     head_end,
     head_problem,

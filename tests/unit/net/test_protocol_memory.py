@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from iot_bridge.adapters.mqtt.protocol_memory import FILE_NAME, FileProtocolMemory
+from iot_bridge.net.mqtt.protocol_memory import FILE_NAME, FileProtocolMemory
 
 
 def test_nothing_is_remembered_at_first(tmp_path: Path) -> None:

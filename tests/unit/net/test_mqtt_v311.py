@@ -1,4 +1,4 @@
-"""MQTT 3.1.1 framing (``adapters/mqtt/_v311.py``) and a 3.1.1 connection, without a broker."""
+"""MQTT 3.1.1 framing (``net/mqtt/_v311.py``) and a 3.1.1 connection, without a broker."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from iot_bridge.adapters.mqtt import InboundMessage, _v311
-from iot_bridge.adapters.mqtt._connection import MQTT_3_1_1, InboundQueue, MqttConnection
-from tests.integration.test_mqtt_units import RecordingTransport
+from iot_bridge.net.mqtt import InboundMessage, _v311
+from iot_bridge.net.mqtt._connection import MQTT_3_1_1, InboundQueue, MqttConnection
+from tests.unit.net.test_mqtt_connection import RecordingTransport
 
 QOS = (mqtt5.QoS.AT_MOST_ONCE, mqtt5.QoS.AT_LEAST_ONCE, mqtt5.QoS.EXACTLY_ONCE)
 topics = st.text(

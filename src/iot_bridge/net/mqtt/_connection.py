@@ -21,9 +21,9 @@ from typing import Final, Literal
 
 import mqtt5
 
-from iot_bridge.adapters.mqtt import _v311
-from iot_bridge.adapters.mqtt.messages import InboundMessage
 from iot_bridge.errors import MqttError
+from iot_bridge.net.mqtt import _v311
+from iot_bridge.net.mqtt.messages import InboundMessage
 
 ProtocolVersion = Literal["5", "3.1.1"]
 MQTT_5: Final = "5"

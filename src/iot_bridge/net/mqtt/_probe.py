@@ -23,7 +23,7 @@ from typing import Final
 
 import mqtt5
 
-from iot_bridge.adapters.mqtt.settings import MqttSettings
+from iot_bridge.net.mqtt.settings import MqttSettings
 
 _CONNACK: Final = 0x20
 _UNSUPPORTED_PROTOCOL: Final = 0x84

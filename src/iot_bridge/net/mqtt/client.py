@@ -15,7 +15,10 @@ from collections.abc import Iterable
 
 import mqtt5
 
-from iot_bridge.adapters.mqtt._connection import (
+from iot_bridge.backoff import Backoff
+from iot_bridge.errors import ConfigError, ConfigIssue, MqttError
+from iot_bridge.logs import get_logger
+from iot_bridge.net.mqtt._connection import (
     MQTT_3_1_1,
     MQTT_5,
     READ_COALESCE_S,
@@ -25,13 +28,10 @@ from iot_bridge.adapters.mqtt._connection import (
     describe_reason,
     reason_value,
 )
-from iot_bridge.adapters.mqtt._probe import speaks_mqtt5
-from iot_bridge.adapters.mqtt.messages import InboundMessage
-from iot_bridge.adapters.mqtt.protocol_memory import ProtocolMemory
-from iot_bridge.adapters.mqtt.settings import MqttSettings
-from iot_bridge.backoff import Backoff
-from iot_bridge.errors import ConfigError, ConfigIssue, MqttError
-from iot_bridge.logs import get_logger
+from iot_bridge.net.mqtt._probe import speaks_mqtt5
+from iot_bridge.net.mqtt.messages import InboundMessage
+from iot_bridge.net.mqtt.protocol_memory import ProtocolMemory
+from iot_bridge.net.mqtt.settings import MqttSettings
 from iot_bridge.service.ports import SourceMessage
 from iot_bridge.topics import topic_filter_problem, topic_name_problem
 

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 
 import h11
 
-from iot_bridge.adapters.http_head import (
+from iot_bridge.net.http.head import (
     could_be_get,
     head_end,
     head_problem,
@@ -32,7 +32,7 @@ from iot_bridge.adapters.http_head import (
 )
 
 if TYPE_CHECKING:
-    from iot_bridge.adapters.http_server import HttpServer
+    from iot_bridge.net.http.server import HttpServer
 
 __all__ = [
     "GENERAL",

@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Final, Protocol
 
-from iot_bridge.adapters.mqtt._connection import MQTT_3_1_1, ProtocolVersion
 from iot_bridge.logs import get_logger
+from iot_bridge.net.mqtt._connection import MQTT_3_1_1, ProtocolVersion
 
 log = get_logger(__name__)
 
