@@ -19,7 +19,8 @@ from iot_bridge.service.ports import LastWill, MessageSource, MessageSourceFacto
 
 log = get_logger(__name__)
 
-CLOSE_TIMEOUT_S = 5.0
+# An MQTT source's close() gets this long, and its cancelled run task as long again.
+SOURCE_CLOSE_TIMEOUT_S = 5.0
 
 
 class BrokerLink:
@@ -80,7 +81,7 @@ class BrokerLink:
             self._closed = True
             await self._retire(self.source)
         if self._closing:
-            _, late = await asyncio.wait(self._closing, timeout=CLOSE_TIMEOUT_S * 2)
+            _, late = await asyncio.wait(self._closing, timeout=SOURCE_CLOSE_TIMEOUT_S * 2)
             for closing in late:
                 log.error("mqtt_close_stuck", task=closing.get_name(), stack=task_stack(closing))
 
@@ -90,14 +91,14 @@ class BrokerLink:
 
     async def _retire(self, source: MessageSource) -> None:
         try:
-            await asyncio.wait_for(source.close(), CLOSE_TIMEOUT_S)
+            await asyncio.wait_for(source.close(), SOURCE_CLOSE_TIMEOUT_S)
         except TimeoutError:
-            log.warning("mqtt_close_timeout", broker=source.broker, seconds=CLOSE_TIMEOUT_S)
+            log.warning("mqtt_close_timeout", broker=source.broker, seconds=SOURCE_CLOSE_TIMEOUT_S)
         task = self._runs.pop(id(source), None)
         if task is not None and not task.done():
             task.cancel()
             # Not ``await task``: its CancelledError would hide a cancel of ours.
-            _, late = await asyncio.wait({task}, timeout=CLOSE_TIMEOUT_S)
+            _, late = await asyncio.wait({task}, timeout=SOURCE_CLOSE_TIMEOUT_S)
             if late:
                 log.error("mqtt_task_stuck", broker=source.broker, stack=task_stack(task))
 

@@ -79,7 +79,9 @@ POWER_INTERVAL_S: Final = 5.0
 BRIDGE_STATUS_INTERVAL_S: Final = 10.0
 POLL_S: Final = 1.0
 PUBLISH_CONCURRENCY: Final = 64
-CLOSE_TIMEOUT_S: Final = 2.0
+# At the stop, the retained ``offline`` waits this long for its PUBACK (within the bridge's
+# SHUTDOWN_STEP_TIMEOUT_S for each closer).
+OFFLINE_PUBACK_TIMEOUT_S: Final = 2.0
 ONLINE: Final = b"online"
 OFFLINE: Final = b"offline"
 _ONLINE_EVENTS: Final = frozenset({EventType.DEVICE_ONLINE, EventType.DEVICE_OFFLINE})
@@ -272,7 +274,7 @@ class StateOut:
         if section is not None and client.connected:
             topic = availability_topic(section, self._shard)
             with contextlib.suppress(MqttError, TimeoutError):
-                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                async with asyncio.timeout(OFFLINE_PUBACK_TIMEOUT_S):
                     await client.publish(topic, OFFLINE, qos=1, retain=True)
 
     def _subscribed(self) -> Subscription:
