@@ -1,8 +1,8 @@
-"""One client connection of the HTTP server (``http_server.py``): its request heads, the
-h11 cycle of each request, its timers, its lingering close.
+"""One client connection of the HTTP server (``server.py``): its request heads, the
+h11 cycle of each request (``cycle.py``), its timer (``timer.py``), its lingering close.
 
 Between requests the connection collects the next head itself, up to its empty line,
-and checks it (``http_head``) before a fresh h11 parses it: the head size holds however
+and checks it (``head.py``) before a fresh h11 parses it: the head size holds however
 the bytes arrive, bare line ends and folded lines are refused, empty lines before a
 request line are skipped. h11 then reads the body, and the app runs as one ``Cycle``
 (its ``receive`` and ``send``). Each connection has at most one timer: its keep-alive
@@ -13,16 +13,12 @@ stalled body, or a lingering close.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import http
-import socket
-import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Final, cast
 from urllib.parse import unquote
 
 import h11
 
+from iot_bridge.net.http.cycle import Cycle, wake
 from iot_bridge.net.http.head import (
     could_be_get,
     head_end,
@@ -30,216 +26,40 @@ from iot_bridge.net.http.head import (
     split_target,
     supported_version,
 )
+from iot_bridge.net.http.timer import (
+    HEAD_TIMER,
+    IDLE_TIMER,
+    LINGER_TIMER,
+    NO_TIMER,
+    STALL_TIMER,
+    ConnectionTimer,
+)
+from iot_bridge.net.http.wire import (
+    UNAVAILABLE,
+    ClientDisconnected,
+    Scope,
+    date_header,
+    error_response,
+    error_text,
+    has_both_lengths,
+    host_and_port,
+    reason_phrase,
+)
 
 if TYPE_CHECKING:
     from iot_bridge.net.http.server import HttpServer
 
-__all__ = [
-    "GENERAL",
-    "RESERVE",
-    "UNAVAILABLE",
-    "ASGIApp",
-    "ClientDisconnected",
-    "Connection",
-    "Cycle",
-    "Message",
-    "Receive",
-    "Scope",
-    "Send",
-    "host_and_port",
-    "refuse_socket",
-]
-
-Message = MutableMapping[str, Any]
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+__all__ = ["GENERAL", "RESERVE", "Connection"]
 
 # Unread request body held for the app before reading pauses (back-pressure on the client).
 BODY_HIGH_WATER_BYTES: Final = 256 * 1024
 # The rest of a body the app answered without reading (the 413 of a too large config) is
 # read and dropped, so the client sees the answer instead of a reset; past this it is cut.
 DISCARD_LIMIT_BYTES: Final = 64 * 1024 * 1024
-# After an answer that ends the connection the write side is shut and what the client
-# still sends is dropped for this long, so the answer is not lost to a TCP reset.
-LINGER_S: Final = 2.0
 
 # What a connection is to the cap.
 GENERAL: Final = 0
 RESERVE: Final = 1  # over the cap: the health check it showed, answered, then closed
-
-_NO_TIMER: Final = 0
-_IDLE_TIMER: Final = 1
-_HEAD_TIMER: Final = 2
-_STALL_TIMER: Final = 3
-_LINGER_TIMER: Final = 4
-
-_DISCONNECT: Final[dict[str, Any]] = {"type": "http.disconnect"}
-_DAYS: Final = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
-_MONTHS: Final = (
-    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun",
-    b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
-)  # fmt: skip
-_UNAVAILABLE_BODY: Final = b"Service Unavailable: too many connections\n"
-UNAVAILABLE: Final = (
-    b"HTTP/1.1 503 Service Unavailable\r\n"
-    b"content-type: text/plain; charset=utf-8\r\n"
-    b"content-length: %d\r\n"
-    b"connection: close\r\n\r\n%s" % (len(_UNAVAILABLE_BODY), _UNAVAILABLE_BODY)
-)
-
-
-class ClientDisconnected(OSError):
-    """``send()`` after the client went away (what ASGI asks servers to raise)."""
-
-
-def http_date(unix_s: int) -> bytes:
-    """The IMF-fixdate of ``unix_s`` (RFC 9110), independent of the locale."""
-    t = time.gmtime(unix_s)
-    return b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (
-        _DAYS[t.tm_wday], t.tm_mday, _MONTHS[t.tm_mon - 1], t.tm_year,
-        t.tm_hour, t.tm_min, t.tm_sec,
-    )  # fmt: skip
-
-
-class _DateHeader:
-    """The ``Date`` value, computed on demand and kept for the rest of its second."""
-
-    __slots__ = ("_second", "_value")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = b""
-
-    def value(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second, self._value = now, http_date(now)
-        return self._value
-
-
-_date = _DateHeader()
-_reasons: dict[int, bytes] = {}
-
-
-def _reason(status: int) -> bytes:
-    reason = _reasons.get(status)
-    if reason is None:
-        try:
-            reason = http.HTTPStatus(status).phrase.encode("ascii")
-        except ValueError:
-            reason = b""
-        _reasons[status] = reason
-    return reason
-
-
-def _error_text(err: h11.RemoteProtocolError) -> str:
-    """h11's reason for refusing a request, without the client's bytes it quotes (a request
-    line carries the query, and the query may carry the token)."""
-    text = str(err)
-    for quote in (" b'", ' b"', " bytearray(", " ("):
-        cut = text.find(quote)
-        if cut >= 0:
-            text = text[:cut]
-    return text.rstrip(": ")[:120] or "invalid request"
-
-
-def _wake(waiter: asyncio.Future[None] | None) -> None:
-    if waiter is not None and not waiter.done():
-        waiter.set_result(None)
-
-
-class Cycle:
-    """One request and its response: the app's ``receive`` and ``send``."""
-
-    __slots__ = (
-        "body",
-        "body_seen",
-        "buffered",
-        "connection",
-        "continue_sent",
-        "expect_continue",
-        "final_delivered",
-        "gone",
-        "head_only",
-        "head_written",
-        "more_body",
-        "pending_head",
-        "response_complete",
-        "scope",
-        "waiter",
-    )
-
-    def __init__(
-        self, connection: Connection, scope: Scope, *, head_only: bool, expect_continue: bool
-    ) -> None:
-        self.connection = connection
-        self.scope = scope
-        self.head_only = head_only  # HEAD: the response's body is not sent
-        self.expect_continue = expect_continue
-        self.continue_sent = False
-        self.body: list[bytes] = []  # received, not yet given to the app
-        self.buffered = 0
-        self.body_seen = 0
-        self.more_body = True  # the request's body has not ended yet
-        self.final_delivered = False  # the app has had the last ``http.request``
-        self.gone = False  # the client went away (or the connection was given up)
-        # http.response.start's status and headers, written with the first body part
-        self.pending_head: tuple[int, list[tuple[bytes, bytes]]] | None = None
-        self.head_written = False
-        self.response_complete = False
-        self.waiter: asyncio.Future[None] | None = None
-
-    def wake(self) -> None:
-        _wake(self.waiter)
-
-    def client_gone(self) -> None:
-        self.gone = True
-        self.wake()
-
-    async def receive(self) -> Message:
-        while True:
-            if self.gone or self.response_complete:
-                return _DISCONNECT.copy()
-            if self.body:
-                data = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-                self.body.clear()
-                self.buffered = 0
-                self.final_delivered = not self.more_body
-                self.connection.body_consumed()
-                return {"type": "http.request", "body": data, "more_body": self.more_body}
-            if not self.more_body and not self.final_delivered:
-                self.final_delivered = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            if self.expect_continue and not self.continue_sent and self.more_body:
-                self.continue_sent = True
-                self.connection.send_continue()
-            # Body parts, the end of the response or the client's leaving wake this.
-            self.waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self.waiter
-            finally:
-                self.waiter = None
-
-    async def send(self, message: Message) -> None:
-        if self.gone:
-            raise ClientDisconnected("the HTTP client has gone")
-        kind = message["type"]
-        if kind == "http.response.start":
-            if self.pending_head is not None or self.head_written:
-                raise RuntimeError("http.response.start sent twice")
-            self.pending_head = (int(message["status"]), list(message.get("headers", ())))
-        elif kind == "http.response.body":
-            if self.pending_head is None and not self.head_written:
-                raise RuntimeError("http.response.body before http.response.start")
-            if self.response_complete:
-                raise RuntimeError("http.response.body after the response was complete")
-            await self.connection.write_body(
-                self, bytes(message.get("body", b"")), bool(message.get("more_body", False))
-            )
-        else:
-            raise RuntimeError(f"unexpected ASGI message {kind!r}")
 
 
 class Connection(asyncio.Protocol):
@@ -278,9 +98,7 @@ class Connection(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self._discarding = False
         self._discarded = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_kind = _NO_TIMER
-        self._last_read = 0.0
+        self._timer = ConnectionTimer(loop, server, self._on_timer)
 
     # --- asyncio.Protocol -------------------------------------------------------------
 
@@ -307,16 +125,16 @@ class Connection(asyncio.Protocol):
         their_state = self._h11.their_state
         if their_state is h11.MUST_CLOSE or their_state is h11.ERROR:
             return  # the request said it was the last one: what follows is not read
-        self._last_read = self._loop.time()
+        self._timer.last_read = self._loop.time()
         self._h11.receive_data(data)
         self._handle_events()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
-        self._cancel_timer()
+        self._timer.cancel()
         if self._cycle is not None:
             self._cycle.client_gone()
-        _wake(self._drain)
+        wake(self._drain)
         self._server.connection_closed(self)
 
     def pause_writing(self) -> None:
@@ -324,7 +142,7 @@ class Connection(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        _wake(self._drain)
+        wake(self._drain)
 
     # --- what the server and the cycle ask ------------------------------------------
 
@@ -401,13 +219,13 @@ class Connection(asyncio.Protocol):
         self, cycle: Cycle, status: int, headers: list[tuple[bytes, bytes]]
     ) -> h11.Response:
         if not any(name.lower() == b"date" for name, _ in headers):
-            headers.append((b"date", _date.value()))
+            headers.append((b"date", date_header.value()))
         if self._close_after or self._server.closing:
             headers.append((b"connection", b"close"))  # h11 then closes after this response
         if 400 <= status < 500:
             scope = cycle.scope
             self._server.client_error(status, self._client, scope["method"], scope["path"])
-        return h11.Response(status_code=status, headers=headers, reason=_reason(status))
+        return h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))
 
     def app_failed(self, cycle: Cycle) -> None:
         """The app raised or returned early: a 500 if nothing was written yet; then close."""
@@ -454,7 +272,7 @@ class Connection(asyncio.Protocol):
         self._head.clear()
         self._reading_head = self._head_started = False
         self._h11 = h11.Connection(h11.SERVER, max_incomplete_event_size=limit)
-        self._last_read = self._loop.time()
+        self._timer.last_read = self._loop.time()
         self._h11.receive_data(received)
         self._handle_events()
 
@@ -522,7 +340,7 @@ class Connection(asyncio.Protocol):
             self._close_after = True
         else:
             # RFC 9112 §6.1: chunked wins, and the connection is not used again.
-            self._close_after = _has_both_lengths(request.headers)
+            self._close_after = has_both_lengths(request.headers)
         scope: Scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
@@ -601,7 +419,7 @@ class Connection(asyncio.Protocol):
         # h11 hints 501 for a transfer coding other than chunked; RFC 9112 §6.1 asks 400
         # when chunked is not the last coding, and 400 suits the rest as well.
         status = err.error_status_hint
-        self._refuse_request(400 if status == 501 else status, _error_text(err))
+        self._refuse_request(400 if status == 501 else status, error_text(err))
 
     def _refuse_request(self, status: int, reason: str) -> None:
         """Answer a request we refuse (or the deadline of one), log it, close politely."""
@@ -616,52 +434,24 @@ class Connection(asyncio.Protocol):
 
     def _wanted_timer(self) -> int:
         if self._closed:
-            return _NO_TIMER
+            return NO_TIMER
         if self._lingering:
-            return _LINGER_TIMER
+            return LINGER_TIMER
         if self._reading_head:
-            return _HEAD_TIMER if self._head_started else _IDLE_TIMER
+            return HEAD_TIMER if self._head_started else IDLE_TIMER
         if (
             self._h11.their_state is h11.SEND_BODY
             and not self._read_paused
             and not self._h11.they_are_waiting_for_100_continue
         ):
-            return _STALL_TIMER
-        return _NO_TIMER  # the app works, or the client reads our response
+            return STALL_TIMER
+        return NO_TIMER  # the app works, or the client reads our response
 
     def _update_timer(self) -> None:
-        kind = self._wanted_timer()
-        if kind == self._timer_kind:
-            return  # a head's deadline does not move; a stall timer looks at the last read
-        self._cancel_timer()
-        self._timer_kind = kind
-        if kind == _IDLE_TIMER:
-            delay = self._server.keep_alive_timeout_s
-        elif kind == _HEAD_TIMER:
-            delay = self._server.head_timeout_s
-        elif kind == _STALL_TIMER:
-            self._last_read = self._loop.time()
-            delay = self._server.request_timeout_s
-        elif kind == _LINGER_TIMER:
-            delay = LINGER_S
-        else:
-            return
-        self._timer = self._loop.call_later(delay, self._on_timer)
+        self._timer.set(self._wanted_timer())
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_kind = _NO_TIMER
-
-    def _on_timer(self) -> None:
-        kind, self._timer, self._timer_kind = self._timer_kind, None, _NO_TIMER
-        if kind == _STALL_TIMER:
-            left = self._last_read + self._server.request_timeout_s - self._loop.time()
-            if left > 0:
-                self._timer_kind = _STALL_TIMER
-                self._timer = self._loop.call_later(left, self._on_timer)
-                return
+    def _on_timer(self, kind: int) -> None:
+        if kind == STALL_TIMER:
             cycle = self._cycle
             if cycle is not None:
                 cycle.client_gone()
@@ -669,9 +459,9 @@ class Connection(asyncio.Protocol):
                 self._refuse_request(408, "request body stalled")
             else:
                 self._linger()
-        elif kind == _HEAD_TIMER:
+        elif kind == HEAD_TIMER:
             self._refuse_request(408, "request head not complete in time")
-        elif kind == _IDLE_TIMER and self._kind == RESERVE:
+        elif kind == IDLE_TIMER and self._kind == RESERVE:
             self.refuse()
         else:  # idle keep-alive connection, or the end of a lingering close
             self._close()
@@ -683,14 +473,7 @@ class Connection(asyncio.Protocol):
             self._transport.write(data)
 
     def _error_response(self, status: int, *, head_only: bool) -> None:
-        """Our own answer, written as bytes: h11 may be in no state to send one (its
-        parser failed, or no request was parsed at all). The connection ends after it."""
-        body = b"" if head_only else _reason(status) + b"\n"
-        self._write(
-            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            b"content-length: %d\r\nconnection: close\r\ndate: %s\r\n\r\n%s"
-            % (status, _reason(status), len(body), _date.value(), body)
-        )
+        self._write(error_response(status, head_only=head_only))
 
     def _linger(self) -> None:
         """Close after an answer that ends the connection without losing it to a reset: shut
@@ -710,10 +493,10 @@ class Connection(asyncio.Protocol):
         if self._closed:
             return
         self._closed = True
-        self._cancel_timer()
+        self._timer.cancel()
         if self._cycle is not None and not self._cycle.response_complete:
             self._cycle.client_gone()
-        _wake(self._drain)
+        wake(self._drain)
         if self._transport is not None:
             self._transport.close()
 
@@ -727,31 +510,3 @@ class Connection(asyncio.Protocol):
         if self._read_paused and not self._closed and self._transport is not None:
             self._read_paused = False
             self._transport.resume_reading()
-
-
-def _has_both_lengths(headers: Iterable[tuple[bytes, bytes]]) -> bool:
-    """Content-Length and Transfer-Encoding together (h11 gives lower-case names)."""
-    length = coding = False
-    for name, _ in headers:
-        if name == b"content-length":
-            length = True
-        elif name == b"transfer-encoding":
-            coding = True
-    return length and coding
-
-
-def host_and_port(value: object) -> tuple[str, int] | None:
-    """A socket address as (host, port); None for what is not one (a Unix socket)."""
-    if isinstance(value, tuple) and len(value) >= 2:
-        return str(value[0]), int(value[1])
-    return None
-
-
-def refuse_socket(sock: socket.socket) -> None:
-    """503 on a socket no transport was made for, then close. What the client sent is
-    read first: closing with unread bytes would send a reset that can overtake the 503."""
-    with contextlib.suppress(OSError):
-        sock.recv(65536, socket.MSG_DONTWAIT)
-    with contextlib.suppress(OSError):
-        sock.send(UNAVAILABLE, socket.MSG_DONTWAIT)
-    sock.close()

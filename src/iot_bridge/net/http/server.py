@@ -61,12 +61,11 @@ import socket
 from typing import TYPE_CHECKING, Any, Final
 
 from iot_bridge.logs import FloodLog, get_logger
-from iot_bridge.net.http.connection import (
-    GENERAL,
-    RESERVE,
+from iot_bridge.net.http.connection import GENERAL, RESERVE, Connection
+from iot_bridge.net.http.head import could_be_get, head_end
+from iot_bridge.net.http.wire import (
     ASGIApp,
     ClientDisconnected,
-    Connection,
     Message,
     Receive,
     Scope,
@@ -74,10 +73,9 @@ from iot_bridge.net.http.connection import (
     host_and_port,
     refuse_socket,
 )
-from iot_bridge.net.http.head import could_be_get, head_end
 
 if TYPE_CHECKING:
-    from iot_bridge.net.http.connection import Cycle
+    from iot_bridge.net.http.cycle import Cycle
 
 __all__ = [
     "ASGIApp",
