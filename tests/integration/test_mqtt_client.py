@@ -24,7 +24,7 @@ from iot_bridge.net.mqtt import (
     MqttSettings,
     WillMessage,
 )
-from iot_bridge.net.mqtt.client import SUBSCRIBE_BATCH
+from iot_bridge.net.mqtt._subscriptions import SUBSCRIBE_BATCH
 from tests.support.mosquitto import BrokerFactory, MosquittoBroker, publish, publish_many
 
 _ids = itertools.count(1)
