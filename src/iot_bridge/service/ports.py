@@ -2,7 +2,7 @@
 
 The service layer names only these; ``bootstrap.py`` hands it the adapters
 that implement them (``net/mqtt`` the message source, ``adapters/store``
-the outbox, ``adapters/odoo`` the event sender, ``adapters/clock`` the clock,
+the outbox, ``adapters/odoo`` the event sender, ``runtime/clock`` the clock,
 ``config/sources`` the config repository). Ports are called per batch, never
 per message: the hot path is ``Ingestor.handle`` on plain lists.
 

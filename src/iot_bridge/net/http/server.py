@@ -20,7 +20,7 @@ What it refuses, each answer closing the connection: a head over
 ``max_header_bytes`` (431) however it arrives; a head not complete within
 ``head_timeout_s`` of its first byte, however the bytes drip (408); a body
 that stalls for ``request_timeout_s`` (408); bare LF or CR line ends and
-obsolete line folding (400, see ``http_head``); what h11 refuses (400,
+obsolete line folding (400, see ``head.py``); what h11 refuses (400,
 conflicting Content-Lengths, bad chunks, a transfer coding other than
 chunked); a version other than HTTP/1.x (505); 500 when the app fails before
 its response goes out. A request with both Content-Length and
@@ -48,8 +48,8 @@ Query strings are never logged: the board's stream carries its token as
 ``?token=``.
 
 This module accepts, caps and shuts down; one connection (its heads, its requests'
-cycles, its timers) is ``http_connection.Connection``; the checks of a raw head are
-``http_head``'s.
+cycles, its timer) is ``connection.Connection``; the checks of a raw head are
+``head.py``'s.
 """
 
 from __future__ import annotations
