@@ -159,3 +159,16 @@ def test_the_views_read_types_from_views_types() -> None:
     """No read model imports another only for a type: the shared ones live in views/types.py."""
     for module in ("service/views/state_out.py", "service/views/machines.py"):
         assert "iot_bridge.service.views.board" not in _imports(PACKAGE / module), module
+
+
+def test_the_status_queries_read_the_write_path_through_protocols() -> None:
+    """views/status.py imports no module of the write path, delivery or config push: it
+    reads them through the read-only Protocols of views/types.py."""
+    write_path = (
+        "iot_bridge.service.ingest",
+        "iot_bridge.service.delivery",
+        "iot_bridge.service.config_push",
+        "iot_bridge.service.housekeeping",
+    )
+    imports = _imports(PACKAGE / "service/views/status.py")
+    assert sorted(name for name in imports if name.startswith(write_path)) == []

@@ -1,8 +1,8 @@
 """The status queries: read models of health, devices and events, and the gauges.
 
 The HTTP API (``GET /health``, ``/devices``, ``/events``, ``/metrics``) and
-any future view (the live board) read the bridge through these; none of them
-changes anything.
+the board read the bridge through these; none of them changes anything. They
+see the write path through the read-only Protocols of ``views/types.py``.
 """
 
 from __future__ import annotations
@@ -15,14 +15,16 @@ from iot_bridge.config.sources import StoreLimits
 from iot_bridge.domain.events import iso_utc
 from iot_bridge.errors import StoreError
 from iot_bridge.logs import get_logger
-from iot_bridge.service.config_push.use_case import ConfigUseCase
-from iot_bridge.service.delivery.endpoint import EndpointHealth
 from iot_bridge.service.feed import Feed
-from iot_bridge.service.housekeeping import Housekeeping
-from iot_bridge.service.ingest.broker_link import BrokerLink
-from iot_bridge.service.ingest.pipeline import Pipeline
 from iot_bridge.service.ports import Outbox, StoredEvent, StoreUsage
 from iot_bridge.service.views.metrics import Metrics
+from iot_bridge.service.views.types import (
+    ConfigState,
+    EndpointState,
+    HousekeepingState,
+    LinkState,
+    PipelineState,
+)
 
 log = get_logger(__name__)
 
@@ -33,14 +35,14 @@ class StatusQueries:
     def __init__(
         self,
         *,
-        pipeline: Pipeline,
-        link: BrokerLink,
-        configs: ConfigUseCase,
+        pipeline: PipelineState,
+        link: LinkState,
+        configs: ConfigState,
         outbox: Outbox,
         metrics: Metrics,
         feed: Feed,
-        endpoint: Callable[[], EndpointHealth],
-        housekeeping: Housekeeping,
+        endpoint: Callable[[], EndpointState],
+        housekeeping: HousekeepingState,
         limits: Callable[[], StoreLimits],
     ) -> None:
         """``endpoint`` gives the Odoo endpoint's health as delivery sees it, ``limits``

@@ -2,7 +2,10 @@
 
 The board, the MQTT state out and the machines' directory all speak of
 ``MachineStatus``; the directory that supplies it (``views/machines.py``) is
-a ``MachineDirectory``.
+a ``MachineDirectory``. The status queries (``views/status.py``) read the write
+path through the narrow, read-only Protocols below, not its classes: the
+pipeline, the broker link, the config use case, the housekeeping and
+delivery's endpoint health satisfy them as they are.
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from iot_bridge.domain.session import SessionDetector
 from iot_bridge.domain.session_config import SessionConfig
+from iot_bridge.service.ports import MessageSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +46,96 @@ class MachineDirectory(Protocol):
     def status(self, device_id: str) -> MachineStatus | None:
         """One device's live state; None when it is not configured."""
         ...
+
+
+# -- what the status queries read of the write path --------------------------------------
+
+
+class DeviceSpecView(Protocol):
+    """A configured device's identity."""
+
+    @property
+    def machine_name(self) -> str: ...
+    @property
+    def mqtt_topic(self) -> str: ...
+    @property
+    def parser_type(self) -> str: ...
+
+
+class DeviceTable(Protocol):
+    """The configured devices and their detectors (the ingestor)."""
+
+    @property
+    def device_ids(self) -> Sequence[str]: ...
+    def detector(self, device_id: str) -> SessionDetector | None: ...
+    def spec(self, device_id: str) -> DeviceSpecView | None: ...
+
+
+class DiskWait(Protocol):
+    """A commit waiting for disk space."""
+
+    @property
+    def since(self) -> float: ...
+    @property
+    def error(self) -> str: ...
+    @property
+    def messages(self) -> int: ...
+    @property
+    def events(self) -> int: ...
+    @property
+    def attempts(self) -> int: ...
+
+
+class PipelineState(Protocol):
+    """The pipeline: its devices, a commit waiting for space, its clock."""
+
+    @property
+    def ingestor(self) -> DeviceTable: ...
+    @property
+    def disk_full(self) -> DiskWait | None: ...
+    def now(self) -> float: ...
+
+
+class LinkState(Protocol):
+    """The broker link: the current source and its address."""
+
+    @property
+    def source(self) -> MessageSource: ...
+    @property
+    def broker_address(self) -> str: ...
+
+
+class ConfigState(Protocol):
+    """The active config as the status shows it."""
+
+    @property
+    def odoo_configured(self) -> bool: ...
+    @property
+    def shard(self) -> str | None: ...
+    @property
+    def last_config_update(self) -> str | None: ...
+
+
+class DiskCheck(Protocol):
+    """The last housekeeping pass's warning, if any."""
+
+    @property
+    def warning(self) -> str | None: ...
+
+
+class HousekeepingState(Protocol):
+    """The housekeeping's last report."""
+
+    @property
+    def report(self) -> DiskCheck: ...
+
+
+class EndpointState(Protocol):
+    """The Odoo endpoint's health as delivery sees it."""
+
+    @property
+    def up(self) -> bool: ...
+    @property
+    def changed_at(self) -> float | None: ...
+    @property
+    def last_error(self) -> str | None: ...
