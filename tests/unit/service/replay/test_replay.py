@@ -9,7 +9,7 @@ from iot_bridge.config.parse import parse_config
 from iot_bridge.domain.events import Event
 from iot_bridge.service.replay.trace import TraceError, parse_trace_line, replay
 
-REPO = pathlib.Path(__file__).resolve().parents[3]
+REPO = pathlib.Path(__file__).resolve().parents[4]
 TOPIC = "shop/mill/status/pm1:0"
 
 
