@@ -18,14 +18,14 @@ from collections.abc import Callable, Sequence
 from datetime import date
 
 from iot_bridge.domain.session_config import SessionConfig
-from iot_bridge.service.board import (
+from iot_bridge.service.feed import FeedBatch, ReadingAccepted
+from iot_bridge.service.replay.tuning import compare
+from iot_bridge.service.views.board import (
     MAX_POINTS_PER_DEVICE,
     Board,
     MachineStatus,
     StreamThrottle,
 )
-from iot_bridge.service.feed import FeedBatch, ReadingAccepted
-from iot_bridge.service.tuning import compare
 
 
 class Directory:

@@ -56,10 +56,10 @@ from iot_bridge.config.sources import StoreLimits
 from iot_bridge.domain.events import Event, EventType
 from iot_bridge.domain.session_config import SessionConfig
 from iot_bridge.service.housekeeping import Housekeeping
-from iot_bridge.service.ingest import DeviceSpec, Ingestor
-from iot_bridge.service.metrics import Metrics
+from iot_bridge.service.ingest.ingestor import DeviceSpec, Ingestor
+from iot_bridge.service.ingest.redelivery import fingerprint
 from iot_bridge.service.ports import StoreUsage
-from iot_bridge.service.redelivery import fingerprint
+from iot_bridge.service.views.metrics import Metrics
 
 T0 = 1_770_000_000.0  # a midnight, more or less
 DAY = 86400.0

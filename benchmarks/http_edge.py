@@ -132,8 +132,8 @@ def refusal_cost(count: int = 5000) -> None:
 
     from tests.support.http_crowd import CrowdProcess
 
-    from iot_bridge.adapters.http_server import HEALTH_RESERVE, HttpServer
     from iot_bridge.bootstrap import bind_socket
+    from iot_bridge.net.http.server import HEALTH_RESERVE, HttpServer
 
     async def app(scope: Any, receive: Any, send: Any) -> None:  # never reached: cap 0
         raise AssertionError(scope)

@@ -45,7 +45,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 from tests.support.mosquitto import MosquittoBroker, free_port
 
-from iot_bridge.adapters.mqtt import MqttClient, MqttSettings
+from iot_bridge.net.mqtt import MqttClient, MqttSettings
 
 TOPIC_ROOT = "bench"
 

@@ -7,7 +7,7 @@ socket-sized chunks into ``MqttConnection.data_received`` of each protocol
 (an in-memory transport, nothing else runs), and prints the best of
 ``--repeat`` runs in CPU microseconds per message: what the decode loop costs
 before the pipeline sees the message. The MQTT 5 path decodes with the Rust
-``mqtt5`` codec; 3.1.1 with ``adapters/mqtt/_v311.py`` in Python.
+``mqtt5`` codec; 3.1.1 with ``net/mqtt/_v311.py`` in Python.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import mqtt5
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-from iot_bridge.adapters.mqtt import _v311
-from iot_bridge.adapters.mqtt._connection import (
+from iot_bridge.net.mqtt import _v311
+from iot_bridge.net.mqtt._connection import (
     MQTT_3_1_1,
     MQTT_5,
     InboundQueue,

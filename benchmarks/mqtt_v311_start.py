@@ -2,7 +2,7 @@
 
 amqtt never answers an MQTT 5 CONNECT: the first start sits out the 10 s
 connect timeout before it falls back to 3.1.1. The data dir then remembers the
-broker (``adapters/mqtt/protocol_memory.py``), so every later start asks in
+broker (``net/mqtt/protocol_memory.py``), so every later start asks in
 3.1.1 at once. Target (issue 19): the starts after the first connect without
 that wait (well under the 10 s timeout).
 

@@ -33,12 +33,12 @@ from pathlib import Path
 
 import structlog
 
-from iot_bridge.adapters.clock import SystemClock
 from iot_bridge.adapters.odoo import OdooSender
 from iot_bridge.adapters.store import EventStore
 from iot_bridge.adapters.store import database as store_module
 from iot_bridge.domain.events import Event, EventType
-from iot_bridge.service.delivery import DeliveryWorker
+from iot_bridge.runtime.clock import SystemClock
+from iot_bridge.service.delivery.worker import DeliveryWorker
 
 REPO = Path(__file__).resolve().parent.parent
 T0 = 1_770_000_000.0

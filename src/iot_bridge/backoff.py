@@ -2,7 +2,7 @@
 
 ``nominal_delay`` is the curve (initial, doubling, capped); ``Backoff`` draws
 jittered reconnect delays from it for the MQTT client, and the delivery
-worker's retry delays (``service/delivery.backoff_delay``) come from it too.
+worker's retry delays (``service/delivery/retry.backoff_delay``) come from it too.
 """
 
 from __future__ import annotations

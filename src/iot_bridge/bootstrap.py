@@ -23,44 +23,54 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from iot_bridge.adapters import heap
-from iot_bridge.adapters.clock import SystemClock
-from iot_bridge.adapters.http_server import HEALTH_RESERVE, LISTEN_BACKLOG, ASGIApp, HttpServer
-from iot_bridge.adapters.mqtt import MqttClient, MqttSettings, WillMessage
-from iot_bridge.adapters.mqtt.protocol_memory import FileProtocolMemory, ProtocolMemory
 from iot_bridge.adapters.store import EventStore
 from iot_bridge.config.model import MqttSection, OdooSection
 from iot_bridge.config.shard import Shard
 from iot_bridge.config.sources import (
     DataDirConfigRepository,
     EnvSettings,
+    LoadedConfig,
     effective_max_connections,
     load_active_config,
 )
 from iot_bridge.entrypoints.http_api import create_app
 from iot_bridge.errors import BridgeError, DiskFullError
 from iot_bridge.logs import get_logger, task_stack
-from iot_bridge.service.board import Board, BoardService, stored_session_events
+from iot_bridge.net.http.server import HEALTH_RESERVE, LISTEN_BACKLOG, ASGIApp, HttpServer
+from iot_bridge.net.mqtt import MqttClient, MqttSettings, WillMessage
+from iot_bridge.net.mqtt.protocol_memory import FileProtocolMemory, ProtocolMemory
+from iot_bridge.runtime import heap
+from iot_bridge.runtime.clock import SystemClock
 from iot_bridge.service.bridge import Bridge
-from iot_bridge.service.machines import IngestorDirectory
-from iot_bridge.service.pipeline import (
+from iot_bridge.service.ingest.pipeline import (
     DISK_FULL_RETRY_CAP_S,
     DISK_FULL_RETRY_FIRST_S,
     RECEIVE_MAXIMUM,
     CommitAbandoned,
 )
-from iot_bridge.service.ports import LastWill
-from iot_bridge.service.state_out import StateOut
+from iot_bridge.service.ports import (
+    Clock,
+    ConfigRepository,
+    EventSenderFactory,
+    LastWill,
+    MessageSourceFactory,
+    Outbox,
+)
+from iot_bridge.service.views.board import Board, BoardService, stored_session_events
+from iot_bridge.service.views.machines import IngestorDirectory
+from iot_bridge.service.views.state_out import StateOut
 
 if TYPE_CHECKING:
     from iot_bridge.adapters.odoo import OdooSender
 
 log = get_logger(__name__)
 
-SHUTDOWN_STEP_TIMEOUT_S = 10.0
-# The heap is settled (``adapters/heap.py``) this long after the start: not in its way.
+# The HTTP server's whole stop: its grace for requests in flight (HTTP_GRACEFUL_SHUTDOWN_S),
+# then closing what is left. Not the bridge's SHUTDOWN_STEP_TIMEOUT_S (5 s, one step of its stop).
+HTTP_STOP_TIMEOUT_S = 10.0
+# The heap is settled (``runtime/heap.py``) this long after the start: not in its way.
 HEAP_SETTLE_AFTER_S = 10.0
-# Requests in flight at the stop get this long to finish (within SHUTDOWN_STEP_TIMEOUT_S).
+# Requests in flight at the stop get this long to finish (within HTTP_STOP_TIMEOUT_S).
 HTTP_GRACEFUL_SHUTDOWN_S = 5.0
 # File descriptors kept for everything but HTTP clients (the store's files and threads, the
 # MQTT and Odoo connections, the logs) when the HTTP connection cap is fitted under the limit.
@@ -159,14 +169,45 @@ def odoo_sender(section: OdooSection | None) -> OdooSender | None:
     )
 
 
-def build_bridge(options: ServiceOptions, store: EventStore) -> Bridge:
-    """The bridge on ``store``, with the active config (file, persisted or environment)."""
-    loaded = load_active_config(
-        data_dir=options.data_dir, config_file=options.config_file, env=options.env
-    )
+def build_bridge(
+    *,
+    env: EnvSettings,
+    loaded: LoadedConfig,
+    outbox: Outbox,
+    config_repository: ConfigRepository,
+    source_factory: MessageSourceFactory,
+    sender_factory: EventSenderFactory,
+    clock: Clock,
+    after_push: Callable[[], None] | None = None,
+) -> Bridge:
+    """The one place a ``Bridge`` is made: from the adapters of its ports.
+
+    ``service_bridge`` passes the real ones (SQLite, MQTT, Odoo, the system
+    clock); the unit tests pass in-memory fakes (``tests/unit/service/fakes.py``).
+    ``after_push`` runs after every applied config push.
+    """
     bridge = Bridge(
-        env=options.env,
+        env=env,
         loaded=loaded,
+        outbox=outbox,
+        config_repository=config_repository,
+        source_factory=source_factory,
+        sender_factory=sender_factory,
+        clock=clock,
+    )
+    if after_push is not None:
+        bridge.configs.add_listener(after_push)
+    return bridge
+
+
+def service_bridge(options: ServiceOptions, store: EventStore) -> Bridge:
+    """The bridge of ``iot-bridge run`` on ``store``, with the active config (file,
+    persisted or environment)."""
+    return build_bridge(
+        env=options.env,
+        loaded=load_active_config(
+            data_dir=options.data_dir, config_file=options.config_file, env=options.env
+        ),
         outbox=store,
         config_repository=DataDirConfigRepository(options.data_dir),
         source_factory=functools.partial(
@@ -176,9 +217,8 @@ def build_bridge(options: ServiceOptions, store: EventStore) -> Bridge:
         ),
         sender_factory=odoo_sender,
         clock=SystemClock(),
+        after_push=heap.settle,  # after a push: the old devices are garbage
     )
-    bridge.configs.add_listener(heap.settle)  # after a push: the old devices are garbage
-    return bridge
 
 
 def add_views(bridge: Bridge) -> BoardService:
@@ -274,9 +314,9 @@ def bind_socket(host: str, port: int, backlog: int = LISTEN_BACKLOG) -> socket.s
 async def _stop_http(server: HttpServer, task: asyncio.Task[None]) -> None:
     server.stop()
     try:
-        await asyncio.wait_for(task, SHUTDOWN_STEP_TIMEOUT_S)
+        await asyncio.wait_for(task, HTTP_STOP_TIMEOUT_S)
     except TimeoutError:
-        log.warning("http_shutdown_timeout", seconds=SHUTDOWN_STEP_TIMEOUT_S)
+        log.warning("http_shutdown_timeout", seconds=HTTP_STOP_TIMEOUT_S)
     except Exception as err:  # a failing HTTP server must not block the rest
         log.error("http_server_failed", error=str(err))
 
@@ -344,7 +384,7 @@ async def serve(
         log.info("bridge_stopped")
         return
     try:
-        bridge = build_bridge(options, store)
+        bridge = service_bridge(options, store)
         sock = bind_socket(options.host, options.port)
     except BaseException:
         store.close()

@@ -5,7 +5,7 @@ Callers handle:
 - ``PayloadError``: one device message cannot be used; count it, log it, drop it.
 - ``StoreError``: the data dir or its database cannot be used; fatal (exit 1),
   except its child ``DiskFullError``: a write failed for lack of space, which
-  heals when space is freed (the pipeline waits and retries, ``service/pipeline.py``).
+  heals when space is freed (the pipeline waits and retries, ``service/ingest/pipeline.py``).
 - ``DeliveryError``: one delivery attempt to Odoo failed (``permanent`` says how).
 - ``MqttError``: the broker connection failed; the client reconnects by itself.
 Third-party errors are translated into these at the adapter that sees them.
@@ -75,7 +75,7 @@ class DeliveryError(BridgeError):
 
     ``endpoint`` says the failure is Odoo's as a whole, not this event's (no
     answer, or 5xx, 401/403/404, 408, 429): the sender then stops for every
-    device and probes (``service/delivery.py``).
+    device and probes (``service/delivery/worker.py``).
     """
 
     def __init__(

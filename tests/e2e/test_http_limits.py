@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from iot_bridge.adapters.http_server import HEALTH_RESERVE
 from iot_bridge.bootstrap import FD_HEADROOM
+from iot_bridge.net.http.server import HEALTH_RESERVE
 from tests.e2e.conftest import config, write_config
 from tests.support.bridge_process import BridgeProcess, wait_until
 from tests.support.http_crowd import CrowdProcess

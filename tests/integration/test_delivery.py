@@ -17,7 +17,8 @@ from structlog.testing import capture_logs
 from iot_bridge.adapters.odoo import OdooSender
 from iot_bridge.adapters.store import EventStore
 from iot_bridge.domain.events import Event, EventType
-from iot_bridge.service.delivery import BACKOFF_CAP_S, DeliveryWorker, backoff_delay
+from iot_bridge.service.delivery.retry import BACKOFF_CAP_S, backoff_delay
+from iot_bridge.service.delivery.worker import DeliveryWorker
 from iot_bridge.service.ports import EventSender
 from tests.support.odoo_standin import OdooStandin
 

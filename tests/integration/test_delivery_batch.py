@@ -422,7 +422,7 @@ async def test_restart_after_clean_close_sends_nothing_twice(
 
 def test_max_batches_in_flight_must_be_positive(store: EventStore) -> None:
     """A worker without room for a call is refused at construction."""
-    from iot_bridge.service.delivery import DeliveryWorker
+    from iot_bridge.service.delivery.worker import DeliveryWorker
     from tests.integration.test_delivery import FakeClock
 
     with pytest.raises(ValueError, match="max_batches_in_flight"):

@@ -20,7 +20,7 @@ from iot_bridge.service.housekeeping import (
     Housekeeping,
     events_between_checks,
 )
-from iot_bridge.service.metrics import Metrics
+from iot_bridge.service.views.metrics import Metrics
 from tests.unit.service.fakes import FakeClock
 
 T0 = 1_770_000_000.0

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from iot_bridge.adapters.http1 import (
+from iot_bridge.net.http1 import (
     HttpProtocolError,
     StaleConnectionError,
     exchange,

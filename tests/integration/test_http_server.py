@@ -1,4 +1,4 @@
-"""The HTTP/1.1 server (adapters/http_server.py) on loopback, driven by raw sockets and httpx."""
+"""The HTTP/1.1 server (net/http/server.py) on loopback, driven by raw sockets and httpx."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from starlette.responses import StreamingResponse
 from structlog.testing import capture_logs
 
-from iot_bridge.adapters.http_server import HttpServer, Message, Receive, Scope, Send
 from iot_bridge.bootstrap import bind_socket
+from iot_bridge.net.http.server import HttpServer, Message, Receive, Scope, Send
 from tests.support.raw_http import (
     DEADLINE_S,
     Serve,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from iot_bridge.adapters.mqtt import (
+from iot_bridge.net.mqtt import (
     Backoff,
     InboundMessage,
     MqttClient,
@@ -24,7 +24,7 @@ from iot_bridge.adapters.mqtt import (
     MqttSettings,
     WillMessage,
 )
-from iot_bridge.adapters.mqtt.client import SUBSCRIBE_BATCH
+from iot_bridge.net.mqtt._subscriptions import SUBSCRIBE_BATCH
 from tests.support.mosquitto import BrokerFactory, MosquittoBroker, publish, publish_many
 
 _ids = itertools.count(1)
@@ -542,7 +542,7 @@ async def test_retained_message_comes_once_per_new_subscription(
 _WILL_SCRIPT = textwrap.dedent(
     """
     import asyncio, sys
-    from iot_bridge.adapters.mqtt import MqttClient, MqttSettings, WillMessage
+    from iot_bridge.net.mqtt import MqttClient, MqttSettings, WillMessage
     from iot_bridge.logs import configure_logging
 
     async def main() -> None:
@@ -673,7 +673,7 @@ async def test_run_twice_is_refused(mosquitto: MosquittoBroker) -> None:
 
 async def test_an_unencodable_host_name_is_a_failed_connect_not_a_dead_client() -> None:
     """A host the resolver cannot even encode (IDNA) is reported in last_error and retried."""
-    from iot_bridge.adapters.mqtt import MqttClient, MqttSettings
+    from iot_bridge.net.mqtt import MqttClient, MqttSettings
 
     client = MqttClient(MqttSettings(host="broker..local", port=1), subscriptions=["a/b"])
     task = asyncio.create_task(client.run())

@@ -10,8 +10,8 @@ from typing import Any
 
 from structlog.testing import capture_logs
 
-from iot_bridge.adapters.mqtt import Backoff, MqttClient, MqttSettings
-from iot_bridge.adapters.mqtt.protocol_memory import FileProtocolMemory
+from iot_bridge.net.mqtt import Backoff, MqttClient, MqttSettings
+from iot_bridge.net.mqtt.protocol_memory import FileProtocolMemory
 from tests.integration.test_mqtt_client import receive, running
 from tests.integration.test_mqtt_v311 import apublish, fallbacks, unique
 from tests.support.amqtt_broker import AmqttBroker

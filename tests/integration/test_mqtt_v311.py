@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from iot_bridge.adapters.mqtt import Backoff, MqttClient, MqttSettings
+from iot_bridge.net.mqtt import Backoff, MqttClient, MqttSettings
 from tests.integration.test_mqtt_client import receive, running
 from tests.support.amqtt_broker import AmqttBroker, RefusingProxy, publish_v311
 from tests.support.mosquitto import MosquittoBroker, publish_many

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import mqtt5
 import pytest
 
-from iot_bridge.adapters.mqtt import InboundMessage, MqttClient, MqttSettings
 from iot_bridge.demo.broker import PythonBroker
 from iot_bridge.entrypoints.cli import main
+from iot_bridge.net.mqtt import InboundMessage, MqttClient, MqttSettings
 from iot_bridge.parsers import make_parser
 from tests.support.mosquitto import BrokerFactory, MosquittoBroker, free_port
 

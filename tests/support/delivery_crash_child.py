@@ -18,12 +18,12 @@ import time
 import uuid
 from pathlib import Path
 
-from iot_bridge.adapters.clock import SystemClock
 from iot_bridge.adapters.odoo import OdooSender
 from iot_bridge.adapters.store import EventStore
 from iot_bridge.domain.events import Event, EventType
 from iot_bridge.logs import configure_logging
-from iot_bridge.service.delivery import DeliveryWorker
+from iot_bridge.runtime.clock import SystemClock
+from iot_bridge.service.delivery.worker import DeliveryWorker
 
 NAMESPACE = uuid.UUID("6f1d8a52-4c1b-4f7e-9a8e-0d5c3b2a1f00")
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from iot_bridge.adapters.http_server import ASGIApp, HttpServer, Message, Receive, Scope, Send
 from iot_bridge.bootstrap import bind_socket
+from iot_bridge.net.http.server import ASGIApp, HttpServer, Message, Receive, Scope, Send
 
 Serve = Callable[..., Awaitable[tuple[HttpServer, int]]]
 DEADLINE_S = 10.0

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
-from iot_bridge.adapters.mqtt import MqttSettings, WillMessage
 from iot_bridge.bootstrap import ServiceOptions, serve
 from iot_bridge.config.model import MqttSection
 from iot_bridge.config.parse import parse_config
@@ -48,6 +47,7 @@ from iot_bridge.demo.views import DemoView, make_view
 from iot_bridge.entrypoints.exit_codes import EXIT_OK, EXIT_USAGE
 from iot_bridge.errors import BridgeError
 from iot_bridge.logs import configure_logging, get_logger
+from iot_bridge.net.mqtt import MqttSettings, WillMessage
 from iot_bridge.service.bridge import Bridge
 from iot_bridge.service.feed import Subscription
 

@@ -30,13 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from iot_bridge.adapters.mqtt import (
-    MqttClient,
-    MqttError,
-    MqttSettings,
-    WillMessage,
-    topic_name_problem,
-)
 from iot_bridge.demo.simulation import (
     DEFAULT_OFFLINE_DURATION_S,
     SAMPLE_PERIOD_S,
@@ -52,6 +45,13 @@ from iot_bridge.demo.simulation import (
 from iot_bridge.entrypoints.exit_codes import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from iot_bridge.errors import BridgeError, ConfigError
 from iot_bridge.logs import configure_logging
+from iot_bridge.net.mqtt import (
+    MqttClient,
+    MqttError,
+    MqttSettings,
+    WillMessage,
+    topic_name_problem,
+)
 
 DEFAULT_DEVICE_ID: Final = "shellypmminig3-sim001"
 # --model -> (default device id, the data topic's last level)

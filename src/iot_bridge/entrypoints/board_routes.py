@@ -13,7 +13,7 @@
 When ``BRIDGE_API_TOKEN`` is set, the last three need it: as
 ``Authorization: Bearer`` or, because ``EventSource`` cannot send headers,
 as ``?token=`` on ``/stream``. Query strings are never logged (the HTTP server,
-``adapters/http_server.py``, keeps no access log; our log lines carry no URL).
+``net/http/server.py``, keeps no access log; our log lines carry no URL).
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ from iot_bridge.entrypoints.http_api import (
     route,
 )
 from iot_bridge.logs import get_logger
-from iot_bridge.service.board import BoardService, StreamThrottle, machine_view
 from iot_bridge.service.feed import FeedBatch, Subscription
-from iot_bridge.service.status import StatusQueries
-from iot_bridge.service.tuning import compare, tunable_settings
+from iot_bridge.service.replay.tuning import compare, tunable_settings
+from iot_bridge.service.views.board import BoardService, StreamThrottle, machine_view
+from iot_bridge.service.views.status import StatusQueries
 
 log = get_logger(__name__)
 

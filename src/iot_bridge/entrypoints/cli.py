@@ -137,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     from iot_bridge.config.sources import load_config_file
     from iot_bridge.domain.events import Event
-    from iot_bridge.service.replay import TraceError, replay
+    from iot_bridge.service.replay.trace import TraceError, replay
 
     config = load_config_file(args.config)
     try:

@@ -36,8 +36,8 @@ from iot_bridge.config.model import BridgeConfig
 from iot_bridge.config.parse import parse_config
 from iot_bridge.errors import ConfigError, StoreError
 from iot_bridge.logs import get_logger
-from iot_bridge.service.board import BoardService
 from iot_bridge.service.bridge import Bridge
+from iot_bridge.service.views.board import BoardService
 
 log = get_logger(__name__)
 

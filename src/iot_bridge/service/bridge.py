@@ -2,13 +2,13 @@
 
 The parts, each in its own module:
 
-- ``pipeline`` (``service/pipeline.py``): receive -> route -> parse -> detect
+- ``pipeline`` (``service/ingest/pipeline.py``): receive -> route -> parse -> detect
   -> commit -> acknowledge, and the timers;
-- ``configs`` (``service/config_use_case.py``): ``POST /config``;
-- ``status`` (``service/status.py``): health, devices, events read models;
+- ``configs`` (``service/config_push/use_case.py``): ``POST /config``;
+- ``status`` (``service/views/status.py``): health, devices, events read models;
 - ``feed`` (``service/feed.py``): what the pipeline committed, for views;
-- ``link`` (``service/broker_link.py``): the current MQTT source, the switch;
-- ``delivery`` (``service/delivery.py``): outbox -> Odoo;
+- ``link`` (``service/ingest/broker_link.py``): the current MQTT source, the switch;
+- ``delivery`` (``service/delivery/worker.py``): outbox -> Odoo;
 - ``housekeeping`` (``service/housekeeping.py``): retention, the disk budget,
   the data dir's size.
 
@@ -34,14 +34,13 @@ from iot_bridge.config.sources import (
     effective_store,
 )
 from iot_bridge.logs import get_logger, task_stack
-from iot_bridge.service.broker_link import BrokerLink
-from iot_bridge.service.config_use_case import ConfigUseCase
-from iot_bridge.service.delivery import DeliveryWorker
+from iot_bridge.service.config_push.use_case import ConfigUseCase
+from iot_bridge.service.delivery.worker import DeliveryWorker
 from iot_bridge.service.feed import Feed
 from iot_bridge.service.housekeeping import Housekeeping
-from iot_bridge.service.ingest import Ingestor, device_specs
-from iot_bridge.service.metrics import Metrics
-from iot_bridge.service.pipeline import Pipeline
+from iot_bridge.service.ingest.broker_link import BrokerLink
+from iot_bridge.service.ingest.ingestor import Ingestor, device_specs
+from iot_bridge.service.ingest.pipeline import Pipeline
 from iot_bridge.service.ports import (
     Clock,
     ConfigRepository,
@@ -49,8 +48,9 @@ from iot_bridge.service.ports import (
     MessageSourceFactory,
     Outbox,
 )
-from iot_bridge.service.state_out import state_out_will
-from iot_bridge.service.status import StatusQueries
+from iot_bridge.service.views.metrics import Metrics
+from iot_bridge.service.views.state_out import state_out_will
+from iot_bridge.service.views.status import StatusQueries
 
 log = get_logger(__name__)
 

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from iot_bridge.config.sources import StoreLimits
 from iot_bridge.errors import DiskFullError, StoreError
 from iot_bridge.logs import get_logger
-from iot_bridge.service.metrics import Metrics
 from iot_bridge.service.ports import WAL_SHARE_OF_BUDGET, Clock, Outbox, StoreUsage
+from iot_bridge.service.views.metrics import Metrics
 
 log = get_logger(__name__)
 

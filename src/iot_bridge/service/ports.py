@@ -1,8 +1,8 @@
 """The ports: what the service needs from the outside, as small ``Protocol``s.
 
 The service layer names only these; ``bootstrap.py`` hands it the adapters
-that implement them (``adapters/mqtt`` the message source, ``adapters/store``
-the outbox, ``adapters/odoo`` the event sender, ``adapters/clock`` the clock,
+that implement them (``net/mqtt`` the message source, ``adapters/store``
+the outbox, ``adapters/odoo`` the event sender, ``runtime/clock`` the clock,
 ``config/sources`` the config repository). Ports are called per batch, never
 per message: the hot path is ``Ingestor.handle`` on plain lists.
 
@@ -22,7 +22,7 @@ from iot_bridge.errors import DeliveryError
 
 # An event that failed this many times is "flagged" (still retried, shown in /health).
 FLAG_AFTER_ATTEMPTS = 10
-# Fingerprints of this many committed batches are kept (see service/redelivery.py): the
+# Fingerprints of this many committed batches are kept (see service/ingest/redelivery.py): the
 # last one committed but maybe not acknowledged, the one before it acknowledged but
 # its PUBACKs still in a socket buffer when the process died.
 KEPT_BATCHES = 2

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from starlette.responses import StreamingResponse
 
-from iot_bridge.adapters.http_server import Receive, Scope, Send
+from iot_bridge.net.http.server import Receive, Scope, Send
 from tests.support.raw_http import read_body, respond, serve
 
 __all__ = ["edge_app", "serve"]

@@ -11,7 +11,7 @@ import asyncio
 import os
 import time
 
-from iot_bridge.adapters.http_server import HEALTH_RESERVE, MAX_CONNECTIONS, HttpServer
+from iot_bridge.net.http.server import HEALTH_RESERVE, MAX_CONNECTIONS, HttpServer
 from tests.integration.http_edge.conftest import edge_app
 from tests.support.http_crowd import CrowdProcess
 from tests.support.raw_http import Serve, connect, read_reply, request, wait_for_condition

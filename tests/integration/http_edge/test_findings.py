@@ -9,8 +9,8 @@ import time
 import pytest
 from structlog.testing import capture_logs
 
-from iot_bridge.adapters.http_server import HEALTH_RESERVE, HttpServer, Receive, Scope, Send
 from iot_bridge.bootstrap import FD_HEADROOM, bind_socket, connection_cap, raise_fd_limit
+from iot_bridge.net.http.server import HEALTH_RESERVE, HttpServer, Receive, Scope, Send
 from tests.integration.http_edge.conftest import edge_app
 from tests.support.raw_http import (
     Serve,

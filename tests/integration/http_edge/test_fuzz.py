@@ -17,8 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from iot_bridge.adapters.http_server import HttpServer
 from iot_bridge.bootstrap import bind_socket
+from iot_bridge.net.http.server import HttpServer
 from tests.integration.http_edge.conftest import edge_app
 from tests.support.raw_http import request
 

@@ -10,7 +10,7 @@ import pytest
 from iot_bridge.adapters.odoo_batch import batch_body, encoded, read_results
 from iot_bridge.domain.events import EncodedEvent
 from iot_bridge.errors import DeliveryError
-from iot_bridge.service.batching import ENVELOPE_BYTES
+from iot_bridge.service.delivery.batching import ENVELOPE_BYTES
 
 UIDS = ["u1", "u2", "u3"]
 

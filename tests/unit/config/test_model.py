@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from iot_bridge.adapters.http_server import MAX_CONNECTIONS
 from iot_bridge.config.env import EnvSettings
 from iot_bridge.config.model import (
     DEFAULT_MAX_CONNECTIONS,
@@ -23,6 +22,7 @@ from iot_bridge.config.parse import parse_config
 from iot_bridge.config.sources import effective_max_connections
 from iot_bridge.domain.session_config import SessionConfig
 from iot_bridge.errors import ConfigError
+from iot_bridge.net.http.server import MAX_CONNECTIONS
 
 DEVICE: dict[str, Any] = {
     "device_id": "shelly-pm-workshop",

@@ -12,12 +12,12 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from iot_bridge.bootstrap import build_bridge
 from iot_bridge.config.model import BridgeConfig, MqttSection, OdooSection
 from iot_bridge.config.parse import parse_config
 from iot_bridge.config.sources import EnvSettings, LoadedConfig
 from iot_bridge.domain.events import Event
 from iot_bridge.errors import DiskFullError, StoreError
-from iot_bridge.service.bridge import Bridge
 from iot_bridge.service.ports import (
     STATUS_PENDING,
     EventSender,
@@ -335,7 +335,8 @@ class NullSender:
 
 
 class Rig:
-    """A ``Bridge`` on fakes, plus the fakes, for one test."""
+    """A ``Bridge`` built by the composition root (``bootstrap.build_bridge``) on fakes, plus
+    the fakes, for one test."""
 
     def __init__(
         self,
@@ -350,7 +351,7 @@ class Rig:
         self.repository = FakeRepository()
         self.sources: list[FakeSource] = []
         self.senders: list[OdooSection | None] = []
-        self.bridge = Bridge(
+        self.bridge = build_bridge(
             env=env or EnvSettings(),
             loaded=LoadedConfig(config=bridge_config, source="file"),
             outbox=self.outbox,

@@ -9,7 +9,7 @@ from structlog.testing import capture_logs
 from iot_bridge.domain.events import iso_utc
 from iot_bridge.errors import StoreError
 from iot_bridge.service.housekeeping import CHECK_INTERVAL_S
-from iot_bridge.service.pipeline import DISK_FULL_RETRY_CAP_S, DISK_FULL_RETRY_FIRST_S
+from iot_bridge.service.ingest.pipeline import DISK_FULL_RETRY_CAP_S, DISK_FULL_RETRY_FIRST_S
 from tests.unit.service.fakes import FakeOutbox, Rig, config, shelly
 
 

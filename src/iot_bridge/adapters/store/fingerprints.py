@@ -1,4 +1,4 @@
-"""The redelivery fingerprints of the last committed batches (see service/redelivery.py)."""
+"""The redelivery fingerprints of the last committed batches (see service/ingest/redelivery.py)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+"""Runtime helpers the composition root and the service use: the clock, the heap, a thread."""

@@ -1,0 +1,1 @@
+"""A config pushed (POST /config): validated, persisted and applied as a whole."""

@@ -1,0 +1,1 @@
+"""The outbox's events to Odoo: lanes, retries, the endpoint's health, calls of many events."""

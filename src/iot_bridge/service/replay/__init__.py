@@ -1,0 +1,1 @@
+"""Readings replayed offline: a trace (`iot-bridge replay`) and the board's tuning."""
