@@ -91,7 +91,17 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from iot_bridge.domain.events import Event, EventType, iso_utc
+from iot_bridge.domain.events import (
+    DevicePresenceData,
+    EndReason,
+    Event,
+    EventData,
+    EventType,
+    SessionEndedData,
+    SessionHeartbeatData,
+    SessionStartedData,
+    iso_utc,
+)
 from iot_bridge.domain.readings import Reading
 from iot_bridge.domain.session_config import SessionConfig
 from iot_bridge.domain.session_snapshot import (
@@ -297,6 +307,11 @@ class SessionDetector:
         None before any counter value. Meter resets are bridged as for sessions.
         """
         return self._energy_total_wh
+
+    @property
+    def started_at(self) -> float | None:
+        """When the running session (or the start in progress) began; None while idle."""
+        return None if self._state is _IDLE else self._started_at
 
     @property
     def session_id(self) -> str | None:
@@ -518,7 +533,7 @@ class SessionDetector:
         if self._heartbeat_interval_s > 0:
             self._heartbeat_number = self._first_heartbeat_after(at)
             self._heartbeat_due = started_at + self._heartbeat_number * self._heartbeat_interval_s
-        data = {
+        data: SessionStartedData = {
             "started_at": iso_utc(started_at),
             "state": state.value,
             "power_w": _float_or_none(self._power_w),
@@ -544,7 +559,7 @@ class SessionDetector:
             interval_working, interval
         )
         session_working_s, session_standby_s, session_s = _rounded_split(session_working, duration)
-        data = {
+        data: SessionHeartbeatData = {
             "state": self._state.value,
             "power_w": float(power),
             "interval_s": interval_s,
@@ -631,7 +646,7 @@ class SessionDetector:
         self,
         at: float,
         ended_at: float,
-        reason: str,
+        reason: EndReason,
         event_type: EventType,
         events: list[Event],
     ) -> None:
@@ -654,7 +669,7 @@ class SessionDetector:
         duration = ended_at - started_at
         working_s, standby_s, duration_s = _rounded_split(self._working_s, duration)
         average = self._power_integral_ws / duration if duration > 0 else self._peak_power_w
-        data = {
+        data: SessionEndedData = {
             "started_at": iso_utc(started_at),
             "ended_at": iso_utc(ended_at),
             "duration_s": duration_s,
@@ -683,13 +698,14 @@ class SessionDetector:
             self._announced_online = False
             self._online = False
             last = self._last_seen
-            data = {"last_seen": iso_utc(last) if last is not None else None}
+            data: DevicePresenceData = {"last_seen": iso_utc(last) if last is not None else None}
             self._events_append(EventType.DEVICE_OFFLINE, at, None, data, events)
 
     def _come_online(self, now: float, events: list[Event]) -> None:
         self._online = True
         self._announced_online = True
-        self._events_append(EventType.DEVICE_ONLINE, now, None, {"last_seen": iso_utc(now)}, events)
+        data: DevicePresenceData = {"last_seen": iso_utc(now)}
+        self._events_append(EventType.DEVICE_ONLINE, now, None, data, events)
 
     def _clear_session(self) -> None:
         self._state = _IDLE
@@ -719,9 +735,7 @@ class SessionDetector:
         self._stop_debounce_s = config.stop_debounce_s
         self._message_timeout_s = config.message_timeout_s
 
-    def _emit(
-        self, event_type: EventType, at: float, data: dict[str, Any], events: list[Event]
-    ) -> None:
+    def _emit(self, event_type: EventType, at: float, data: EventData, events: list[Event]) -> None:
         self._events_append(event_type, at, self._session_id, data, events)
 
     def _events_append(
@@ -729,7 +743,7 @@ class SessionDetector:
         event_type: EventType,
         at: float,
         session_id: str | None,
-        data: dict[str, Any],
+        data: EventData,
         events: list[Event],
     ) -> None:
         events.append(
