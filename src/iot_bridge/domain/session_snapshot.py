@@ -1,24 +1,30 @@
-"""Detector snapshots: the one list of persisted fields, and their strict reading.
+"""Detector snapshots: their shape (one ``TypedDict`` per part), strict reading, old versions.
 
-Every bad field is a ValueError naming it.
+A snapshot is the JSON-ready state of one ``SessionDetector``: the device's
+fields at the top, and while a session runs (or starts), ``session`` with one
+object per part of ``session_parts.py`` (``debounce``, ``totals`` with its
+``checkpoint``, ``heartbeat``). Each part writes and reads its own object with
+typed code; ``SnapshotReader`` reads a field strictly, and every bad field is
+a ValueError naming its path. ``upgraded`` brings versions 1 to 3 (the flat
+session of earlier bridges) to the current shape.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypedDict, TypeVar
 
 __all__ = [
-    "BEFORE_STOP_KEYS",
-    "DEVICE_FIELDS",
-    "SESSION_FIELDS",
     "SNAPSHOT_VERSION",
-    "STOPPING_FIELDS",
+    "DebounceSnapshot",
+    "DetectorSnapshot",
+    "HeartbeatSnapshot",
+    "SessionSnapshot",
     "SnapshotReader",
-    "compile_writer",
-    "read_fields",
+    "TotalsCheckpointSnapshot",
+    "TotalsSnapshot",
     "upgraded",
 ]
 
@@ -102,62 +108,95 @@ class SnapshotReader:
                 return member
         raise self._fail(key, f"one of {[m.value for m in enum_type]}", value)
 
+    def mapping(self, key: str) -> SnapshotReader:
+        """A nested object, as a reader."""
+        return SnapshotReader(self._get(key), f"{self._path}.{key}")
+
     def optional_mapping(self, key: str) -> SnapshotReader | None:
         """A nested object (as a reader) or None."""
         value = self._get(key)
         return None if value is None else SnapshotReader(value, f"{self._path}.{key}")
 
 
-# ------------------------------------------------------------ the detector's fields
-#
-# One list says what a snapshot holds: (key in the snapshot, detector attribute,
-# kind). ``write_fields`` and ``read_fields`` walk it, so a field added to the
-# detector is persisted and restored by adding one line here.
+# ------------------------------------------------------------ the current shape
 
-SNAPSHOT_VERSION = 3
+SNAPSHOT_VERSION = 4
 
-#   number / optional_number / integer / boolean / optional_bool / optional_string,
-#   due: a time or +infinity (no timer) stored as null,
-#   past: a time or -infinity (never) stored as null,
-#   state: a DetectorState stored as its value.
-SnapshotField = tuple[str, str, str]
+# Times: a timer's due time is null when no timer runs (+infinity in the
+# detector); the detector's clock is null before its first call (-infinity).
 
-DEVICE_FIELDS: tuple[SnapshotField, ...] = (
-    ("online", "_online", "optional_bool"),
-    ("announced_online", "_announced_online", "boolean"),
-    ("clock", "_clock", "past"),
-    ("last_seen", "_last_seen", "optional_number"),
-    ("power_w", "_power_w", "optional_number"),
-    ("energy_counter_wh", "_energy_counter_wh", "optional_number"),
-    ("energy_total_wh", "_energy_total_wh", "optional_number"),
-    ("silence_due", "_silence_due", "due"),
-    ("heartbeat_interval_s", "_heartbeat_interval_s", "number"),
-)
-SESSION_FIELDS: tuple[SnapshotField, ...] = (
-    ("session_id", "_session_id", "optional_string"),
-    ("started_at", "_started_at", "number"),
-    ("debounce_due", "_debounce_due", "due"),
-    ("segment_started_at", "_segment_started_at", "number"),
-    ("segment_working", "_segment_working", "boolean"),
-    ("working_s", "_working_s", "number"),
-    ("power_integral_ws", "_power_integral_ws", "number"),
-    ("peak_power_w", "_peak_power_w", "number"),
-    ("energy_wh", "_session_energy_wh", "optional_number"),
-    ("heartbeat_due", "_heartbeat_due", "due"),
-    ("heartbeat_base", "_heartbeat_base", "number"),
-    ("heartbeat_number", "_heartbeat_number", "integer"),
-    ("last_heartbeat_at", "_last_heartbeat_at", "number"),
-    ("last_heartbeat_working_s", "_last_heartbeat_working_s", "number"),
-    ("last_heartbeat_power_integral_ws", "_last_heartbeat_power_integral_ws", "number"),
-)
-STOPPING_FIELDS: tuple[SnapshotField, ...] = (
-    ("first_low_at", "_first_low_at", "number"),
-    ("state_before_stop", "_state_before_stop", "state"),
-)
-# The aggregates as they were at the first low reading (rolled back if the session stops).
-BEFORE_STOP_KEYS: tuple[str, ...] = ("working_s", "power_integral_ws", "peak_power_w", "energy_wh")
 
-# Version 1 spelled some keys in abbreviations; they are read under their new names.
+class TotalsCheckpointSnapshot(TypedDict):
+    """``SessionTotals.checkpoint``: the totals at the first low reading of a stop."""
+
+    working_s: float
+    power_integral_ws: float
+    peak_power_w: float
+    energy_wh: float | None
+
+
+class TotalsSnapshot(TypedDict):
+    """``SessionTotals``."""
+
+    segment_started_at: float
+    segment_working: bool
+    working_s: float
+    power_integral_ws: float
+    peak_power_w: float
+    energy_wh: float | None
+    checkpoint: TotalsCheckpointSnapshot | None  # set exactly while stopping
+
+
+class HeartbeatSnapshot(TypedDict):
+    """``HeartbeatSchedule`` (its interval is the device's ``heartbeat_interval_s``)."""
+
+    due: float | None
+    base: float
+    number: int
+    last_at: float
+    last_working_s: float
+    last_power_integral_ws: float
+
+
+class DebounceSnapshot(TypedDict):
+    """``Debounce``."""
+
+    due: float | None  # set exactly while starting or stopping
+    first_low_at: float
+    state_before_stop: str
+
+
+class SessionSnapshot(TypedDict):
+    """The session (or the start) in progress."""
+
+    session_id: str | None  # None while starting
+    started_at: float
+    debounce: DebounceSnapshot
+    totals: TotalsSnapshot
+    heartbeat: HeartbeatSnapshot
+
+
+class DetectorSnapshot(TypedDict):
+    """One detector; ``session`` is None exactly when ``state`` is idle."""
+
+    version: int
+    device_id: str
+    state: str
+    online: bool | None
+    announced_online: bool
+    clock: float | None
+    last_seen: float | None
+    power_w: float | None
+    energy_counter_wh: float | None
+    energy_total_wh: float | None
+    silence_due: float | None
+    heartbeat_interval_s: float
+    session: SessionSnapshot | None
+
+
+# ------------------------------------------------------------ earlier versions
+
+# Version 1 spelled some session keys in abbreviations (version 2 spelled them out).
 _V1_SESSION_KEYS = {
     "state_due": "debounce_due",
     "seg_t": "segment_started_at",
@@ -178,76 +217,92 @@ _V1_STOPPING_KEYS = {
     "peak_w": "peak_power_w",
 }
 
-
-_VALUE_CODE = {
-    "due": "(None if o.{0} == _INF else o.{0})",
-    "past": "(None if o.{0} == _NEG_INF else o.{0})",
-    "state": "o.{0}._value_",  # the plain attribute: ``.value`` is a slow descriptor
+# Versions 1 to 3 kept the session flat: (part, its key) of each session key.
+_V3_SESSION_KEYS = {
+    "session_id": (None, "session_id"),
+    "started_at": (None, "started_at"),
+    "debounce_due": ("debounce", "due"),
+    "segment_started_at": ("totals", "segment_started_at"),
+    "segment_working": ("totals", "segment_working"),
+    "working_s": ("totals", "working_s"),
+    "power_integral_ws": ("totals", "power_integral_ws"),
+    "peak_power_w": ("totals", "peak_power_w"),
+    "energy_wh": ("totals", "energy_wh"),
+    "heartbeat_due": ("heartbeat", "due"),
+    "heartbeat_base": ("heartbeat", "base"),
+    "heartbeat_number": ("heartbeat", "number"),
+    "last_heartbeat_at": ("heartbeat", "last_at"),
+    "last_heartbeat_working_s": ("heartbeat", "last_working_s"),
+    "last_heartbeat_power_integral_ws": ("heartbeat", "last_power_integral_ws"),
+}
+# ... and the stop debounce in ``stopping`` (null when not stopping).
+_V3_STOPPING_KEYS = {
+    "first_low_at": ("debounce", "first_low_at"),
+    "state_before_stop": ("debounce", "state_before_stop"),
+    "working_s": ("checkpoint", "working_s"),
+    "power_integral_ws": ("checkpoint", "power_integral_ws"),
+    "peak_power_w": ("checkpoint", "peak_power_w"),
+    "energy_wh": ("checkpoint", "energy_wh"),
 }
 
 
-def compile_writer(
-    fields: tuple[SnapshotField, ...], leading: str = ""
-) -> Callable[[Any], dict[str, Any]]:
-    """A function returning the fields' dict (``leading``: more items first), compiled once.
-
-    Snapshots are taken of every touched device in every batch, so this is a
-    plain dict display (as ``dataclasses`` generates its methods), not a loop
-    of ``getattr`` calls a few times slower.
-    """
-    items = ", ".join(
-        [leading] * bool(leading)
-        + [
-            f"{key!r}: " + _VALUE_CODE.get(kind, "o.{0}").format(attribute)
-            for key, attribute, kind in fields
-        ]
-    )
-    namespace = {"_INF": math.inf, "_NEG_INF": -math.inf}
-    return eval(f"lambda o: {{{items}}}", namespace)  # type: ignore[no-any-return]  # noqa: S307
+def _renamed(data: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    return {names.get(key, key): value for key, value in data.items()}
 
 
-def read_fields(owner: object, fields: tuple[SnapshotField, ...], reader: SnapshotReader) -> None:
-    """Set the listed attributes of ``owner`` from ``reader``; ValueError names a bad field."""
-    for key, attribute, kind in fields:
-        value: Any
-        if kind == "due":
-            due = reader.optional_number(key)
-            value = math.inf if due is None else due
-        elif kind == "past":
-            past = reader.optional_number(key)
-            value = -math.inf if past is None else past
-        elif kind == "state":
-            value = reader.choice(key, type(getattr(owner, attribute)))
+def _nested_session(session: Mapping[str, Any]) -> dict[str, Any]:
+    """A version 1-3 session in the current shape; a missing key stays missing."""
+    nested: dict[str, Any] = {}
+    parts: dict[str, dict[str, Any]] = {"debounce": {}, "totals": {}, "heartbeat": {}}
+    for key, value in session.items():
+        part, name = _V3_SESSION_KEYS.get(key, (None, key))
+        (nested if part is None else parts[part])[name] = value
+    if "stopping" in session:
+        stopping = session["stopping"]
+        reader = SnapshotReader(session, "snapshot.session")
+        checkpoint: dict[str, Any] | None = None
+        if reader.optional_mapping("stopping") is None:
+            parts["debounce"].update(first_low_at=0.0, state_before_stop="idle")
         else:
-            value = getattr(reader, kind)(key)
-        setattr(owner, attribute, value)
+            checkpoint = {}
+            for key, value in stopping.items():
+                part, name = _V3_STOPPING_KEYS.get(key, (None, key))
+                if part == "checkpoint":
+                    checkpoint[name] = value
+                elif part is not None:
+                    parts[part][name] = value
+        parts["totals"]["checkpoint"] = checkpoint
+    nested.pop("stopping", None)
+    nested.update(parts)
+    return nested
 
 
 def upgraded(data: Any) -> Any:
-    """A snapshot in the current version's keys; ValueError for an unknown version.
+    """A snapshot in the current version's shape; ValueError for an unknown version.
 
-    Version 2 had no ``energy_total_wh``: the total starts at 0 where a counter
-    was known (it counts from the upgrade on), else when the first one arrives.
+    Version 1 abbreviated some keys; version 2 had no ``energy_total_wh`` (the
+    total starts at 0 where a counter was known: it counts from the upgrade
+    on; else when the first one arrives); versions 1 to 3 kept the session
+    flat, with the stop debounce's figures in ``session.stopping``. A key
+    missing in the old snapshot stays missing, so that reading names it.
     """
     version = SnapshotReader(data, "snapshot").integer("version")
     if version == SNAPSHOT_VERSION:
         return data
-    if version not in (1, 2):
+    if version not in (1, 2, 3):
         raise ValueError("snapshot: unsupported version")
     upgraded_data = dict(data)
-    if "energy_total_wh" not in upgraded_data:
+    if version < 3 and "energy_total_wh" not in upgraded_data:
         upgraded_data["energy_total_wh"] = (
             None if upgraded_data.get("energy_counter_wh") is None else 0.0
         )
-    if version == 2:
-        return upgraded_data
     session = data.get("session")
     if isinstance(session, Mapping):
-        session = {_V1_SESSION_KEYS.get(key, key): value for key, value in session.items()}
-        stopping = session.get("stopping")
-        if isinstance(stopping, Mapping):
-            session["stopping"] = {
-                _V1_STOPPING_KEYS.get(key, key): value for key, value in stopping.items()
-            }
-        upgraded_data["session"] = session
+        if version == 1:
+            session = _renamed(session, _V1_SESSION_KEYS)
+            stopping = session.get("stopping")
+            if isinstance(stopping, Mapping):
+                session["stopping"] = _renamed(stopping, _V1_STOPPING_KEYS)
+        upgraded_data["session"] = _nested_session(session)
+    upgraded_data["version"] = SNAPSHOT_VERSION
     return upgraded_data
