@@ -91,7 +91,6 @@ from collections.abc import Callable
 from typing import Any
 
 from iot_bridge.domain.events import (
-    DevicePresenceData,
     EndReason,
     Event,
     EventData,
@@ -104,6 +103,7 @@ from iot_bridge.domain.session_config import SessionConfig
 from iot_bridge.domain.session_parts import (
     Debounce,
     DetectorState,
+    DevicePresence,
     HeartbeatSchedule,
     SessionTotals,
 )
@@ -141,13 +141,13 @@ def _random_uid() -> str:
 class SessionDetector:
     """The session state machine of one device; see the module docstring for the rules.
 
-    The device's own figures (presence, power, energy counter, clock) are
-    fields of the detector; the session's are its parts (``session_parts``):
-    ``_totals``, ``_heartbeats`` and ``_debounce``, reset when a session ends.
+    The device's power, energy counter and clock are fields of the detector;
+    the rest are its parts (``session_parts``): ``_presence`` for the device,
+    and ``_totals``, ``_heartbeats`` and ``_debounce`` for the session, reset
+    when a session ends.
     """
 
     __slots__ = (
-        "_announced_online",
         "_clock",
         "_config",
         "_debounce",
@@ -155,13 +155,11 @@ class SessionDetector:
         "_energy_counter_wh",
         "_energy_total_wh",
         "_heartbeats",
-        "_last_seen",
         "_machine_name",
         "_message_timeout_s",
-        "_online",
         "_power_w",
+        "_presence",
         "_session_id",
-        "_silence_due",
         "_standby_threshold_w",
         "_start_debounce_s",
         "_started_at",
@@ -182,14 +180,11 @@ class SessionDetector:
     _stop_debounce_s: float
     _message_timeout_s: float
     _state: DetectorState
-    _online: bool | None
-    _announced_online: bool
     _clock: float
-    _last_seen: float | None
     _power_w: float | None
     _energy_counter_wh: float | None
     _energy_total_wh: float | None
-    _silence_due: float
+    _presence: DevicePresence
     # The session (or a start in progress); reset by _clear_session.
     _session_id: str | None
     _started_at: float
@@ -212,14 +207,11 @@ class SessionDetector:
         self._config = config
         self._apply_config(config)
         self._state = _IDLE
-        self._online = None
-        self._announced_online = False
         self._clock = -_INF
-        self._last_seen = None
         self._power_w = None
         self._energy_counter_wh = None
         self._energy_total_wh = None
-        self._silence_due = _INF
+        self._presence = DevicePresence()
         self._session_id = None
         self._started_at = 0.0
         self._totals = SessionTotals()
@@ -251,12 +243,12 @@ class SessionDetector:
     @property
     def online(self) -> bool | None:
         """True/False once known; None before the first message or after a restart."""
-        return self._online
+        return self._presence.online
 
     @property
     def last_seen(self) -> float | None:
         """When the device last sent a message (unix seconds), or None."""
-        return self._last_seen
+        return self._presence.last_seen
 
     @property
     def power_w(self) -> float | None:
@@ -295,11 +287,12 @@ class SessionDetector:
         else:
             self._clock = now
         events: list[Event] = []
-        if now >= self._debounce.due or now >= self._silence_due or now >= self._heartbeats.due:
+        presence = self._presence
+        if now >= self._debounce.due or now >= presence.silence_due or now >= self._heartbeats.due:
             self._advance(now, events)
-        self._last_seen = now
-        self._silence_due = now + self._message_timeout_s
-        if self._online is not True:
+        presence.last_seen = now
+        presence.silence_due = now + self._message_timeout_s
+        if presence.online is not True:
             self._come_online(now, events)
         state = self._state
         totals = self._totals
@@ -372,19 +365,20 @@ class SessionDetector:
         now = self._advance_clock(now)
         events: list[Event] = []
         self._advance(now, events)
+        presence = self._presence
         if online:
-            self._last_seen = now
-            self._silence_due = now + self._message_timeout_s
-            if self._online is not True:
+            presence.last_seen = now
+            presence.silence_due = now + self._message_timeout_s
+            if presence.online is not True:
                 self._come_online(now, events)
         else:
             self._go_silent(now, events)
-            self._online = False
+            presence.online = False
         return events
 
     def next_deadline(self) -> float | None:
         """The earliest time at which ``tick`` has something to do, or None."""
-        due = min(self._debounce.due, self._silence_due, self._heartbeats.due)
+        due = min(self._debounce.due, self._presence.silence_due, self._heartbeats.due)
         return None if due == _INF else due
 
     def tick(self, now: float) -> list[Event]:
@@ -408,9 +402,7 @@ class SessionDetector:
         elif state is not _IDLE:
             self._end_session(now, now, "device_removed", EventType.SESSION_STOPPED, events)
         # A removed device is forgotten: no timer left, so no device_offline later.
-        self._silence_due = _INF
-        self._announced_online = False
-        self._online = None
+        self._presence.forget()
         return events
 
     def reconfigure(self, *, machine_name: str, config: SessionConfig) -> None:
@@ -427,11 +419,7 @@ class SessionDetector:
         the bridge's own MQTT connection never counts as the device's silence.
         Nothing else changes (no ``device_online`` is owed afterwards).
         """
-        now = self._advance_clock(now)
-        if self._silence_due != _INF and self._last_seen is not None:
-            self._silence_due = max(
-                self._silence_due, max(self._last_seen, now) + self._message_timeout_s
-            )
+        self._presence.excuse_silence(self._advance_clock(now), self._message_timeout_s)
 
     def resume_after_restart(self, now: float) -> None:
         """The bridge restarted: forget ``online`` and do not count the downtime.
@@ -440,9 +428,7 @@ class SessionDetector:
         restarts in full; heartbeats missed during the downtime are skipped.
         """
         now = self._advance_clock(now)
-        self._online = None
-        if self._silence_due != _INF and self._last_seen is not None:
-            self._silence_due = max(self._last_seen, now) + self._message_timeout_s
+        self._presence.resume_after_restart(now, self._message_timeout_s)
         state = self._state
         debounce = self._debounce
         if state is _STARTING:
@@ -463,9 +449,10 @@ class SessionDetector:
         """Fire due timers in time order; ties: debounce, then timeout, then heartbeat."""
         debounce = self._debounce
         heartbeats = self._heartbeats
+        presence = self._presence
         while True:
             debounce_due = debounce.due
-            silence_due = self._silence_due
+            silence_due = presence.silence_due
             heartbeat_due = heartbeats.due
             if debounce_due <= silence_due and debounce_due <= heartbeat_due:
                 if debounce_due > now:
@@ -557,21 +544,15 @@ class SessionDetector:
         if state is _STARTING:
             self._clear_session()
         elif state is not _IDLE:
-            last_seen = self._last_seen
+            last_seen = self._presence.last_seen
             assert last_seen is not None
             self._end_session(at, last_seen, "timeout", EventType.SESSION_TIMEOUT, events)
-        self._silence_due = _INF
-        if self._announced_online:
-            self._announced_online = False
-            self._online = False
-            last = self._last_seen
-            data: DevicePresenceData = {"last_seen": iso_utc(last) if last is not None else None}
+        data = self._presence.go_offline()
+        if data is not None:
             self._events_append(EventType.DEVICE_OFFLINE, at, None, data, events)
 
     def _come_online(self, now: float, events: list[Event]) -> None:
-        self._online = True
-        self._announced_online = True
-        data: DevicePresenceData = {"last_seen": iso_utc(now)}
+        data = self._presence.come_online(now)
         self._events_append(EventType.DEVICE_ONLINE, now, None, data, events)
 
     def _clear_session(self) -> None:
@@ -631,15 +612,12 @@ class SessionDetector:
             "version": SNAPSHOT_VERSION,
             "device_id": self._device_id,
             "state": state._value_,  # the plain attribute: ``.value`` is a slow descriptor
-            "online": self._online,
-            "announced_online": self._announced_online,
             "clock": None if clock == -_INF else clock,
-            "last_seen": self._last_seen,
             "power_w": self._power_w,
             "energy_counter_wh": self._energy_counter_wh,
             "energy_total_wh": self._energy_total_wh,
-            "silence_due": None if self._silence_due == _INF else self._silence_due,
             "heartbeat_interval_s": self._heartbeats.interval_s,
+            "presence": self._presence.snapshot(),
             "session": session,
         }
 
@@ -666,30 +644,14 @@ class SessionDetector:
         if reader.string("device_id") != device_id:
             raise ValueError(f"snapshot: belongs to another device, not {device_id!r}")
         state = reader.choice("state", DetectorState)
-        detector._online = reader.optional_bool("online")
-        detector._announced_online = reader.boolean("announced_online")
         clock = reader.optional_number("clock")
         detector._clock = -_INF if clock is None else clock
-        detector._last_seen = reader.optional_number("last_seen")
         detector._power_w = reader.optional_number("power_w")
         detector._energy_counter_wh = reader.optional_number("energy_counter_wh")
         detector._energy_total_wh = reader.optional_number("energy_total_wh")
-        silence_due = reader.optional_number("silence_due")
-        detector._silence_due = _INF if silence_due is None else silence_due
         detector._heartbeats.interval_s = reader.number("heartbeat_interval_s")
+        detector._presence = DevicePresence.restore(reader.mapping("presence"))
         session = reader.optional_mapping("session")
-        reader.check(
-            detector._online is None or detector._online == detector._announced_online,
-            "online and announced_online disagree",
-        )
-        reader.check(
-            (detector._silence_due != _INF) == detector._announced_online,
-            "silence_due must be set exactly when the device is announced online",
-        )
-        reader.check(
-            not detector._announced_online or detector._last_seen is not None,
-            "an announced device needs last_seen",
-        )
         reader.check((session is not None) == (state is not _IDLE), "session does not fit state")
         if session is not None:
             detector._restore_session(state, session)
@@ -697,7 +659,7 @@ class SessionDetector:
         return detector
 
     def _restore_session(self, state: DetectorState, reader: SnapshotReader) -> None:
-        reader.check(self._announced_online, "a session needs an announced-online device")
+        reader.check(self._presence.announced_online, "a session needs an announced-online device")
         reader.check(self._power_w is not None, "a session needs power_w")
         self._state = state
         self._session_id = reader.optional_string("session_id")

@@ -8,7 +8,9 @@ move; the parts only keep their figures consistent:
   back if the session stops, dropped if the power comes back);
 - ``HeartbeatSchedule``: when the next ``session_heartbeat`` is due, and the
   figures of the last one (each heartbeat reports its interval);
-- ``Debounce``: the start or stop debounce in progress.
+- ``Debounce``: the start or stop debounce in progress;
+- ``DevicePresence``: whether the device is heard (``device_online`` /
+  ``device_offline``), when it was last, and when its silence becomes a timeout.
 
 Pure like the detector: no I/O, no clock. The snapshot shapes are the
 ``TypedDict``s of ``session_snapshot.py``; ``restore`` reads them strictly
@@ -21,10 +23,17 @@ import enum
 import math
 from dataclasses import dataclass
 
-from iot_bridge.domain.events import EndReason, SessionEndedData, SessionHeartbeatData, iso_utc
+from iot_bridge.domain.events import (
+    DevicePresenceData,
+    EndReason,
+    SessionEndedData,
+    SessionHeartbeatData,
+    iso_utc,
+)
 from iot_bridge.domain.session_snapshot import (
     DebounceSnapshot,
     HeartbeatSnapshot,
+    PresenceSnapshot,
     SnapshotReader,
     TotalsCheckpointSnapshot,
     TotalsSnapshot,
@@ -33,6 +42,7 @@ from iot_bridge.domain.session_snapshot import (
 __all__ = [
     "Debounce",
     "DetectorState",
+    "DevicePresence",
     "HeartbeatSchedule",
     "SessionTotals",
     "TotalsCheckpoint",
@@ -423,3 +433,95 @@ class Debounce:
         debounce.first_low_at = reader.number("first_low_at")
         debounce.state_before_stop = reader.choice("state_before_stop", DetectorState)
         return debounce
+
+
+# ------------------------------------------------------------------ presence
+
+
+class DevicePresence:
+    """Whether the device is heard.
+
+    ``online`` is what the events said (None before the first message and
+    after a restart); ``announced_online`` that a ``device_online`` was sent and
+    no ``device_offline`` since; ``silence_due`` when the device's silence
+    becomes a timeout (+infinity: not watched).
+    """
+
+    __slots__ = ("announced_online", "last_seen", "online", "silence_due")
+
+    online: bool | None
+    announced_online: bool
+    last_seen: float | None
+    silence_due: float
+
+    def __init__(self) -> None:
+        """A device never heard."""
+        self.online = None
+        self.announced_online = False
+        self.last_seen = None
+        self.silence_due = _INF
+
+    def come_online(self, now: float) -> DevicePresenceData:
+        """The device is heard again: the ``data`` of its ``device_online``."""
+        self.online = True
+        self.announced_online = True
+        return {"last_seen": iso_utc(now)}
+
+    def go_offline(self) -> DevicePresenceData | None:
+        """Silence or availability offline: ``device_offline``'s ``data``, None if none is owed."""
+        self.silence_due = _INF
+        if not self.announced_online:
+            return None
+        self.announced_online = False
+        self.online = False
+        last = self.last_seen
+        return {"last_seen": iso_utc(last) if last is not None else None}
+
+    def forget(self) -> None:
+        """The device was removed: no timer, no ``device_offline`` owed, ``online`` unknown."""
+        self.silence_due = _INF
+        self.announced_online = False
+        self.online = None
+
+    def excuse_silence(self, now: float, message_timeout_s: float) -> None:
+        """The bridge could not hear until ``now``: silence counts from ``max(last_seen, now)``."""
+        last_seen = self.last_seen
+        if self.silence_due != _INF and last_seen is not None:
+            self.silence_due = max(self.silence_due, max(last_seen, now) + message_timeout_s)
+
+    def resume_after_restart(self, now: float, message_timeout_s: float) -> None:
+        """The bridge restarted: ``online`` unknown, silence from ``max(last_seen, now)``."""
+        self.online = None
+        last_seen = self.last_seen
+        if self.silence_due != _INF and last_seen is not None:
+            self.silence_due = max(last_seen, now) + message_timeout_s
+
+    def snapshot(self) -> PresenceSnapshot:
+        """As plain JSON-ready data."""
+        return {
+            "online": self.online,
+            "announced_online": self.announced_online,
+            "last_seen": self.last_seen,
+            "silence_due": _due_or_none(self.silence_due),
+        }
+
+    @classmethod
+    def restore(cls, reader: SnapshotReader) -> DevicePresence:
+        """Read ``snapshot()`` data back; ValueError names a bad field or a contradiction."""
+        presence = cls()
+        presence.online = reader.optional_bool("online")
+        presence.announced_online = announced = reader.boolean("announced_online")
+        presence.last_seen = reader.optional_number("last_seen")
+        presence.silence_due = _due(reader, "silence_due")
+        reader.check(
+            presence.online is None or presence.online == announced,
+            "online and announced_online disagree",
+        )
+        reader.check(
+            (presence.silence_due != _INF) == announced,
+            "silence_due must be set exactly when the device is announced online",
+        )
+        reader.check(
+            not announced or presence.last_seen is not None, "an announced device needs last_seen"
+        )
+        return presence

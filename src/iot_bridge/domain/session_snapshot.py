@@ -1,12 +1,13 @@
 """Detector snapshots: their shape (one ``TypedDict`` per part), strict reading, old versions.
 
 A snapshot is the JSON-ready state of one ``SessionDetector``: the device's
-fields at the top, and while a session runs (or starts), ``session`` with one
-object per part of ``session_parts.py`` (``debounce``, ``totals`` with its
-``checkpoint``, ``heartbeat``). Each part writes and reads its own object with
-typed code; ``SnapshotReader`` reads a field strictly, and every bad field is
-a ValueError naming its path. ``upgraded`` brings versions 1 to 3 (the flat
-session of earlier bridges) to the current shape.
+fields at the top with its ``presence``, and while a session runs (or
+starts), ``session`` with one object per part of ``session_parts.py``
+(``debounce``, ``totals`` with its ``checkpoint``, ``heartbeat``). Each part
+writes and reads its own object with typed code; ``SnapshotReader`` reads a
+field strictly, and every bad field is a ValueError naming its path.
+``upgraded`` brings versions 1 to 3 (the flat layout of earlier bridges) to
+the current shape.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ __all__ = [
     "DebounceSnapshot",
     "DetectorSnapshot",
     "HeartbeatSnapshot",
+    "PresenceSnapshot",
     "SessionSnapshot",
     "SnapshotReader",
     "TotalsCheckpointSnapshot",
@@ -176,21 +178,27 @@ class SessionSnapshot(TypedDict):
     heartbeat: HeartbeatSnapshot
 
 
+class PresenceSnapshot(TypedDict):
+    """``DevicePresence``."""
+
+    online: bool | None
+    announced_online: bool
+    last_seen: float | None
+    silence_due: float | None  # set exactly while announced online
+
+
 class DetectorSnapshot(TypedDict):
     """One detector; ``session`` is None exactly when ``state`` is idle."""
 
     version: int
     device_id: str
     state: str
-    online: bool | None
-    announced_online: bool
     clock: float | None
-    last_seen: float | None
     power_w: float | None
     energy_counter_wh: float | None
     energy_total_wh: float | None
-    silence_due: float | None
     heartbeat_interval_s: float
+    presence: PresenceSnapshot
     session: SessionSnapshot | None
 
 
@@ -235,6 +243,8 @@ _V3_SESSION_KEYS = {
     "last_heartbeat_working_s": ("heartbeat", "last_working_s"),
     "last_heartbeat_power_integral_ws": ("heartbeat", "last_power_integral_ws"),
 }
+# ... and the device's presence at the top.
+_V3_PRESENCE_KEYS = ("online", "announced_online", "last_seen", "silence_due")
 # ... and the stop debounce in ``stopping`` (null when not stopping).
 _V3_STOPPING_KEYS = {
     "first_low_at": ("debounce", "first_low_at"),
@@ -283,8 +293,9 @@ def upgraded(data: Any) -> Any:
     Version 1 abbreviated some keys; version 2 had no ``energy_total_wh`` (the
     total starts at 0 where a counter was known: it counts from the upgrade
     on; else when the first one arrives); versions 1 to 3 kept the session
-    flat, with the stop debounce's figures in ``session.stopping``. A key
-    missing in the old snapshot stays missing, so that reading names it.
+    flat, with the stop debounce's figures in ``session.stopping``, and the
+    presence fields at the top. A key missing in the old snapshot stays
+    missing, so that reading names it.
     """
     version = SnapshotReader(data, "snapshot").integer("version")
     if version == SNAPSHOT_VERSION:
@@ -296,6 +307,9 @@ def upgraded(data: Any) -> Any:
         upgraded_data["energy_total_wh"] = (
             None if upgraded_data.get("energy_counter_wh") is None else 0.0
         )
+    upgraded_data["presence"] = {
+        key: upgraded_data.pop(key) for key in _V3_PRESENCE_KEYS if key in upgraded_data
+    }
     session = data.get("session")
     if isinstance(session, Mapping):
         if version == 1:

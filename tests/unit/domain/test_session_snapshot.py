@@ -191,20 +191,22 @@ def _both(
 
 
 CORRUPTIONS: dict[str, Callable[[dict[str, Any]], None]] = {
-    "missing key": _delete("last_seen"),
+    "missing key": _delete("presence.last_seen"),
     "missing session key": _delete("session.totals.segment_started_at"),
     "missing stopping key": _delete("session.debounce.first_low_at"),
     "unknown version": _set("version", 99),
     "version as string": _set("version", "1"),
     "other device": _set("device_id", "someone-else"),
     "unknown state": _set("state", "running"),
-    "number as string": _set("last_seen", "yesterday"),
+    "number as string": _set("presence.last_seen", "yesterday"),
     "bool as number": _set("power_w", True),
     "nan": _set("session.totals.working_s", float("nan")),
     "infinity": _set("session.totals.power_integral_ws", float("inf")),
-    "online not a bool": _set("online", "yes"),
-    "online disagrees with announced": _set("online", False),
-    "silence without announcement": _both(_set("announced_online", False), _set("online", None)),
+    "online not a bool": _set("presence.online", "yes"),
+    "online disagrees with announced": _set("presence.online", False),
+    "silence without announcement": _both(
+        _set("presence.announced_online", False), _set("presence.online", None)
+    ),
     "session missing": _set("session", None),
     "session not an object": _set("session", [1, 2]),
     "session while idle": _set("state", "idle"),
@@ -222,6 +224,7 @@ CORRUPTIONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "checkpoint key missing": _delete("session.totals.checkpoint.peak_power_w"),
     "part missing": _delete("session.heartbeat"),
     "part not an object": _set("session.debounce", "soon"),
+    "presence missing": _delete("presence"),
 }
 
 # The same faults in a version 3 snapshot (flat session, ``stopping``), as written then.
@@ -236,6 +239,8 @@ V3_CORRUPTIONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "bad previous state": _set("session.stopping.state_before_stop", "idle"),
     "negative heartbeat index": _set("session.heartbeat_number", -1),
     "nan": _set("session.working_s", float("nan")),
+    "missing presence key": _delete("last_seen"),
+    "online disagrees with announced": _set("online", False),
 }
 
 
@@ -267,6 +272,6 @@ def test_restore_rejects_non_objects(data: Any) -> None:
 def test_restore_rejects_a_session_on_an_unannounced_device() -> None:
     """A running session on a device never announced online is inconsistent."""
     data = working_snapshot()
-    data.update(online=None, announced_online=False, silence_due=None)
+    data["presence"].update(online=None, announced_online=False, silence_due=None)
     with pytest.raises(ValueError, match="announced"):
         SessionDetector.restore(data, device_id="dev-1", machine_name="Mill", config=CONFIG)
