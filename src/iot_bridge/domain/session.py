@@ -107,13 +107,8 @@ from iot_bridge.domain.session_parts import (
     HeartbeatSchedule,
     SessionTotals,
 )
-from iot_bridge.domain.session_snapshot import (
-    SNAPSHOT_VERSION,
-    DetectorSnapshot,
-    SessionSnapshot,
-    SnapshotReader,
-    upgraded,
-)
+from iot_bridge.domain.session_restore import read_snapshot
+from iot_bridge.domain.session_snapshot import SNAPSHOT_VERSION, DetectorSnapshot, SessionSnapshot
 
 __all__ = ["DetectorState", "SessionDetector", "session_id_for"]
 
@@ -141,10 +136,8 @@ def _random_uid() -> str:
 class SessionDetector:
     """The session state machine of one device; see the module docstring for the rules.
 
-    The device's power, energy counter and clock are fields of the detector;
-    the rest are its parts (``session_parts``): ``_presence`` for the device,
-    and ``_totals``, ``_heartbeats`` and ``_debounce`` for the session, reset
-    when a session ends.
+    Its parts (``session_parts``): ``_presence`` for the device, and ``_totals``,
+    ``_heartbeats`` and ``_debounce`` for the session (reset when it ends).
     """
 
     __slots__ = (
@@ -156,41 +149,14 @@ class SessionDetector:
         "_energy_total_wh",
         "_heartbeats",
         "_machine_name",
-        "_message_timeout_s",
         "_power_w",
         "_presence",
         "_session_id",
-        "_standby_threshold_w",
-        "_start_debounce_s",
         "_started_at",
         "_state",
-        "_stop_debounce_s",
         "_totals",
         "_uid_factory",
-        "_working_threshold_w",
     )
-
-    _device_id: str
-    _uid_factory: Callable[[], str]
-    _machine_name: str
-    _config: SessionConfig
-    _standby_threshold_w: float
-    _working_threshold_w: float
-    _start_debounce_s: float
-    _stop_debounce_s: float
-    _message_timeout_s: float
-    _state: DetectorState
-    _clock: float
-    _power_w: float | None
-    _energy_counter_wh: float | None
-    _energy_total_wh: float | None
-    _presence: DevicePresence
-    # The session (or a start in progress); reset by _clear_session.
-    _session_id: str | None
-    _started_at: float
-    _totals: SessionTotals
-    _heartbeats: HeartbeatSchedule
-    _debounce: Debounce
 
     def __init__(
         self,
@@ -204,15 +170,15 @@ class SessionDetector:
         self._device_id = device_id
         self._uid_factory = uid_factory
         self._machine_name = machine_name
-        self._config = config
-        self._apply_config(config)
-        self._state = _IDLE
+        self._config = config  # thresholds apply from the next reading on
+        self._state: DetectorState = _IDLE
         self._clock = -_INF
-        self._power_w = None
-        self._energy_counter_wh = None
-        self._energy_total_wh = None
+        self._power_w: float | None = None
+        self._energy_counter_wh: float | None = None
+        self._energy_total_wh: float | None = None
         self._presence = DevicePresence()
-        self._session_id = None
+        # The session (or a start in progress); reset by _clear_session.
+        self._session_id: str | None = None
         self._started_at = 0.0
         self._totals = SessionTotals()
         self._heartbeats = HeartbeatSchedule(config.heartbeat_interval_s)
@@ -262,10 +228,7 @@ class SessionDetector:
 
     @property
     def energy_total_wh(self) -> float | None:
-        """Energy counted since the bridge first heard a counter (Wh); never goes down.
-
-        None before any counter value. Meter resets are bridged as for sessions.
-        """
+        """Energy counted since the bridge first heard a counter (Wh), resets bridged, or None."""
         return self._energy_total_wh
 
     @property
@@ -287,11 +250,12 @@ class SessionDetector:
         else:
             self._clock = now
         events: list[Event] = []
+        config = self._config
         presence = self._presence
         if now >= self._debounce.due or now >= presence.silence_due or now >= self._heartbeats.due:
             self._advance(now, events)
         presence.last_seen = now
-        presence.silence_due = now + self._message_timeout_s
+        presence.silence_due = now + config.message_timeout_s
         if presence.online is not True:
             self._come_online(now, events)
         state = self._state
@@ -314,14 +278,14 @@ class SessionDetector:
         power = reading.power_w
         if power is None:
             held = self._power_w
-            if state is _IDLE and held is not None and held >= self._standby_threshold_w:
+            if state is _IDLE and held is not None and held >= config.standby_threshold_w:
                 # A device that reports power only on change (Shelly Gen2+) may go on
                 # drawing its last power after a timeout: the held power starts again.
                 self._begin_starting(now, held, energy is not None, events)
             return events
         if state is _IDLE:
             self._power_w = power
-            if power >= self._standby_threshold_w:
+            if power >= config.standby_threshold_w:
                 self._begin_starting(now, power, energy is not None, events)
             return events
         # Close the open segment: the previous power was held until now (inlined
@@ -335,26 +299,26 @@ class SessionDetector:
         if power > totals.peak_power_w:  # noqa: PLR1730 (a compare is cheaper than max())
             totals.peak_power_w = power
         if state is _WORKING:
-            if power >= self._working_threshold_w:
+            if power >= config.working_threshold_w:
                 return events
-            if power >= self._standby_threshold_w:
+            if power >= config.standby_threshold_w:
                 self._state = _STANDBY
                 totals.segment_working = False
             else:
                 self._begin_stopping(now, state, events)
         elif state is _STANDBY:
-            if power < self._standby_threshold_w:
+            if power < config.standby_threshold_w:
                 self._begin_stopping(now, state, events)
-            elif power >= self._working_threshold_w:
+            elif power >= config.working_threshold_w:
                 self._state = _WORKING
                 totals.segment_working = True
         elif state is _STARTING:
-            if power < self._standby_threshold_w:
+            if power < config.standby_threshold_w:
                 self._clear_session()  # never confirmed: no event
             else:
-                totals.segment_working = power >= self._working_threshold_w
-        elif power >= self._standby_threshold_w:  # stopping, and the power is back
-            totals.segment_working = power >= self._working_threshold_w
+                totals.segment_working = power >= config.working_threshold_w
+        elif power >= config.standby_threshold_w:  # stopping, and the power is back
+            totals.segment_working = power >= config.working_threshold_w
             self._state = _WORKING if totals.segment_working else _STANDBY
             self._debounce.reset()
             totals.checkpoint = None
@@ -365,15 +329,14 @@ class SessionDetector:
         now = self._advance_clock(now)
         events: list[Event] = []
         self._advance(now, events)
-        presence = self._presence
         if online:
-            presence.last_seen = now
-            presence.silence_due = now + self._message_timeout_s
-            if presence.online is not True:
+            self._presence.last_seen = now
+            self._presence.silence_due = now + self._config.message_timeout_s
+            if self._presence.online is not True:
                 self._come_online(now, events)
         else:
             self._go_silent(now, events)
-            presence.online = False
+            self._presence.online = False
         return events
 
     def next_deadline(self) -> float | None:
@@ -389,10 +352,7 @@ class SessionDetector:
         return events
 
     def remove(self, now: float) -> list[Event]:
-        """The device was removed: end a running session (``reason: "device_removed"``).
-
-        Afterwards the detector has no timer left (``next_deadline()`` is None).
-        """
+        """The device was removed: end a running session; no timer is left afterwards."""
         now = self._advance_clock(now)
         events: list[Event] = []
         self._advance(now, events)
@@ -400,7 +360,7 @@ class SessionDetector:
         if state is _STARTING:
             self._clear_session()
         elif state is not _IDLE:
-            self._end_session(now, now, "device_removed", EventType.SESSION_STOPPED, events)
+            self._end_session(now, now, "device_removed", events)
         # A removed device is forgotten: no timer left, so no device_offline later.
         self._presence.forget()
         return events
@@ -409,32 +369,27 @@ class SessionDetector:
         """Take new thresholds (from the next reading on) and a new machine name."""
         self._machine_name = machine_name
         self._config = config
-        self._apply_config(config)
-        self._set_heartbeat_interval(config.heartbeat_interval_s)
+        self._heartbeats.set_interval(
+            config.heartbeat_interval_s, self._state in _RUNNING, self._started_at, self._clock
+        )
 
     def excuse_silence(self, now: float) -> None:
         """The bridge could not hear the device until ``now`` (its broker link was down).
 
-        Silence is then measured from ``max(last_seen, now)``, so an outage of
-        the bridge's own MQTT connection never counts as the device's silence.
-        Nothing else changes (no ``device_online`` is owed afterwards).
+        Its own outage never counts as the device's silence; nothing else changes.
         """
-        self._presence.excuse_silence(self._advance_clock(now), self._message_timeout_s)
+        self._presence.excuse_silence(self._advance_clock(now), self._config.message_timeout_s)
 
     def resume_after_restart(self, now: float) -> None:
-        """The bridge restarted: forget ``online`` and do not count the downtime.
-
-        Silence is measured from ``max(last_seen, now)``; a debounce in progress
-        restarts in full; heartbeats missed during the downtime are skipped.
-        """
+        """The bridge restarted: forget ``online`` and do not count the downtime."""
         now = self._advance_clock(now)
-        self._presence.resume_after_restart(now, self._message_timeout_s)
+        self._presence.resume_after_restart(now, self._config.message_timeout_s)
         state = self._state
         debounce = self._debounce
         if state is _STARTING:
-            debounce.due = max(self._started_at, now) + self._start_debounce_s
+            debounce.due = max(self._started_at, now) + self._config.start_debounce_s
         elif state is _STOPPING:
-            debounce.due = max(debounce.first_low_at, now) + self._stop_debounce_s
+            debounce.due = max(debounce.first_low_at, now) + self._config.stop_debounce_s
         self._heartbeats.skip_missed(now)
 
     # ----------------------------------------------------------------- timers
@@ -460,13 +415,7 @@ class SessionDetector:
                 if self._state is _STARTING:
                     self._confirm_start(debounce_due, events)
                 else:
-                    self._end_session(
-                        debounce_due,
-                        debounce.first_low_at,
-                        "power_off",
-                        EventType.SESSION_STOPPED,
-                        events,
-                    )
+                    self._end_session(debounce_due, debounce.first_low_at, "power_off", events)
             elif silence_due <= heartbeat_due:
                 if silence_due > now:
                     return
@@ -477,7 +426,8 @@ class SessionDetector:
                 power = self._power_w
                 assert power is not None  # a running session always has a power
                 data = heartbeats.fire(self._state, power, self._totals, self._started_at)
-                self._emit(EventType.SESSION_HEARTBEAT, heartbeat_due, data, events)
+                kind = EventType.SESSION_HEARTBEAT
+                self._events_append(kind, heartbeat_due, self._session_id, data, events)
 
     def _confirm_start(self, at: float, events: list[Event]) -> None:
         state = _WORKING if self._totals.segment_working else _STANDBY
@@ -492,12 +442,7 @@ class SessionDetector:
             "state": state.value,
             "power_w": None if power is None else float(power),
         }
-        self._emit(EventType.SESSION_STARTED, at, data, events)
-
-    def _set_heartbeat_interval(self, interval: float) -> None:
-        self._heartbeats.set_interval(
-            interval, self._state in _RUNNING, self._started_at, self._clock
-        )
+        self._events_append(EventType.SESSION_STARTED, at, self._session_id, data, events)
 
     # ----------------------------------------------------------------- transitions
 
@@ -506,27 +451,25 @@ class SessionDetector:
     ) -> None:
         self._state = _STARTING
         self._started_at = float(now)  # its repr names the session: 5 and 5.0 must agree
-        self._totals.begin(now, power, power >= self._working_threshold_w, has_energy)
-        due = self._debounce.due = now + self._start_debounce_s
+        self._totals.begin(now, power, power >= self._config.working_threshold_w, has_energy)
+        due = self._debounce.due = now + self._config.start_debounce_s
         if due <= now:
             self._advance(now, events)
 
     def _begin_stopping(self, now: float, previous: DetectorState, events: list[Event]) -> None:
         self._state = _STOPPING
-        self._debounce.begin_stop(now, previous, self._stop_debounce_s)
+        self._debounce.begin_stop(now, previous, self._config.stop_debounce_s)
         self._totals.take_checkpoint()
         if self._debounce.due <= now:
             self._advance(now, events)
 
     def _end_session(
-        self,
-        at: float,
-        ended_at: float,
-        reason: EndReason,
-        event_type: EventType,
-        events: list[Event],
+        self, at: float, ended_at: float, reason: EndReason, events: list[Event]
     ) -> None:
-        """End the running session at ``ended_at`` (the first low reading when stopping)."""
+        """End the running session at ``ended_at`` (the first low reading when stopping).
+
+        The event is ``session_timeout`` for a timeout, else ``session_stopped``.
+        """
         totals = self._totals
         if self._state is _STOPPING:
             ended_at = self._debounce.first_low_at
@@ -536,7 +479,8 @@ class SessionDetector:
         data = totals.ended_data(self._started_at, ended_at, reason)
         session_id = self._session_id
         self._clear_session()
-        self._events_append(event_type, at, session_id, data, events)
+        kind = EventType.SESSION_TIMEOUT if reason == "timeout" else EventType.SESSION_STOPPED
+        self._events_append(kind, at, session_id, data, events)
 
     def _go_silent(self, at: float, events: list[Event]) -> None:
         """Silence or availability offline: end what runs, then ``device_offline`` once."""
@@ -546,7 +490,7 @@ class SessionDetector:
         elif state is not _IDLE:
             last_seen = self._presence.last_seen
             assert last_seen is not None
-            self._end_session(at, last_seen, "timeout", EventType.SESSION_TIMEOUT, events)
+            self._end_session(at, last_seen, "timeout", events)
         data = self._presence.go_offline()
         if data is not None:
             self._events_append(EventType.DEVICE_OFFLINE, at, None, data, events)
@@ -563,48 +507,31 @@ class SessionDetector:
         self._heartbeats.reset()
         self._debounce.reset()
 
-    def _apply_config(self, config: SessionConfig) -> None:
-        self._standby_threshold_w = config.standby_threshold_w
-        self._working_threshold_w = config.working_threshold_w
-        self._start_debounce_s = config.start_debounce_s
-        self._stop_debounce_s = config.stop_debounce_s
-        self._message_timeout_s = config.message_timeout_s
-
-    def _emit(self, event_type: EventType, at: float, data: EventData, events: list[Event]) -> None:
-        self._events_append(event_type, at, self._session_id, data, events)
-
     def _events_append(
         self,
-        event_type: EventType,
+        kind: EventType,
         at: float,
         session_id: str | None,
         data: EventData,
         events: list[Event],
     ) -> None:
+        uid = self._uid_factory()
         events.append(
-            Event(
-                event_uid=self._uid_factory(),
-                event_type=event_type,
-                device_id=self._device_id,
-                machine_name=self._machine_name,
-                session_id=session_id,
-                timestamp=float(at),
-                data=data,
-            )
+            Event(uid, kind, self._device_id, self._machine_name, session_id, float(at), data)
         )
 
     # ----------------------------------------------------------------- persistence
 
     def snapshot(self) -> DetectorSnapshot:
         """The whole state as JSON-ready plain data (``restore`` takes it back)."""
-        clock = self._clock
         state = self._state
         session: SessionSnapshot | None = None
         if state is not _IDLE:
+            debounce = self._debounce
             session = {
                 "session_id": self._session_id,
                 "started_at": self._started_at,
-                "debounce": self._debounce.snapshot(),
+                "debounce": None if debounce.due == _INF else debounce.snapshot(),
                 "totals": self._totals.snapshot(),
                 "heartbeat": self._heartbeats.snapshot(),
             }
@@ -612,7 +539,7 @@ class SessionDetector:
             "version": SNAPSHOT_VERSION,
             "device_id": self._device_id,
             "state": state._value_,  # the plain attribute: ``.value`` is a slow descriptor
-            "clock": None if clock == -_INF else clock,
+            "clock": None if self._clock == -_INF else self._clock,
             "power_w": self._power_w,
             "energy_counter_wh": self._energy_counter_wh,
             "energy_total_wh": self._energy_total_wh,
@@ -635,56 +562,24 @@ class SessionDetector:
 
         With the same config, the restored detector gives exactly the events the
         original would have; a different config applies as ``reconfigure`` would.
-        Snapshots of earlier versions (1 to 3) are read too.
+        Snapshots of earlier versions (1 to 3) are read too (``session_restore``).
         """
+        restored = read_snapshot(data, device_id)
         detector = cls(
             device_id=device_id, machine_name=machine_name, config=config, uid_factory=uid_factory
         )
-        reader = SnapshotReader(upgraded(data), "snapshot")
-        if reader.string("device_id") != device_id:
-            raise ValueError(f"snapshot: belongs to another device, not {device_id!r}")
-        state = reader.choice("state", DetectorState)
-        clock = reader.optional_number("clock")
-        detector._clock = -_INF if clock is None else clock
-        detector._power_w = reader.optional_number("power_w")
-        detector._energy_counter_wh = reader.optional_number("energy_counter_wh")
-        detector._energy_total_wh = reader.optional_number("energy_total_wh")
-        detector._heartbeats.interval_s = reader.number("heartbeat_interval_s")
-        detector._presence = DevicePresence.restore(reader.mapping("presence"))
-        session = reader.optional_mapping("session")
-        reader.check((session is not None) == (state is not _IDLE), "session does not fit state")
+        detector._state = restored.state
+        detector._clock = restored.clock
+        detector._power_w = restored.power_w
+        detector._energy_counter_wh = restored.energy_counter_wh
+        detector._energy_total_wh = restored.energy_total_wh
+        detector._presence = restored.presence
+        detector._heartbeats = restored.heartbeats
+        session = restored.session
         if session is not None:
-            detector._restore_session(state, session)
-        detector._set_heartbeat_interval(config.heartbeat_interval_s)
+            detector._session_id = session.session_id
+            detector._started_at = session.started_at
+            detector._debounce = session.debounce
+            detector._totals = session.totals
+        detector.reconfigure(machine_name=machine_name, config=config)  # the interval may differ
         return detector
-
-    def _restore_session(self, state: DetectorState, reader: SnapshotReader) -> None:
-        reader.check(self._presence.announced_online, "a session needs an announced-online device")
-        reader.check(self._power_w is not None, "a session needs power_w")
-        self._state = state
-        self._session_id = reader.optional_string("session_id")
-        self._started_at = reader.number("started_at")
-        reader.check(
-            (self._session_id is None) == (state is _STARTING), "session_id does not fit state"
-        )
-        debounce = Debounce.restore(reader.mapping("debounce"))
-        totals = SessionTotals.restore(reader.mapping("totals"))
-        self._heartbeats.restore_from(reader.mapping("heartbeat"))
-        reader.check(
-            (debounce.due == _INF) != (state in (_STARTING, _STOPPING)),
-            "debounce.due does not fit state",
-        )
-        reader.check(
-            self._heartbeats.due == _INF or state is not _STARTING,
-            "heartbeat.due set while starting",
-        )
-        reader.check(
-            (totals.checkpoint is not None) == (state is _STOPPING),
-            "totals.checkpoint does not fit state",
-        )
-        reader.check(
-            state is not _STOPPING or debounce.state_before_stop in (_STANDBY, _WORKING),
-            "debounce.state_before_stop must be standby/working",
-        )
-        self._debounce = debounce
-        self._totals = totals

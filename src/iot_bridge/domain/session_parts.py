@@ -63,11 +63,6 @@ class DetectorState(enum.StrEnum):
     STOPPING = "stopping"
 
 
-def _due_or_none(due: float) -> float | None:
-    """A timer's due time as stored: +infinity (no timer) is null."""
-    return None if due == _INF else due
-
-
 def _due(reader: SnapshotReader, key: str) -> float:
     due = reader.optional_number(key)
     return _INF if due is None else due
@@ -369,7 +364,7 @@ class HeartbeatSchedule:
     def snapshot(self) -> HeartbeatSnapshot:
         """As plain JSON-ready data (the interval is the device's, stored with it)."""
         return {
-            "due": _due_or_none(self.due),
+            "due": None if self.due == _INF else self.due,  # inlined: snapshots are hot
             "base": self.base,
             "number": self.number,
             "last_at": self.last_at,
@@ -418,9 +413,9 @@ class Debounce:
         self.due = at + stop_debounce_s
 
     def snapshot(self) -> DebounceSnapshot:
-        """As plain JSON-ready data."""
+        """As plain JSON-ready data (only while a debounce runs: ``due`` is a time)."""
         return {
-            "due": _due_or_none(self.due),
+            "due": self.due,
             "first_low_at": self.first_low_at,
             "state_before_stop": self.state_before_stop._value_,
         }
@@ -429,7 +424,7 @@ class Debounce:
     def restore(cls, reader: SnapshotReader) -> Debounce:
         """Read ``snapshot()`` data back; ValueError names a bad field."""
         debounce = cls()
-        debounce.due = _due(reader, "due")
+        debounce.due = reader.number("due")
         debounce.first_low_at = reader.number("first_low_at")
         debounce.state_before_stop = reader.choice("state_before_stop", DetectorState)
         return debounce
@@ -502,7 +497,7 @@ class DevicePresence:
             "online": self.online,
             "announced_online": self.announced_online,
             "last_seen": self.last_seen,
-            "silence_due": _due_or_none(self.silence_due),
+            "silence_due": None if self.silence_due == _INF else self.silence_due,
         }
 
     @classmethod

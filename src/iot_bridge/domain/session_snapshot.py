@@ -161,9 +161,9 @@ class HeartbeatSnapshot(TypedDict):
 
 
 class DebounceSnapshot(TypedDict):
-    """``Debounce``."""
+    """``Debounce``, while one runs (starting or stopping)."""
 
-    due: float | None  # set exactly while starting or stopping
+    due: float
     first_low_at: float
     state_before_stop: str
 
@@ -173,7 +173,7 @@ class SessionSnapshot(TypedDict):
 
     session_id: str | None  # None while starting
     started_at: float
-    debounce: DebounceSnapshot
+    debounce: DebounceSnapshot | None  # set exactly while starting or stopping
     totals: TotalsSnapshot
     heartbeat: HeartbeatSnapshot
 
@@ -284,6 +284,8 @@ def _nested_session(session: Mapping[str, Any]) -> dict[str, Any]:
         parts["totals"]["checkpoint"] = checkpoint
     nested.pop("stopping", None)
     nested.update(parts)
+    if parts["debounce"].get("due", 0.0) is None:
+        nested["debounce"] = None  # no debounce ran
     return nested
 
 

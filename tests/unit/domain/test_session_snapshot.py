@@ -225,6 +225,8 @@ CORRUPTIONS: dict[str, Callable[[dict[str, Any]], None]] = {
     "part missing": _delete("session.heartbeat"),
     "part not an object": _set("session.debounce", "soon"),
     "presence missing": _delete("presence"),
+    "no debounce while stopping": _set("session.debounce", None),
+    "debounce while working": _set("state", "working"),
 }
 
 # The same faults in a version 3 snapshot (flat session, ``stopping``), as written then.

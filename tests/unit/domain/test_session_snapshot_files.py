@@ -80,13 +80,17 @@ def test_a_version_3_snapshot_is_written_back_in_the_current_shape(name: str) ->
     assert session["totals"]["working_s"] == old["working_s"]
     assert session["totals"]["energy_wh"] == old["energy_wh"]
     assert session["heartbeat"]["number"] == old["heartbeat_number"]
-    assert session["debounce"]["due"] == old["debounce_due"]
+    debounce = session["debounce"]
+    assert (debounce is None) == (old["debounce_due"] is None)
+    if debounce is not None:
+        assert debounce["due"] == old["debounce_due"]
     stopping = old["stopping"]
     checkpoint = session["totals"]["checkpoint"]
     assert (checkpoint is None) == (stopping is None)
     if stopping is not None:
-        assert session["debounce"]["first_low_at"] == stopping["first_low_at"]
-        assert session["debounce"]["state_before_stop"] == stopping["state_before_stop"]
+        assert debounce is not None
+        assert debounce["first_low_at"] == stopping["first_low_at"]
+        assert debounce["state_before_stop"] == stopping["state_before_stop"]
         assert checkpoint == {
             key: stopping[key]
             for key in ("working_s", "power_integral_ws", "peak_power_w", "energy_wh")
