@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from iot_bridge.domain.events import (
     DevicePresenceData,
@@ -87,9 +87,11 @@ def rounded_split(part: float, whole: float) -> tuple[float, float, float]:
 # ------------------------------------------------------------------ totals
 
 
-@dataclass(frozen=True, slots=True)
-class TotalsCheckpoint:
-    """A session's totals as they were at the first low reading of a stop debounce."""
+class TotalsCheckpoint(NamedTuple):
+    """A session's totals as they were at the first low reading of a stop debounce.
+
+    A named tuple: taken at every dip, it must cost no more than a plain tuple.
+    """
 
     working_s: float
     power_integral_ws: float
