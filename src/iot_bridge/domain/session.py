@@ -107,8 +107,8 @@ from iot_bridge.domain.session_parts import (
     HeartbeatSchedule,
     SessionTotals,
 )
-from iot_bridge.domain.session_restore import read_snapshot
-from iot_bridge.domain.session_snapshot import SNAPSHOT_VERSION, DetectorSnapshot, SessionSnapshot
+from iot_bridge.domain.session_persistence import read_snapshot, write_snapshot
+from iot_bridge.domain.session_snapshot import DetectorSnapshot
 
 __all__ = ["DetectorState", "SessionDetector", "session_id_for"]
 
@@ -524,29 +524,7 @@ class SessionDetector:
 
     def snapshot(self) -> DetectorSnapshot:
         """The whole state as JSON-ready plain data (``restore`` takes it back)."""
-        state = self._state
-        session: SessionSnapshot | None = None
-        if state is not _IDLE:
-            debounce = self._debounce
-            session = {
-                "session_id": self._session_id,
-                "started_at": self._started_at,
-                "debounce": None if debounce.due == _INF else debounce.snapshot(),
-                "totals": self._totals.snapshot(),
-                "heartbeat": self._heartbeats.snapshot(),
-            }
-        return {
-            "version": SNAPSHOT_VERSION,
-            "device_id": self._device_id,
-            "state": state._value_,  # the plain attribute: ``.value`` is a slow descriptor
-            "clock": None if self._clock == -_INF else self._clock,
-            "power_w": self._power_w,
-            "energy_counter_wh": self._energy_counter_wh,
-            "energy_total_wh": self._energy_total_wh,
-            "heartbeat_interval_s": self._heartbeats.interval_s,
-            "presence": self._presence.snapshot(),
-            "session": session,
-        }
+        return write_snapshot(self)
 
     @classmethod
     def restore(
@@ -562,7 +540,7 @@ class SessionDetector:
 
         With the same config, the restored detector gives exactly the events the
         original would have; a different config applies as ``reconfigure`` would.
-        Snapshots of earlier versions (1 to 3) are read too (``session_restore``).
+        Snapshots of versions 1 and 2 are read too (``session_persistence``).
         """
         restored = read_snapshot(data, device_id)
         detector = cls(

@@ -12,9 +12,10 @@ move; the parts only keep their figures consistent:
 - ``DevicePresence``: whether the device is heard (``device_online`` /
   ``device_offline``), when it was last, and when its silence becomes a timeout.
 
-Pure like the detector: no I/O, no clock. The snapshot shapes are the
-``TypedDict``s of ``session_snapshot.py``; ``restore`` reads them strictly
-(``ValueError`` naming a bad field).
+Pure like the detector: no I/O, no clock. Each part writes its own fields
+(``snapshot()``, a ``TypedDict`` of ``session_snapshot.py``) and reads them
+back strictly (``restore``: ``ValueError`` naming a bad field); the detector
+puts the parts' fields together into its snapshot.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from iot_bridge.domain.session_snapshot import (
     HeartbeatSnapshot,
     PresenceSnapshot,
     SnapshotReader,
+    StopDebounceSnapshot,
     TotalsCheckpointSnapshot,
     TotalsSnapshot,
 )
@@ -210,8 +212,7 @@ class SessionTotals:
         }
 
     def snapshot(self) -> TotalsSnapshot:
-        """As plain JSON-ready data."""
-        checkpoint = self.checkpoint
+        """As plain JSON-ready data (the checkpoint has its own)."""
         return {
             "segment_started_at": self.segment_started_at,
             "segment_working": self.segment_working,
@@ -219,12 +220,11 @@ class SessionTotals:
             "power_integral_ws": self.power_integral_ws,
             "peak_power_w": self.peak_power_w,
             "energy_wh": self.energy_wh,
-            "checkpoint": None if checkpoint is None else checkpoint.snapshot(),
         }
 
     @classmethod
-    def restore(cls, reader: SnapshotReader) -> SessionTotals:
-        """Read ``snapshot()`` data back; ValueError names a bad field."""
+    def restore(cls, reader: SnapshotReader, checkpoint: SnapshotReader | None) -> SessionTotals:
+        """Read ``snapshot()`` data (and the checkpoint's) back; ValueError names a bad field."""
         totals = cls()
         totals.segment_started_at = reader.number("segment_started_at")
         totals.segment_working = reader.boolean("segment_working")
@@ -232,7 +232,6 @@ class SessionTotals:
         totals.power_integral_ws = reader.number("power_integral_ws")
         totals.peak_power_w = reader.number("peak_power_w")
         totals.energy_wh = reader.optional_number("energy_wh")
-        checkpoint = reader.optional_mapping("checkpoint")
         totals.checkpoint = None if checkpoint is None else TotalsCheckpoint.restore(checkpoint)
         return totals
 
@@ -366,23 +365,23 @@ class HeartbeatSchedule:
     def snapshot(self) -> HeartbeatSnapshot:
         """As plain JSON-ready data (the interval is the device's, stored with it)."""
         return {
-            "due": None if self.due == _INF else self.due,  # inlined: snapshots are hot
-            "base": self.base,
-            "number": self.number,
-            "last_at": self.last_at,
-            "last_working_s": self.last_working_s,
-            "last_power_integral_ws": self.last_power_integral_ws,
+            "heartbeat_due": None if self.due == _INF else self.due,  # inlined: snapshots are hot
+            "heartbeat_base": self.base,
+            "heartbeat_number": self.number,
+            "last_heartbeat_at": self.last_at,
+            "last_heartbeat_working_s": self.last_working_s,
+            "last_heartbeat_power_integral_ws": self.last_power_integral_ws,
         }
 
     def restore_from(self, reader: SnapshotReader) -> None:
         """Take ``snapshot()`` data back (the interval stays); ValueError names a bad field."""
-        self.due = _due(reader, "due")
-        self.base = reader.number("base")
-        self.number = reader.integer("number")
-        reader.check(self.number >= 0, "number must be >= 0")
-        self.last_at = reader.number("last_at")
-        self.last_working_s = reader.number("last_working_s")
-        self.last_power_integral_ws = reader.number("last_power_integral_ws")
+        self.due = _due(reader, "heartbeat_due")
+        self.base = reader.number("heartbeat_base")
+        self.number = reader.integer("heartbeat_number")
+        reader.check(self.number >= 0, "heartbeat_number must be >= 0")
+        self.last_at = reader.number("last_heartbeat_at")
+        self.last_working_s = reader.number("last_heartbeat_working_s")
+        self.last_power_integral_ws = reader.number("last_heartbeat_power_integral_ws")
 
 
 # ------------------------------------------------------------------ debounce
@@ -415,20 +414,24 @@ class Debounce:
         self.due = at + stop_debounce_s
 
     def snapshot(self) -> DebounceSnapshot:
-        """As plain JSON-ready data (only while a debounce runs: ``due`` is a time)."""
+        """When the debounce ends, as plain JSON-ready data."""
+        return {"debounce_due": None if self.due == _INF else self.due}
+
+    def stop_snapshot(self) -> StopDebounceSnapshot:
+        """The stop debounce's own figures (while stopping)."""
         return {
-            "due": self.due,
             "first_low_at": self.first_low_at,
             "state_before_stop": self.state_before_stop._value_,
         }
 
     @classmethod
-    def restore(cls, reader: SnapshotReader) -> Debounce:
-        """Read ``snapshot()`` data back; ValueError names a bad field."""
+    def restore(cls, reader: SnapshotReader, stopping: SnapshotReader | None) -> Debounce:
+        """Read ``snapshot()`` (and ``stop_snapshot()``) data back; ValueError names a bad field."""
         debounce = cls()
-        debounce.due = reader.number("due")
-        debounce.first_low_at = reader.number("first_low_at")
-        debounce.state_before_stop = reader.choice("state_before_stop", DetectorState)
+        debounce.due = _due(reader, "debounce_due")
+        if stopping is not None:
+            debounce.first_low_at = stopping.number("first_low_at")
+            debounce.state_before_stop = stopping.choice("state_before_stop", DetectorState)
         return debounce
 
 

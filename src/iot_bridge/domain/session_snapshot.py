@@ -1,13 +1,18 @@
-"""Detector snapshots: their shape (one ``TypedDict`` per part), strict reading, old versions.
+"""Detector snapshots: their shape (a ``TypedDict`` per part), strict reading, old versions.
 
-A snapshot is the JSON-ready state of one ``SessionDetector``: the device's
-fields at the top with its ``presence``, and while a session runs (or
-starts), ``session`` with one object per part of ``session_parts.py``
-(``debounce``, ``totals`` with its ``checkpoint``, ``heartbeat``). Each part
-writes and reads its own object with typed code; ``SnapshotReader`` reads a
-field strictly, and every bad field is a ValueError naming its path.
-``upgraded`` brings versions 1 to 3 (the flat layout of earlier bridges) to
-the current shape.
+A snapshot is the JSON-ready state of one ``SessionDetector``. Each part of
+``session_parts.py`` writes its own fields (``PresenceSnapshot``,
+``TotalsSnapshot``, ``HeartbeatSnapshot``, ``DebounceSnapshot``...) and reads
+them back with typed code; the detector puts them together: the device's
+fields and its presence at the top, and while a session runs (or starts),
+``session`` with the totals, the heartbeat schedule and the debounce, and
+``session.stopping`` with the stop debounce and the totals' checkpoint while
+stopping. The parts' fields sit side by side rather than nested, so that a
+snapshot stays two small objects (three while stopping), as cheap to build
+and to keep as the format was before the detector had parts.
+
+``SnapshotReader`` reads a field strictly: every bad field is a ValueError
+naming its path. ``upgraded`` reads versions 1 and 2 as the current one.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ __all__ = [
     "PresenceSnapshot",
     "SessionSnapshot",
     "SnapshotReader",
+    "StopDebounceSnapshot",
+    "StoppingSnapshot",
     "TotalsCheckpointSnapshot",
     "TotalsSnapshot",
     "upgraded",
@@ -122,60 +129,10 @@ class SnapshotReader:
 
 # ------------------------------------------------------------ the current shape
 
-SNAPSHOT_VERSION = 4
+SNAPSHOT_VERSION = 3
 
 # Times: a timer's due time is null when no timer runs (+infinity in the
 # detector); the detector's clock is null before its first call (-infinity).
-
-
-class TotalsCheckpointSnapshot(TypedDict):
-    """``SessionTotals.checkpoint``: the totals at the first low reading of a stop."""
-
-    working_s: float
-    power_integral_ws: float
-    peak_power_w: float
-    energy_wh: float | None
-
-
-class TotalsSnapshot(TypedDict):
-    """``SessionTotals``."""
-
-    segment_started_at: float
-    segment_working: bool
-    working_s: float
-    power_integral_ws: float
-    peak_power_w: float
-    energy_wh: float | None
-    checkpoint: TotalsCheckpointSnapshot | None  # set exactly while stopping
-
-
-class HeartbeatSnapshot(TypedDict):
-    """``HeartbeatSchedule`` (its interval is the device's ``heartbeat_interval_s``)."""
-
-    due: float | None
-    base: float
-    number: int
-    last_at: float
-    last_working_s: float
-    last_power_integral_ws: float
-
-
-class DebounceSnapshot(TypedDict):
-    """``Debounce``, while one runs (starting or stopping)."""
-
-    due: float
-    first_low_at: float
-    state_before_stop: str
-
-
-class SessionSnapshot(TypedDict):
-    """The session (or the start) in progress."""
-
-    session_id: str | None  # None while starting
-    started_at: float
-    debounce: DebounceSnapshot | None  # set exactly while starting or stopping
-    totals: TotalsSnapshot
-    heartbeat: HeartbeatSnapshot
 
 
 class PresenceSnapshot(TypedDict):
@@ -187,7 +144,63 @@ class PresenceSnapshot(TypedDict):
     silence_due: float | None  # set exactly while announced online
 
 
-class DetectorSnapshot(TypedDict):
+class TotalsSnapshot(TypedDict):
+    """``SessionTotals`` (its checkpoint is in ``stopping``)."""
+
+    segment_started_at: float
+    segment_working: bool
+    working_s: float
+    power_integral_ws: float
+    peak_power_w: float
+    energy_wh: float | None
+
+
+class HeartbeatSnapshot(TypedDict):
+    """``HeartbeatSchedule`` (its interval is the device's ``heartbeat_interval_s``)."""
+
+    heartbeat_due: float | None
+    heartbeat_base: float
+    heartbeat_number: int
+    last_heartbeat_at: float
+    last_heartbeat_working_s: float
+    last_heartbeat_power_integral_ws: float
+
+
+class DebounceSnapshot(TypedDict):
+    """``Debounce``: when the start or stop debounce ends (null: none runs)."""
+
+    debounce_due: float | None
+
+
+class StopDebounceSnapshot(TypedDict):
+    """``Debounce`` while stopping: the first low reading and the state before it."""
+
+    first_low_at: float
+    state_before_stop: str
+
+
+class TotalsCheckpointSnapshot(TypedDict):
+    """``TotalsCheckpoint``: the totals at the first low reading of a stop."""
+
+    working_s: float
+    power_integral_ws: float
+    peak_power_w: float
+    energy_wh: float | None
+
+
+class StoppingSnapshot(StopDebounceSnapshot, TotalsCheckpointSnapshot):
+    """The stop debounce in progress."""
+
+
+class SessionSnapshot(TotalsSnapshot, HeartbeatSnapshot, DebounceSnapshot):
+    """The session (or the start) in progress."""
+
+    session_id: str | None  # None while starting
+    started_at: float
+    stopping: StoppingSnapshot | None  # set exactly while stopping
+
+
+class DetectorSnapshot(PresenceSnapshot):
     """One detector; ``session`` is None exactly when ``state`` is idle."""
 
     version: int
@@ -198,13 +211,12 @@ class DetectorSnapshot(TypedDict):
     energy_counter_wh: float | None
     energy_total_wh: float | None
     heartbeat_interval_s: float
-    presence: PresenceSnapshot
     session: SessionSnapshot | None
 
 
 # ------------------------------------------------------------ earlier versions
 
-# Version 1 spelled some session keys in abbreviations (version 2 spelled them out).
+# Version 1 spelled some keys in abbreviations; they are read under their new names.
 _V1_SESSION_KEYS = {
     "state_due": "debounce_due",
     "seg_t": "segment_started_at",
@@ -225,100 +237,33 @@ _V1_STOPPING_KEYS = {
     "peak_w": "peak_power_w",
 }
 
-# Versions 1 to 3 kept the session flat: (part, its key) of each session key.
-_V3_SESSION_KEYS = {
-    "session_id": (None, "session_id"),
-    "started_at": (None, "started_at"),
-    "debounce_due": ("debounce", "due"),
-    "segment_started_at": ("totals", "segment_started_at"),
-    "segment_working": ("totals", "segment_working"),
-    "working_s": ("totals", "working_s"),
-    "power_integral_ws": ("totals", "power_integral_ws"),
-    "peak_power_w": ("totals", "peak_power_w"),
-    "energy_wh": ("totals", "energy_wh"),
-    "heartbeat_due": ("heartbeat", "due"),
-    "heartbeat_base": ("heartbeat", "base"),
-    "heartbeat_number": ("heartbeat", "number"),
-    "last_heartbeat_at": ("heartbeat", "last_at"),
-    "last_heartbeat_working_s": ("heartbeat", "last_working_s"),
-    "last_heartbeat_power_integral_ws": ("heartbeat", "last_power_integral_ws"),
-}
-# ... and the device's presence at the top.
-_V3_PRESENCE_KEYS = ("online", "announced_online", "last_seen", "silence_due")
-# ... and the stop debounce in ``stopping`` (null when not stopping).
-_V3_STOPPING_KEYS = {
-    "first_low_at": ("debounce", "first_low_at"),
-    "state_before_stop": ("debounce", "state_before_stop"),
-    "working_s": ("checkpoint", "working_s"),
-    "power_integral_ws": ("checkpoint", "power_integral_ws"),
-    "peak_power_w": ("checkpoint", "peak_power_w"),
-    "energy_wh": ("checkpoint", "energy_wh"),
-}
-
-
-def _renamed(data: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
-    return {names.get(key, key): value for key, value in data.items()}
-
-
-def _nested_session(session: Mapping[str, Any]) -> dict[str, Any]:
-    """A version 1-3 session in the current shape; a missing key stays missing."""
-    nested: dict[str, Any] = {}
-    parts: dict[str, dict[str, Any]] = {"debounce": {}, "totals": {}, "heartbeat": {}}
-    for key, value in session.items():
-        part, name = _V3_SESSION_KEYS.get(key, (None, key))
-        (nested if part is None else parts[part])[name] = value
-    if "stopping" in session:
-        stopping = session["stopping"]
-        reader = SnapshotReader(session, "snapshot.session")
-        checkpoint: dict[str, Any] | None = None
-        if reader.optional_mapping("stopping") is None:
-            parts["debounce"].update(first_low_at=0.0, state_before_stop="idle")
-        else:
-            checkpoint = {}
-            for key, value in stopping.items():
-                part, name = _V3_STOPPING_KEYS.get(key, (None, key))
-                if part == "checkpoint":
-                    checkpoint[name] = value
-                elif part is not None:
-                    parts[part][name] = value
-        parts["totals"]["checkpoint"] = checkpoint
-    nested.pop("stopping", None)
-    nested.update(parts)
-    if parts["debounce"].get("due", 0.0) is None:
-        nested["debounce"] = None  # no debounce ran
-    return nested
-
 
 def upgraded(data: Any) -> Any:
-    """A snapshot in the current version's shape; ValueError for an unknown version.
+    """A snapshot in the current version's keys; ValueError for an unknown version.
 
-    Version 1 abbreviated some keys; version 2 had no ``energy_total_wh`` (the
-    total starts at 0 where a counter was known: it counts from the upgrade
-    on; else when the first one arrives); versions 1 to 3 kept the session
-    flat, with the stop debounce's figures in ``session.stopping``, and the
-    presence fields at the top. A key missing in the old snapshot stays
-    missing, so that reading names it.
+    Version 2 had no ``energy_total_wh``: the total starts at 0 where a counter
+    was known (it counts from the upgrade on), else when the first one arrives.
+    Version 1 also spelled some session keys in abbreviations.
     """
     version = SnapshotReader(data, "snapshot").integer("version")
     if version == SNAPSHOT_VERSION:
         return data
-    if version not in (1, 2, 3):
+    if version not in (1, 2):
         raise ValueError("snapshot: unsupported version")
     upgraded_data = dict(data)
-    if version < 3 and "energy_total_wh" not in upgraded_data:
+    if "energy_total_wh" not in upgraded_data:
         upgraded_data["energy_total_wh"] = (
             None if upgraded_data.get("energy_counter_wh") is None else 0.0
         )
-    upgraded_data["presence"] = {
-        key: upgraded_data.pop(key) for key in _V3_PRESENCE_KEYS if key in upgraded_data
-    }
+    if version == 2:
+        return upgraded_data
     session = data.get("session")
     if isinstance(session, Mapping):
-        if version == 1:
-            session = _renamed(session, _V1_SESSION_KEYS)
-            stopping = session.get("stopping")
-            if isinstance(stopping, Mapping):
-                session["stopping"] = _renamed(stopping, _V1_STOPPING_KEYS)
-        upgraded_data["session"] = _nested_session(session)
-    upgraded_data["version"] = SNAPSHOT_VERSION
+        session = {_V1_SESSION_KEYS.get(key, key): value for key, value in session.items()}
+        stopping = session.get("stopping")
+        if isinstance(stopping, Mapping):
+            session["stopping"] = {
+                _V1_STOPPING_KEYS.get(key, key): value for key, value in stopping.items()
+            }
+        upgraded_data["session"] = session
     return upgraded_data

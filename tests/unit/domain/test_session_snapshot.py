@@ -6,7 +6,6 @@ import copy
 import dataclasses
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,19 +124,11 @@ def _as_version_1(data: dict[str, Any]) -> dict[str, Any]:
     return old
 
 
-# The version 3 snapshots of these scenarios, as the bridge of then wrote them.
-_WRITTEN_BEFORE = json.loads(
-    (Path(__file__).parents[2] / "fixtures" / "snapshots" / "detector_snapshots.json").read_text(
-        encoding="utf-8"
-    )
-)
-
-
 @pytest.mark.parametrize("name", list(scenarios()))
 def test_a_version_1_snapshot_restores_like_the_current_one(name: str) -> None:
     """Snapshots written before the names were spelled out restore to the same detector."""
     sim = scenarios()[name]
-    old = _as_version_1(_WRITTEN_BEFORE[name]["snapshots"]["3"])
+    old = _as_version_1(json.loads(json.dumps(sim.detector.snapshot())))
     restored = SessionDetector.restore(
         old, device_id="dev-1", machine_name="Mill", config=sim.detector.config
     )
@@ -191,58 +182,32 @@ def _both(
 
 
 CORRUPTIONS: dict[str, Callable[[dict[str, Any]], None]] = {
-    "missing key": _delete("presence.last_seen"),
-    "missing session key": _delete("session.totals.segment_started_at"),
-    "missing stopping key": _delete("session.debounce.first_low_at"),
+    "missing key": _delete("last_seen"),
+    "missing session key": _delete("session.segment_started_at"),
+    "missing stopping key": _delete("session.stopping.first_low_at"),
     "unknown version": _set("version", 99),
     "version as string": _set("version", "1"),
     "other device": _set("device_id", "someone-else"),
     "unknown state": _set("state", "running"),
-    "number as string": _set("presence.last_seen", "yesterday"),
+    "number as string": _set("last_seen", "yesterday"),
     "bool as number": _set("power_w", True),
-    "nan": _set("session.totals.working_s", float("nan")),
-    "infinity": _set("session.totals.power_integral_ws", float("inf")),
-    "online not a bool": _set("presence.online", "yes"),
-    "online disagrees with announced": _set("presence.online", False),
-    "silence without announcement": _both(
-        _set("presence.announced_online", False), _set("presence.online", None)
-    ),
+    "nan": _set("session.working_s", float("nan")),
+    "infinity": _set("session.power_integral_ws", float("inf")),
+    "online not a bool": _set("online", "yes"),
+    "online disagrees with announced": _set("online", False),
+    "silence without announcement": _both(_set("announced_online", False), _set("online", None)),
     "session missing": _set("session", None),
     "session not an object": _set("session", [1, 2]),
     "session while idle": _set("state", "idle"),
     "session id while starting": _set("state", "starting"),
     "no session id while running": _set("session.session_id", None),
-    "no stop due while stopping": _set("session.debounce.due", None),
-    "stopping missing": _both(_set("state", "working"), _set("session.debounce.due", None)),
-    "bad previous state": _set("session.debounce.state_before_stop", "idle"),
-    "negative heartbeat index": _set("session.heartbeat.number", -1),
-    "heartbeat index float": _set("session.heartbeat.number", 1.5),
-    "no power in a session": _set("power_w", None),
-    "segment_working not a bool": _set("session.totals.segment_working", 1),
-    "no checkpoint while stopping": _set("session.totals.checkpoint", None),
-    "checkpoint not an object": _set("session.totals.checkpoint", 3),
-    "checkpoint key missing": _delete("session.totals.checkpoint.peak_power_w"),
-    "part missing": _delete("session.heartbeat"),
-    "part not an object": _set("session.debounce", "soon"),
-    "presence missing": _delete("presence"),
-    "no debounce while stopping": _set("session.debounce", None),
-    "debounce while working": _set("state", "working"),
-}
-
-# The same faults in a version 3 snapshot (flat session, ``stopping``), as written then.
-V3_CORRUPTIONS: dict[str, Callable[[dict[str, Any]], None]] = {
-    "missing session key": _delete("session.segment_started_at"),
-    "missing stopping key": _delete("session.stopping.first_low_at"),
-    "missing stopped total": _delete("session.stopping.peak_power_w"),
-    "no stopping key": _delete("session.stopping"),
-    "stopping not an object": _set("session.stopping", [1]),
-    "stopping while working": _both(_set("state", "working"), _set("session.debounce_due", None)),
-    "no stopping while stopping": _set("session.stopping", None),
+    "no stop due while stopping": _set("session.debounce_due", None),
+    "stopping missing": _both(_set("state", "working"), _set("session.debounce_due", None)),
     "bad previous state": _set("session.stopping.state_before_stop", "idle"),
     "negative heartbeat index": _set("session.heartbeat_number", -1),
-    "nan": _set("session.working_s", float("nan")),
-    "missing presence key": _delete("last_seen"),
-    "online disagrees with announced": _set("online", False),
+    "heartbeat index float": _set("session.heartbeat_number", 1.5),
+    "no power in a session": _set("power_w", None),
+    "segment_working not a bool": _set("session.segment_working", 1),
 }
 
 
@@ -255,15 +220,6 @@ def test_restore_rejects_corrupt_data(name: str) -> None:
         SessionDetector.restore(data, device_id="dev-1", machine_name="Mill", config=CONFIG)
 
 
-@pytest.mark.parametrize("name", list(V3_CORRUPTIONS))
-def test_restore_rejects_corrupt_version_3_data(name: str) -> None:
-    """A corrupt snapshot of the earlier flat shape raises ValueError too."""
-    data = copy.deepcopy(_WRITTEN_BEFORE["stopping"]["snapshots"]["3"])
-    V3_CORRUPTIONS[name](data)
-    with pytest.raises(ValueError, match="snapshot"):
-        SessionDetector.restore(data, device_id="dev-1", machine_name="Mill", config=SLOW)
-
-
 @pytest.mark.parametrize("data", [None, [], "snapshot", 42])
 def test_restore_rejects_non_objects(data: Any) -> None:
     """A snapshot that is not an object raises ValueError."""
@@ -274,6 +230,6 @@ def test_restore_rejects_non_objects(data: Any) -> None:
 def test_restore_rejects_a_session_on_an_unannounced_device() -> None:
     """A running session on a device never announced online is inconsistent."""
     data = working_snapshot()
-    data["presence"].update(online=None, announced_online=False, silence_due=None)
+    data.update(online=None, announced_online=False, silence_due=None)
     with pytest.raises(ValueError, match="announced"):
         SessionDetector.restore(data, device_id="dev-1", machine_name="Mill", config=CONFIG)
