@@ -19,10 +19,6 @@ MAX_CLASS_LINES = 450
 # Lines at this indent or deeper continue the description of the line above.
 DESCRIPTION_COLUMN = 20
 NAME = re.compile(r"[\w.]+/?")
-# Split on another branch (core); remove once that is merged.
-SPLIT_ELSEWHERE = {"domain/session.py": "domain/session.py is split on branch core"}
-
-
 def modules() -> list[str]:
     """Every .py file of the package, relative to src/iot_bridge."""
     return sorted(
@@ -85,16 +81,7 @@ def test_the_tree_reader_reads_nested_folders() -> None:
     assert "bootstrap.py" in entries
 
 
-def _size_params() -> list[object]:
-    params: list[object] = []
-    for module in modules():
-        reason = SPLIT_ELSEWHERE.get(module)
-        marks = [pytest.mark.xfail(strict=False, reason=reason)] if reason else []
-        params.append(pytest.param(module, id=module, marks=marks))
-    return params
-
-
-@pytest.mark.parametrize("module", _size_params())
+@pytest.mark.parametrize("module", modules())
 def test_modules_and_classes_stay_readable_in_one_sitting(module: str) -> None:
     """No module over 600 lines, no class over 450 (from its line to its last)."""
     text = (PACKAGE / module).read_text(encoding="utf-8")

@@ -79,24 +79,21 @@ def _energy(value: object) -> str:
 
 def describe_event(event: Event, speed: float) -> str:
     """One plain line for an event: type, device, then what matters about it."""
-    data = event.data
     head = f"{event.event_type} {event.device_id} ({event.machine_name})"
-    if event.event_type in (EventType.SESSION_STOPPED, EventType.SESSION_TIMEOUT):
-        duration = data.get("duration_s")
-        simulated = (
-            f" ({duration * speed:.0f} s simulated)" if isinstance(duration, int | float) else ""
-        )
-        energy = _energy(data.get("energy_wh"))
+    if (ended := event.ended_data()) is not None:
+        duration = ended["duration_s"]
+        simulated = f" ({duration * speed:.0f} s simulated)"
+        energy = _energy(ended["energy_wh"])
         return (
             f"{head} duration={_seconds(duration)}{simulated} energy={energy}"
-            f" avg_power={_watts(data.get('avg_power_w'))} reason={data.get('reason')}"
+            f" avg_power={_watts(ended['avg_power_w'])} reason={ended['reason']}"
         )
-    if event.event_type is EventType.SESSION_STARTED:
-        return f"{head} state={data.get('state')} power={_watts(data.get('power_w'))}"
-    if event.event_type is EventType.SESSION_HEARTBEAT:
+    if (started := event.started_data()) is not None:
+        return f"{head} state={started['state']} power={_watts(started['power_w'])}"
+    if (heartbeat := event.heartbeat_data()) is not None:
         return (
-            f"{head} state={data.get('state')} power={_watts(data.get('power_w'))}"
-            f" session={_seconds(data.get('session_duration_s'))}"
+            f"{head} state={heartbeat['state']} power={_watts(heartbeat['power_w'])}"
+            f" session={_seconds(heartbeat['session_duration_s'])}"
         )
     return head
 
@@ -199,29 +196,24 @@ class LiveView:
     def on_events(self, events: Sequence[Event]) -> None:
         """Track running sessions and log starts, stops and online changes."""
         for event in events:
-            data = event.data
             kind = event.event_type
             when = time.strftime("%H:%M:%S", time.localtime(event.timestamp))
-            if kind is EventType.SESSION_STARTED:
+            if (started := event.started_data()) is not None:
                 self._running_since[event.device_id] = event.timestamp
-                row = (when, event.machine_name, "started", data.get("state"), "", "")
-            elif kind in (EventType.SESSION_STOPPED, EventType.SESSION_TIMEOUT):
+                row = (when, event.machine_name, "started", started["state"], "", "")
+            elif (ended := event.ended_data()) is not None:
                 self._running_since.pop(event.device_id, None)
                 self._completed[event.device_id] = self._completed.get(event.device_id, 0) + 1
-                duration = data.get("duration_s")
-                simulated = (
-                    f" ({duration * self._speed:.0f} s sim)"
-                    if isinstance(duration, int | float)
-                    else ""
-                )
+                duration = ended["duration_s"]
+                simulated = f" ({duration * self._speed:.0f} s sim)"
                 label = "stopped" if kind is EventType.SESSION_STOPPED else "timed out"
                 row = (
                     when,
                     event.machine_name,
                     label,
                     _seconds(duration) + simulated,
-                    _energy(data.get("energy_wh")),
-                    _watts(data.get("avg_power_w")),
+                    _energy(ended["energy_wh"]),
+                    _watts(ended["avg_power_w"]),
                 )
             elif kind in (EventType.DEVICE_ONLINE, EventType.DEVICE_OFFLINE):
                 row = (when, event.machine_name, str(kind).replace("_", " "), "", "", "")

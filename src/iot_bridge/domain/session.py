@@ -84,42 +84,35 @@ Decisions where the contract is silent (each pinned by a unit test):
 
 from __future__ import annotations
 
-import enum
 import hashlib
 import math
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-from iot_bridge.domain.events import Event, EventType, iso_utc
+from iot_bridge.domain.events import (
+    EndReason,
+    Event,
+    EventData,
+    EventType,
+    SessionStartedData,
+    iso_utc,
+)
 from iot_bridge.domain.readings import Reading
 from iot_bridge.domain.session_config import SessionConfig
-from iot_bridge.domain.session_snapshot import (
-    BEFORE_STOP_KEYS,
-    DEVICE_FIELDS,
-    SESSION_FIELDS,
-    SNAPSHOT_VERSION,
-    STOPPING_FIELDS,
-    SnapshotReader,
-    compile_writer,
-    read_fields,
-    upgraded,
+from iot_bridge.domain.session_parts import (
+    Debounce,
+    DetectorState,
+    DevicePresence,
+    HeartbeatSchedule,
+    SessionTotals,
 )
+from iot_bridge.domain.session_persistence import read_snapshot, write_snapshot
+from iot_bridge.domain.session_snapshot import DetectorSnapshot
 
 __all__ = ["DetectorState", "SessionDetector", "session_id_for"]
 
 _INF = math.inf
-
-
-class DetectorState(enum.StrEnum):
-    """The detector's states (``GET /devices`` shows their values)."""
-
-    IDLE = "idle"
-    STARTING = "starting"
-    STANDBY = "standby"
-    WORKING = "working"
-    STOPPING = "stopping"
-
 
 # Module-level aliases: `is` against a global is the cheapest state test.
 _IDLE = DetectorState.IDLE
@@ -141,86 +134,29 @@ def _random_uid() -> str:
 
 
 class SessionDetector:
-    """The session state machine of one device; see the module docstring for the rules."""
+    """The session state machine of one device; see the module docstring for the rules.
+
+    Its parts (``session_parts``): ``_presence`` for the device, and ``_totals``,
+    ``_heartbeats`` and ``_debounce`` for the session (reset when it ends).
+    """
 
     __slots__ = (
-        "_announced_online",
-        "_before_stop",
         "_clock",
         "_config",
-        "_debounce_due",
+        "_debounce",
         "_device_id",
         "_energy_counter_wh",
         "_energy_total_wh",
-        "_first_low_at",
-        "_heartbeat_base",
-        "_heartbeat_due",
-        "_heartbeat_interval_s",
-        "_heartbeat_number",
-        "_last_heartbeat_at",
-        "_last_heartbeat_power_integral_ws",
-        "_last_heartbeat_working_s",
-        "_last_seen",
+        "_heartbeats",
         "_machine_name",
-        "_message_timeout_s",
-        "_online",
-        "_peak_power_w",
-        "_power_integral_ws",
         "_power_w",
-        "_segment_started_at",
-        "_segment_working",
-        "_session_energy_wh",
+        "_presence",
         "_session_id",
-        "_silence_due",
-        "_standby_threshold_w",
-        "_start_debounce_s",
         "_started_at",
         "_state",
-        "_state_before_stop",
-        "_stop_debounce_s",
+        "_totals",
         "_uid_factory",
-        "_working_s",
-        "_working_threshold_w",
     )
-
-    _device_id: str
-    _uid_factory: Callable[[], str]
-    _machine_name: str
-    _config: SessionConfig
-    _standby_threshold_w: float
-    _working_threshold_w: float
-    _start_debounce_s: float
-    _stop_debounce_s: float
-    _message_timeout_s: float
-    _heartbeat_interval_s: float
-    _state: DetectorState
-    _online: bool | None
-    _announced_online: bool
-    _clock: float
-    _last_seen: float | None
-    _power_w: float | None
-    _energy_counter_wh: float | None
-    _energy_total_wh: float | None
-    _silence_due: float
-    # The session (and a start in progress); reset by _clear_session.
-    _debounce_due: float
-    _heartbeat_due: float
-    _session_id: str | None
-    _started_at: float
-    _segment_started_at: float
-    _segment_working: bool
-    _working_s: float
-    _power_integral_ws: float
-    _peak_power_w: float
-    _session_energy_wh: float | None
-    _heartbeat_base: float
-    _heartbeat_number: int
-    _last_heartbeat_at: float
-    _last_heartbeat_working_s: float
-    _last_heartbeat_power_integral_ws: float
-    _state_before_stop: DetectorState
-    _first_low_at: float
-    _before_stop: tuple[float, float, float, float | None] | None
 
     def __init__(
         self,
@@ -234,19 +170,19 @@ class SessionDetector:
         self._device_id = device_id
         self._uid_factory = uid_factory
         self._machine_name = machine_name
-        self._config = config
-        self._apply_config(config)
-        self._heartbeat_interval_s = config.heartbeat_interval_s
-        self._state = _IDLE
-        self._online = None
-        self._announced_online = False
+        self._config = config  # thresholds apply from the next reading on
+        self._state: DetectorState = _IDLE
         self._clock = -_INF
-        self._last_seen = None
-        self._power_w = None
-        self._energy_counter_wh = None
-        self._energy_total_wh = None
-        self._silence_due = _INF
-        self._clear_session()
+        self._power_w: float | None = None
+        self._energy_counter_wh: float | None = None
+        self._energy_total_wh: float | None = None
+        self._presence = DevicePresence()
+        # The session (or a start in progress); reset by _clear_session.
+        self._session_id: str | None = None
+        self._started_at = 0.0
+        self._totals = SessionTotals()
+        self._heartbeats = HeartbeatSchedule(config.heartbeat_interval_s)
+        self._debounce = Debounce()
 
     # ----------------------------------------------------------------- properties
 
@@ -273,12 +209,12 @@ class SessionDetector:
     @property
     def online(self) -> bool | None:
         """True/False once known; None before the first message or after a restart."""
-        return self._online
+        return self._presence.online
 
     @property
     def last_seen(self) -> float | None:
         """When the device last sent a message (unix seconds), or None."""
-        return self._last_seen
+        return self._presence.last_seen
 
     @property
     def power_w(self) -> float | None:
@@ -292,11 +228,13 @@ class SessionDetector:
 
     @property
     def energy_total_wh(self) -> float | None:
-        """Energy counted since the bridge first heard a counter (Wh); never goes down.
-
-        None before any counter value. Meter resets are bridged as for sessions.
-        """
+        """Energy counted since the bridge first heard a counter (Wh), resets bridged, or None."""
         return self._energy_total_wh
+
+    @property
+    def started_at(self) -> float | None:
+        """When the running session (or the start in progress) began; None while idle."""
+        return None if self._state is _IDLE else self._started_at
 
     @property
     def session_id(self) -> str | None:
@@ -312,13 +250,16 @@ class SessionDetector:
         else:
             self._clock = now
         events: list[Event] = []
-        if now >= self._debounce_due or now >= self._silence_due or now >= self._heartbeat_due:
+        config = self._config
+        presence = self._presence
+        if now >= self._debounce.due or now >= presence.silence_due or now >= self._heartbeats.due:
             self._advance(now, events)
-        self._last_seen = now
-        self._silence_due = now + self._message_timeout_s
-        if self._online is not True:
+        presence.last_seen = now
+        presence.silence_due = now + config.message_timeout_s
+        if presence.online is not True:
             self._come_online(now, events)
         state = self._state
+        totals = self._totals
         energy = reading.energy_wh
         if energy is not None:
             counter = self._energy_counter_wh
@@ -332,54 +273,55 @@ class SessionDetector:
             total = self._energy_total_wh
             self._energy_total_wh = step if total is None else total + step
             if state is not _IDLE:
-                total = self._session_energy_wh
-                self._session_energy_wh = step if total is None else total + step
+                total = totals.energy_wh
+                totals.energy_wh = step if total is None else total + step
         power = reading.power_w
         if power is None:
             held = self._power_w
-            if state is _IDLE and held is not None and held >= self._standby_threshold_w:
+            if state is _IDLE and held is not None and held >= config.standby_threshold_w:
                 # A device that reports power only on change (Shelly Gen2+) may go on
                 # drawing its last power after a timeout: the held power starts again.
                 self._begin_starting(now, held, energy is not None, events)
             return events
         if state is _IDLE:
             self._power_w = power
-            if power >= self._standby_threshold_w:
+            if power >= config.standby_threshold_w:
                 self._begin_starting(now, power, energy is not None, events)
             return events
-        # Close the open segment: the previous power was held until now.
-        elapsed = now - self._segment_started_at
-        self._power_integral_ws += self._power_w * elapsed  # type: ignore[operator]
-        if self._segment_working:
-            self._working_s += elapsed
-        self._segment_started_at = now
+        # Close the open segment: the previous power was held until now (inlined
+        # SessionTotals.close_segment, the hot path).
+        elapsed = now - totals.segment_started_at
+        totals.power_integral_ws += self._power_w * elapsed  # type: ignore[operator]
+        if totals.segment_working:
+            totals.working_s += elapsed
+        totals.segment_started_at = now
         self._power_w = power
-        if power > self._peak_power_w:  # noqa: PLR1730 (a compare is cheaper than max())
-            self._peak_power_w = power
+        if power > totals.peak_power_w:  # noqa: PLR1730 (a compare is cheaper than max())
+            totals.peak_power_w = power
         if state is _WORKING:
-            if power >= self._working_threshold_w:
+            if power >= config.working_threshold_w:
                 return events
-            if power >= self._standby_threshold_w:
+            if power >= config.standby_threshold_w:
                 self._state = _STANDBY
-                self._segment_working = False
+                totals.segment_working = False
             else:
                 self._begin_stopping(now, state, events)
         elif state is _STANDBY:
-            if power < self._standby_threshold_w:
+            if power < config.standby_threshold_w:
                 self._begin_stopping(now, state, events)
-            elif power >= self._working_threshold_w:
+            elif power >= config.working_threshold_w:
                 self._state = _WORKING
-                self._segment_working = True
+                totals.segment_working = True
         elif state is _STARTING:
-            if power < self._standby_threshold_w:
+            if power < config.standby_threshold_w:
                 self._clear_session()  # never confirmed: no event
             else:
-                self._segment_working = power >= self._working_threshold_w
-        elif power >= self._standby_threshold_w:  # stopping, and the power is back
-            self._segment_working = power >= self._working_threshold_w
-            self._state = _WORKING if self._segment_working else _STANDBY
-            self._debounce_due = _INF
-            self._before_stop = None
+                totals.segment_working = power >= config.working_threshold_w
+        elif power >= config.standby_threshold_w:  # stopping, and the power is back
+            totals.segment_working = power >= config.working_threshold_w
+            self._state = _WORKING if totals.segment_working else _STANDBY
+            self._debounce.reset()
+            totals.checkpoint = None
         return events
 
     def on_availability(self, now: float, online: bool) -> list[Event]:
@@ -388,18 +330,18 @@ class SessionDetector:
         events: list[Event] = []
         self._advance(now, events)
         if online:
-            self._last_seen = now
-            self._silence_due = now + self._message_timeout_s
-            if self._online is not True:
+            self._presence.last_seen = now
+            self._presence.silence_due = now + self._config.message_timeout_s
+            if self._presence.online is not True:
                 self._come_online(now, events)
         else:
             self._go_silent(now, events)
-            self._online = False
+            self._presence.online = False
         return events
 
     def next_deadline(self) -> float | None:
         """The earliest time at which ``tick`` has something to do, or None."""
-        due = min(self._debounce_due, self._silence_due, self._heartbeat_due)
+        due = min(self._debounce.due, self._presence.silence_due, self._heartbeats.due)
         return None if due == _INF else due
 
     def tick(self, now: float) -> list[Event]:
@@ -410,10 +352,7 @@ class SessionDetector:
         return events
 
     def remove(self, now: float) -> list[Event]:
-        """The device was removed: end a running session (``reason: "device_removed"``).
-
-        Afterwards the detector has no timer left (``next_deadline()`` is None).
-        """
+        """The device was removed: end a running session; no timer is left afterwards."""
         now = self._advance_clock(now)
         events: list[Event] = []
         self._advance(now, events)
@@ -421,53 +360,37 @@ class SessionDetector:
         if state is _STARTING:
             self._clear_session()
         elif state is not _IDLE:
-            self._end_session(now, now, "device_removed", EventType.SESSION_STOPPED, events)
+            self._end_session(now, now, "device_removed", events)
         # A removed device is forgotten: no timer left, so no device_offline later.
-        self._silence_due = _INF
-        self._announced_online = False
-        self._online = None
+        self._presence.forget()
         return events
 
     def reconfigure(self, *, machine_name: str, config: SessionConfig) -> None:
         """Take new thresholds (from the next reading on) and a new machine name."""
         self._machine_name = machine_name
         self._config = config
-        self._apply_config(config)
-        self._set_heartbeat_interval(config.heartbeat_interval_s)
+        self._heartbeats.set_interval(
+            config.heartbeat_interval_s, self._state in _RUNNING, self._started_at, self._clock
+        )
 
     def excuse_silence(self, now: float) -> None:
         """The bridge could not hear the device until ``now`` (its broker link was down).
 
-        Silence is then measured from ``max(last_seen, now)``, so an outage of
-        the bridge's own MQTT connection never counts as the device's silence.
-        Nothing else changes (no ``device_online`` is owed afterwards).
+        Its own outage never counts as the device's silence; nothing else changes.
         """
-        now = self._advance_clock(now)
-        if self._silence_due != _INF and self._last_seen is not None:
-            self._silence_due = max(
-                self._silence_due, max(self._last_seen, now) + self._message_timeout_s
-            )
+        self._presence.excuse_silence(self._advance_clock(now), self._config.message_timeout_s)
 
     def resume_after_restart(self, now: float) -> None:
-        """The bridge restarted: forget ``online`` and do not count the downtime.
-
-        Silence is measured from ``max(last_seen, now)``; a debounce in progress
-        restarts in full; heartbeats missed during the downtime are skipped.
-        """
+        """The bridge restarted: forget ``online`` and do not count the downtime."""
         now = self._advance_clock(now)
-        self._online = None
-        if self._silence_due != _INF and self._last_seen is not None:
-            self._silence_due = max(self._last_seen, now) + self._message_timeout_s
+        self._presence.resume_after_restart(now, self._config.message_timeout_s)
         state = self._state
+        debounce = self._debounce
         if state is _STARTING:
-            self._debounce_due = max(self._started_at, now) + self._start_debounce_s
+            debounce.due = max(self._started_at, now) + self._config.start_debounce_s
         elif state is _STOPPING:
-            self._debounce_due = max(self._first_low_at, now) + self._stop_debounce_s
-        if self._heartbeat_due < now:
-            self._heartbeat_number = self._first_heartbeat_after(now)
-            self._heartbeat_due = (
-                self._heartbeat_base + self._heartbeat_number * self._heartbeat_interval_s
-            )
+            debounce.due = max(debounce.first_low_at, now) + self._config.stop_debounce_s
+        self._heartbeats.skip_missed(now)
 
     # ----------------------------------------------------------------- timers
 
@@ -479,23 +402,20 @@ class SessionDetector:
 
     def _advance(self, now: float, events: list[Event]) -> None:
         """Fire due timers in time order; ties: debounce, then timeout, then heartbeat."""
+        debounce = self._debounce
+        heartbeats = self._heartbeats
+        presence = self._presence
         while True:
-            state_due = self._debounce_due
-            silence_due = self._silence_due
-            heartbeat_due = self._heartbeat_due
-            if state_due <= silence_due and state_due <= heartbeat_due:
-                if state_due > now:
+            debounce_due = debounce.due
+            silence_due = presence.silence_due
+            heartbeat_due = heartbeats.due
+            if debounce_due <= silence_due and debounce_due <= heartbeat_due:
+                if debounce_due > now:
                     return
                 if self._state is _STARTING:
-                    self._confirm_start(state_due, events)
+                    self._confirm_start(debounce_due, events)
                 else:
-                    self._end_session(
-                        state_due,
-                        self._first_low_at,
-                        "power_off",
-                        EventType.SESSION_STOPPED,
-                        events,
-                    )
+                    self._end_session(debounce_due, debounce.first_low_at, "power_off", events)
             elif silence_due <= heartbeat_due:
                 if silence_due > now:
                     return
@@ -503,97 +423,26 @@ class SessionDetector:
             else:
                 if heartbeat_due > now:
                     return
-                self._heartbeat(heartbeat_due, events)
+                power = self._power_w
+                assert power is not None  # a running session always has a power
+                data = heartbeats.fire(self._state, power, self._totals, self._started_at)
+                kind = EventType.SESSION_HEARTBEAT
+                self._events_append(kind, heartbeat_due, self._session_id, data, events)
 
     def _confirm_start(self, at: float, events: list[Event]) -> None:
-        state = _WORKING if self._segment_working else _STANDBY
+        state = _WORKING if self._totals.segment_working else _STANDBY
         self._state = state
-        self._debounce_due = _INF
+        self._debounce.due = _INF
         started_at = self._started_at
         self._session_id = session_id_for(self._device_id, started_at)
-        self._heartbeat_base = started_at
-        self._last_heartbeat_at = started_at
-        self._last_heartbeat_working_s = 0.0
-        self._last_heartbeat_power_integral_ws = 0.0
-        if self._heartbeat_interval_s > 0:
-            self._heartbeat_number = self._first_heartbeat_after(at)
-            self._heartbeat_due = started_at + self._heartbeat_number * self._heartbeat_interval_s
-        data = {
+        self._heartbeats.start(started_at, at)
+        power = self._power_w
+        data: SessionStartedData = {
             "started_at": iso_utc(started_at),
             "state": state.value,
-            "power_w": _float_or_none(self._power_w),
+            "power_w": None if power is None else float(power),
         }
-        self._emit(EventType.SESSION_STARTED, at, data, events)
-
-    def _heartbeat(self, at: float, events: list[Event]) -> None:
-        elapsed = at - self._segment_started_at
-        power = self._power_w
-        assert power is not None  # a running session always has a power
-        working = self._working_s + elapsed if self._segment_working else self._working_s
-        integral = self._power_integral_ws + power * elapsed
-        duration = at - self._started_at
-        session_working = min(working, duration)
-        interval = at - self._last_heartbeat_at
-        interval_working = min(max(working - self._last_heartbeat_working_s, 0.0), interval)
-        interval_avg = (
-            (integral - self._last_heartbeat_power_integral_ws) / interval
-            if interval > 0
-            else power
-        )
-        interval_working_s, interval_standby_s, interval_s = _rounded_split(
-            interval_working, interval
-        )
-        session_working_s, session_standby_s, session_s = _rounded_split(session_working, duration)
-        data = {
-            "state": self._state.value,
-            "power_w": float(power),
-            "interval_s": interval_s,
-            # Rounding must not lift an average above the peak it averages.
-            "interval_avg_power_w": min(round(interval_avg, 3), self._peak_power_w),
-            "interval_working_s": interval_working_s,
-            "interval_standby_s": interval_standby_s,
-            "session_duration_s": session_s,
-            "session_working_s": session_working_s,
-            "session_standby_s": session_standby_s,
-            "session_energy_wh": _rounded_or_none(self._session_energy_wh),
-        }
-        self._last_heartbeat_at = at
-        self._last_heartbeat_working_s = working
-        self._last_heartbeat_power_integral_ws = integral
-        self._heartbeat_number += 1
-        self._heartbeat_due = (
-            self._heartbeat_base + self._heartbeat_number * self._heartbeat_interval_s
-        )
-        self._emit(EventType.SESSION_HEARTBEAT, at, data, events)
-
-    def _first_heartbeat_after(self, after: float) -> int:
-        """The smallest k >= 1 with ``heartbeat_base + k * interval > after``."""
-        base = self._heartbeat_base
-        interval = self._heartbeat_interval_s
-        k = max(int((after - base) // interval) + 1, 1)
-        while k > 1 and base + (k - 1) * interval > after:
-            k -= 1
-        while base + k * interval <= after:
-            k += 1
-        return k
-
-    def _set_heartbeat_interval(self, interval: float) -> None:
-        if interval == self._heartbeat_interval_s:
-            return
-        self._heartbeat_interval_s = interval
-        if self._state not in _RUNNING:
-            return
-        if interval <= 0:
-            self._heartbeat_due = _INF
-        elif self._heartbeat_due != _INF:
-            self._heartbeat_base = self._heartbeat_due  # the next heartbeat keeps its time
-            self._heartbeat_number = 0
-        else:  # heartbeats were disabled: resume the schedule from started_at
-            self._heartbeat_base = self._started_at
-            self._heartbeat_number = self._first_heartbeat_after(
-                max(self._clock, self._last_heartbeat_at)
-            )
-            self._heartbeat_due = self._heartbeat_base + self._heartbeat_number * interval
+        self._events_append(EventType.SESSION_STARTED, at, self._session_id, data, events)
 
     # ----------------------------------------------------------------- transitions
 
@@ -602,72 +451,36 @@ class SessionDetector:
     ) -> None:
         self._state = _STARTING
         self._started_at = float(now)  # its repr names the session: 5 and 5.0 must agree
-        self._segment_started_at = now
-        self._segment_working = power >= self._working_threshold_w
-        self._working_s = 0.0
-        self._power_integral_ws = 0.0
-        self._peak_power_w = power
-        # The counter at the first reading is the baseline; without one, the last known.
-        self._session_energy_wh = 0.0 if has_energy else None
-        self._debounce_due = now + self._start_debounce_s
-        if self._debounce_due <= now:
+        self._totals.begin(now, power, power >= self._config.working_threshold_w, has_energy)
+        due = self._debounce.due = now + self._config.start_debounce_s
+        if due <= now:
             self._advance(now, events)
 
     def _begin_stopping(self, now: float, previous: DetectorState, events: list[Event]) -> None:
-        self._state_before_stop = previous
         self._state = _STOPPING
-        self._first_low_at = now
-        self._before_stop = (
-            self._working_s,
-            self._power_integral_ws,
-            self._peak_power_w,
-            self._session_energy_wh,
-        )
-        self._debounce_due = now + self._stop_debounce_s
-        if self._debounce_due <= now:
+        self._debounce.begin_stop(now, previous, self._config.stop_debounce_s)
+        self._totals.take_checkpoint()
+        if self._debounce.due <= now:
             self._advance(now, events)
 
     def _end_session(
-        self,
-        at: float,
-        ended_at: float,
-        reason: str,
-        event_type: EventType,
-        events: list[Event],
+        self, at: float, ended_at: float, reason: EndReason, events: list[Event]
     ) -> None:
-        """End the running session at ``ended_at`` (the first low reading when stopping)."""
+        """End the running session at ``ended_at`` (the first low reading when stopping).
+
+        The event is ``session_timeout`` for a timeout, else ``session_stopped``.
+        """
+        totals = self._totals
         if self._state is _STOPPING:
-            assert self._before_stop is not None
-            ended_at = self._first_low_at
-            (
-                self._working_s,
-                self._power_integral_ws,
-                self._peak_power_w,
-                self._session_energy_wh,
-            ) = self._before_stop
+            ended_at = self._debounce.first_low_at
+            totals.rollback()
         else:
-            elapsed = ended_at - self._segment_started_at
-            self._power_integral_ws += self._power_w * elapsed  # type: ignore[operator]
-            if self._segment_working:
-                self._working_s += elapsed
-        started_at = self._started_at
-        duration = ended_at - started_at
-        working_s, standby_s, duration_s = _rounded_split(self._working_s, duration)
-        average = self._power_integral_ws / duration if duration > 0 else self._peak_power_w
-        data = {
-            "started_at": iso_utc(started_at),
-            "ended_at": iso_utc(ended_at),
-            "duration_s": duration_s,
-            "working_s": working_s,
-            "standby_s": standby_s,
-            "avg_power_w": min(round(average, 3), self._peak_power_w),
-            "peak_power_w": float(self._peak_power_w),
-            "energy_wh": _rounded_or_none(self._session_energy_wh),
-            "reason": reason,
-        }
+            totals.close_segment(ended_at, self._power_w)  # type: ignore[arg-type]
+        data = totals.ended_data(self._started_at, ended_at, reason)
         session_id = self._session_id
         self._clear_session()
-        self._events_append(event_type, at, session_id, data, events)
+        kind = EventType.SESSION_TIMEOUT if reason == "timeout" else EventType.SESSION_STOPPED
+        self._events_append(kind, at, session_id, data, events)
 
     def _go_silent(self, at: float, events: list[Event]) -> None:
         """Silence or availability offline: end what runs, then ``device_offline`` once."""
@@ -675,98 +488,48 @@ class SessionDetector:
         if state is _STARTING:
             self._clear_session()
         elif state is not _IDLE:
-            last_seen = self._last_seen
+            last_seen = self._presence.last_seen
             assert last_seen is not None
-            self._end_session(at, last_seen, "timeout", EventType.SESSION_TIMEOUT, events)
-        self._silence_due = _INF
-        if self._announced_online:
-            self._announced_online = False
-            self._online = False
-            last = self._last_seen
-            data = {"last_seen": iso_utc(last) if last is not None else None}
+            self._end_session(at, last_seen, "timeout", events)
+        data = self._presence.go_offline()
+        if data is not None:
             self._events_append(EventType.DEVICE_OFFLINE, at, None, data, events)
 
     def _come_online(self, now: float, events: list[Event]) -> None:
-        self._online = True
-        self._announced_online = True
-        self._events_append(EventType.DEVICE_ONLINE, now, None, {"last_seen": iso_utc(now)}, events)
+        data = self._presence.come_online(now)
+        self._events_append(EventType.DEVICE_ONLINE, now, None, data, events)
 
     def _clear_session(self) -> None:
         self._state = _IDLE
-        self._debounce_due = _INF
-        self._heartbeat_due = _INF
         self._session_id = None
         self._started_at = 0.0
-        self._segment_started_at = 0.0
-        self._segment_working = False
-        self._working_s = 0.0
-        self._power_integral_ws = 0.0
-        self._peak_power_w = 0.0
-        self._session_energy_wh = None
-        self._heartbeat_base = 0.0
-        self._heartbeat_number = 0
-        self._last_heartbeat_at = 0.0
-        self._last_heartbeat_working_s = 0.0
-        self._last_heartbeat_power_integral_ws = 0.0
-        self._state_before_stop = _IDLE
-        self._first_low_at = 0.0
-        self._before_stop = None
-
-    def _apply_config(self, config: SessionConfig) -> None:
-        self._standby_threshold_w = config.standby_threshold_w
-        self._working_threshold_w = config.working_threshold_w
-        self._start_debounce_s = config.start_debounce_s
-        self._stop_debounce_s = config.stop_debounce_s
-        self._message_timeout_s = config.message_timeout_s
-
-    def _emit(
-        self, event_type: EventType, at: float, data: dict[str, Any], events: list[Event]
-    ) -> None:
-        self._events_append(event_type, at, self._session_id, data, events)
+        self._totals.reset()
+        self._heartbeats.reset()
+        self._debounce.reset()
 
     def _events_append(
         self,
-        event_type: EventType,
+        kind: EventType,
         at: float,
         session_id: str | None,
-        data: dict[str, Any],
+        data: EventData,
         events: list[Event],
     ) -> None:
+        uid = self._uid_factory()
         events.append(
-            Event(
-                event_uid=self._uid_factory(),
-                event_type=event_type,
-                device_id=self._device_id,
-                machine_name=self._machine_name,
-                session_id=session_id,
-                timestamp=float(at),
-                data=data,
-            )
+            Event(uid, kind, self._device_id, self._machine_name, session_id, float(at), data)
         )
 
     # ----------------------------------------------------------------- persistence
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> DetectorSnapshot:
         """The whole state as JSON-ready plain data (``restore`` takes it back)."""
-        data = _write_device(self)
-        state = self._state
-        if state is _IDLE:
-            data["session"] = None
-            return data
-        session = _write_session(self)
-        session["stopping"] = None
-        if state is _STOPPING:
-            assert self._before_stop is not None
-            stopping = _write_stopping(self)
-            stopping.update(zip(BEFORE_STOP_KEYS, self._before_stop, strict=True))
-            session["stopping"] = stopping
-        data["session"] = session
-        return data
+        return write_snapshot(self)
 
     @classmethod
     def restore(
         cls,
-        data: Mapping[str, Any],
+        data: Any,
         *,
         device_id: str,
         machine_name: str,
@@ -777,91 +540,24 @@ class SessionDetector:
 
         With the same config, the restored detector gives exactly the events the
         original would have; a different config applies as ``reconfigure`` would.
-        Snapshots of version 1 (abbreviated keys) are read too.
+        Snapshots of versions 1 and 2 are read too (``session_persistence``).
         """
+        restored = read_snapshot(data, device_id)
         detector = cls(
             device_id=device_id, machine_name=machine_name, config=config, uid_factory=uid_factory
         )
-        reader = SnapshotReader(upgraded(data), "snapshot")
-        if reader.string("device_id") != device_id:
-            raise ValueError(f"snapshot: belongs to another device, not {device_id!r}")
-        state = reader.choice("state", DetectorState)
-        read_fields(detector, DEVICE_FIELDS, reader)
-        session = reader.optional_mapping("session")
-        reader.check(
-            detector._online is None or detector._online == detector._announced_online,
-            "online and announced_online disagree",
-        )
-        reader.check(
-            (detector._silence_due != _INF) == detector._announced_online,
-            "silence_due must be set exactly when the device is announced online",
-        )
-        reader.check(
-            not detector._announced_online or detector._last_seen is not None,
-            "an announced device needs last_seen",
-        )
-        reader.check((session is not None) == (state is not _IDLE), "session does not fit state")
+        detector._state = restored.state
+        detector._clock = restored.clock
+        detector._power_w = restored.power_w
+        detector._energy_counter_wh = restored.energy_counter_wh
+        detector._energy_total_wh = restored.energy_total_wh
+        detector._presence = restored.presence
+        detector._heartbeats = restored.heartbeats
+        session = restored.session
         if session is not None:
-            detector._restore_session(state, session)
-        detector._set_heartbeat_interval(config.heartbeat_interval_s)
+            detector._session_id = session.session_id
+            detector._started_at = session.started_at
+            detector._debounce = session.debounce
+            detector._totals = session.totals
+        detector.reconfigure(machine_name=machine_name, config=config)  # the interval may differ
         return detector
-
-    def _restore_session(self, state: DetectorState, reader: SnapshotReader) -> None:
-        reader.check(self._announced_online, "a session needs an announced-online device")
-        reader.check(self._power_w is not None, "a session needs power_w")
-        self._state = state
-        read_fields(self, SESSION_FIELDS, reader)
-        reader.check(
-            (self._session_id is None) == (state is _STARTING), "session_id does not fit state"
-        )
-        reader.check(
-            (self._debounce_due == _INF) != (state in (_STARTING, _STOPPING)),
-            "debounce_due does not fit state",
-        )
-        reader.check(
-            self._heartbeat_due == _INF or state is not _STARTING,
-            "heartbeat_due set while starting",
-        )
-        reader.check(self._heartbeat_number >= 0, "heartbeat_number must be >= 0")
-        stopping = reader.optional_mapping("stopping")
-        reader.check((stopping is not None) == (state is _STOPPING), "stopping does not fit state")
-        if stopping is not None:
-            read_fields(self, STOPPING_FIELDS, stopping)
-            stopping.check(
-                self._state_before_stop in (_STANDBY, _WORKING),
-                "state_before_stop must be standby/working",
-            )
-            self._before_stop = (
-                stopping.number("working_s"),
-                stopping.number("power_integral_ws"),
-                stopping.number("peak_power_w"),
-                stopping.optional_number("energy_wh"),
-            )
-
-
-def _float_or_none(value: float | None) -> float | None:
-    return None if value is None else float(value)
-
-
-# The snapshot's writers, compiled once from the field lists of session_snapshot.
-_write_device = compile_writer(
-    DEVICE_FIELDS,
-    f"'version': {SNAPSHOT_VERSION}, 'device_id': o._device_id, 'state': o._state._value_",
-)
-_write_session = compile_writer(SESSION_FIELDS)
-_write_stopping = compile_writer(STOPPING_FIELDS)
-
-
-def _rounded_or_none(value: float | None) -> float | None:
-    return None if value is None else round(value, 3)
-
-
-def _rounded_split(part: float, whole: float) -> tuple[float, float, float]:
-    """``(part, whole - part, whole)`` to 3 decimals, as people read them (``2.344``).
-
-    ``part`` is capped at ``whole``; the rest is computed from the rounded
-    figures, so the three agree to the millisecond.
-    """
-    whole = round(whole, 3)
-    part = min(round(part, 3), whole)
-    return part, round(whole - part, 3), whole

@@ -1,24 +1,39 @@
-"""Detector snapshots: the one list of persisted fields, and their strict reading.
+"""Detector snapshots: their shape (a ``TypedDict`` per part), strict reading, old versions.
 
-Every bad field is a ValueError naming it.
+A snapshot is the JSON-ready state of one ``SessionDetector``. Each part of
+``session_parts.py`` writes its own fields (``PresenceSnapshot``,
+``TotalsSnapshot``, ``HeartbeatSnapshot``, ``DebounceSnapshot``...) and reads
+them back with typed code; the detector puts them together: the device's
+fields and its presence at the top, and while a session runs (or starts),
+``session`` with the totals, the heartbeat schedule and the debounce, and
+``session.stopping`` with the stop debounce and the totals' checkpoint while
+stopping. The parts' fields sit side by side rather than nested, so that a
+snapshot stays two small objects (three while stopping), as cheap to build
+and to keep as the format was before the detector had parts.
+
+``SnapshotReader`` reads a field strictly: every bad field is a ValueError
+naming its path. ``upgraded`` reads versions 1 and 2 as the current one.
 """
 
 from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypedDict, TypeVar
 
 __all__ = [
-    "BEFORE_STOP_KEYS",
-    "DEVICE_FIELDS",
-    "SESSION_FIELDS",
     "SNAPSHOT_VERSION",
-    "STOPPING_FIELDS",
+    "DebounceSnapshot",
+    "DetectorSnapshot",
+    "HeartbeatSnapshot",
+    "PresenceSnapshot",
+    "SessionSnapshot",
     "SnapshotReader",
-    "compile_writer",
-    "read_fields",
+    "StopDebounceSnapshot",
+    "StoppingSnapshot",
+    "TotalsCheckpointSnapshot",
+    "TotalsSnapshot",
     "upgraded",
 ]
 
@@ -102,60 +117,104 @@ class SnapshotReader:
                 return member
         raise self._fail(key, f"one of {[m.value for m in enum_type]}", value)
 
+    def mapping(self, key: str) -> SnapshotReader:
+        """A nested object, as a reader."""
+        return SnapshotReader(self._get(key), f"{self._path}.{key}")
+
     def optional_mapping(self, key: str) -> SnapshotReader | None:
         """A nested object (as a reader) or None."""
         value = self._get(key)
         return None if value is None else SnapshotReader(value, f"{self._path}.{key}")
 
 
-# ------------------------------------------------------------ the detector's fields
-#
-# One list says what a snapshot holds: (key in the snapshot, detector attribute,
-# kind). ``write_fields`` and ``read_fields`` walk it, so a field added to the
-# detector is persisted and restored by adding one line here.
+# ------------------------------------------------------------ the current shape
 
 SNAPSHOT_VERSION = 3
 
-#   number / optional_number / integer / boolean / optional_bool / optional_string,
-#   due: a time or +infinity (no timer) stored as null,
-#   past: a time or -infinity (never) stored as null,
-#   state: a DetectorState stored as its value.
-SnapshotField = tuple[str, str, str]
+# Times: a timer's due time is null when no timer runs (+infinity in the
+# detector); the detector's clock is null before its first call (-infinity).
 
-DEVICE_FIELDS: tuple[SnapshotField, ...] = (
-    ("online", "_online", "optional_bool"),
-    ("announced_online", "_announced_online", "boolean"),
-    ("clock", "_clock", "past"),
-    ("last_seen", "_last_seen", "optional_number"),
-    ("power_w", "_power_w", "optional_number"),
-    ("energy_counter_wh", "_energy_counter_wh", "optional_number"),
-    ("energy_total_wh", "_energy_total_wh", "optional_number"),
-    ("silence_due", "_silence_due", "due"),
-    ("heartbeat_interval_s", "_heartbeat_interval_s", "number"),
-)
-SESSION_FIELDS: tuple[SnapshotField, ...] = (
-    ("session_id", "_session_id", "optional_string"),
-    ("started_at", "_started_at", "number"),
-    ("debounce_due", "_debounce_due", "due"),
-    ("segment_started_at", "_segment_started_at", "number"),
-    ("segment_working", "_segment_working", "boolean"),
-    ("working_s", "_working_s", "number"),
-    ("power_integral_ws", "_power_integral_ws", "number"),
-    ("peak_power_w", "_peak_power_w", "number"),
-    ("energy_wh", "_session_energy_wh", "optional_number"),
-    ("heartbeat_due", "_heartbeat_due", "due"),
-    ("heartbeat_base", "_heartbeat_base", "number"),
-    ("heartbeat_number", "_heartbeat_number", "integer"),
-    ("last_heartbeat_at", "_last_heartbeat_at", "number"),
-    ("last_heartbeat_working_s", "_last_heartbeat_working_s", "number"),
-    ("last_heartbeat_power_integral_ws", "_last_heartbeat_power_integral_ws", "number"),
-)
-STOPPING_FIELDS: tuple[SnapshotField, ...] = (
-    ("first_low_at", "_first_low_at", "number"),
-    ("state_before_stop", "_state_before_stop", "state"),
-)
-# The aggregates as they were at the first low reading (rolled back if the session stops).
-BEFORE_STOP_KEYS: tuple[str, ...] = ("working_s", "power_integral_ws", "peak_power_w", "energy_wh")
+
+class PresenceSnapshot(TypedDict):
+    """``DevicePresence``."""
+
+    online: bool | None
+    announced_online: bool
+    last_seen: float | None
+    silence_due: float | None  # set exactly while announced online
+
+
+class TotalsSnapshot(TypedDict):
+    """``SessionTotals`` (its checkpoint is in ``stopping``)."""
+
+    segment_started_at: float
+    segment_working: bool
+    working_s: float
+    power_integral_ws: float
+    peak_power_w: float
+    energy_wh: float | None
+
+
+class HeartbeatSnapshot(TypedDict):
+    """``HeartbeatSchedule`` (its interval is the device's ``heartbeat_interval_s``)."""
+
+    heartbeat_due: float | None
+    heartbeat_base: float
+    heartbeat_number: int
+    last_heartbeat_at: float
+    last_heartbeat_working_s: float
+    last_heartbeat_power_integral_ws: float
+
+
+class DebounceSnapshot(TypedDict):
+    """``Debounce``: when the start or stop debounce ends (null: none runs)."""
+
+    debounce_due: float | None
+
+
+class StopDebounceSnapshot(TypedDict):
+    """``Debounce`` while stopping: the first low reading and the state before it."""
+
+    first_low_at: float
+    state_before_stop: str
+
+
+class TotalsCheckpointSnapshot(TypedDict):
+    """``TotalsCheckpoint``: the totals at the first low reading of a stop."""
+
+    working_s: float
+    power_integral_ws: float
+    peak_power_w: float
+    energy_wh: float | None
+
+
+class StoppingSnapshot(StopDebounceSnapshot, TotalsCheckpointSnapshot):
+    """The stop debounce in progress."""
+
+
+class SessionSnapshot(TotalsSnapshot, HeartbeatSnapshot, DebounceSnapshot):
+    """The session (or the start) in progress."""
+
+    session_id: str | None  # None while starting
+    started_at: float
+    stopping: StoppingSnapshot | None  # set exactly while stopping
+
+
+class DetectorSnapshot(PresenceSnapshot):
+    """One detector; ``session`` is None exactly when ``state`` is idle."""
+
+    version: int
+    device_id: str
+    state: str
+    clock: float | None
+    power_w: float | None
+    energy_counter_wh: float | None
+    energy_total_wh: float | None
+    heartbeat_interval_s: float
+    session: SessionSnapshot | None
+
+
+# ------------------------------------------------------------ earlier versions
 
 # Version 1 spelled some keys in abbreviations; they are read under their new names.
 _V1_SESSION_KEYS = {
@@ -179,55 +238,12 @@ _V1_STOPPING_KEYS = {
 }
 
 
-_VALUE_CODE = {
-    "due": "(None if o.{0} == _INF else o.{0})",
-    "past": "(None if o.{0} == _NEG_INF else o.{0})",
-    "state": "o.{0}._value_",  # the plain attribute: ``.value`` is a slow descriptor
-}
-
-
-def compile_writer(
-    fields: tuple[SnapshotField, ...], leading: str = ""
-) -> Callable[[Any], dict[str, Any]]:
-    """A function returning the fields' dict (``leading``: more items first), compiled once.
-
-    Snapshots are taken of every touched device in every batch, so this is a
-    plain dict display (as ``dataclasses`` generates its methods), not a loop
-    of ``getattr`` calls a few times slower.
-    """
-    items = ", ".join(
-        [leading] * bool(leading)
-        + [
-            f"{key!r}: " + _VALUE_CODE.get(kind, "o.{0}").format(attribute)
-            for key, attribute, kind in fields
-        ]
-    )
-    namespace = {"_INF": math.inf, "_NEG_INF": -math.inf}
-    return eval(f"lambda o: {{{items}}}", namespace)  # type: ignore[no-any-return]  # noqa: S307
-
-
-def read_fields(owner: object, fields: tuple[SnapshotField, ...], reader: SnapshotReader) -> None:
-    """Set the listed attributes of ``owner`` from ``reader``; ValueError names a bad field."""
-    for key, attribute, kind in fields:
-        value: Any
-        if kind == "due":
-            due = reader.optional_number(key)
-            value = math.inf if due is None else due
-        elif kind == "past":
-            past = reader.optional_number(key)
-            value = -math.inf if past is None else past
-        elif kind == "state":
-            value = reader.choice(key, type(getattr(owner, attribute)))
-        else:
-            value = getattr(reader, kind)(key)
-        setattr(owner, attribute, value)
-
-
 def upgraded(data: Any) -> Any:
     """A snapshot in the current version's keys; ValueError for an unknown version.
 
     Version 2 had no ``energy_total_wh``: the total starts at 0 where a counter
     was known (it counts from the upgrade on), else when the first one arrives.
+    Version 1 also spelled some session keys in abbreviations.
     """
     version = SnapshotReader(data, "snapshot").integer("version")
     if version == SNAPSHOT_VERSION:

@@ -171,7 +171,11 @@ class ConfigUseCase:
             shard=self.shard,
             mqtt_reconnected=reconnect,
             broker=self._link.broker_address,
-            removed_sessions=sum(1 for e in events if e.data.get("reason") == "device_removed"),
+            removed_sessions=sum(
+                1
+                for e in events
+                if (ended := e.ended_data()) is not None and ended["reason"] == "device_removed"
+            ),
         )
         for listener in self._listeners:
             listener()

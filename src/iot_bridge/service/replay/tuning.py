@@ -17,12 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from iot_bridge.domain.events import Event, EventType
+from iot_bridge.domain.events import Event
 from iot_bridge.domain.readings import Reading
 from iot_bridge.domain.session import SessionDetector
 from iot_bridge.domain.session_config import SessionConfig
 
-_ENDED = (EventType.SESSION_STOPPED, EventType.SESSION_TIMEOUT)
 TUNABLE = (
     "standby_threshold_w",
     "working_threshold_w",
@@ -84,8 +83,8 @@ def replay_sessions(
     events.extend(detector.tick(end))
     sessions: list[ReplayedSession] = []
     for event in events:
-        if event.event_type in _ENDED:
-            data = event.data
+        data = event.ended_data()
+        if data is not None:
             sessions.append(
                 ReplayedSession(
                     started_at=_unix(data["started_at"]),
@@ -96,8 +95,8 @@ def replay_sessions(
                     reason=data["reason"],
                 )
             )
-    if detector.session_id is not None:
-        started_at = detector.snapshot()["session"]["started_at"]
+    started_at = detector.started_at
+    if detector.session_id is not None and started_at is not None:
         sessions.append(
             ReplayedSession(
                 started_at=started_at,

@@ -26,9 +26,9 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from iot_bridge.domain.events import Event, EventType, iso_utc
+from iot_bridge.domain.events import Event, EventType, SessionEndedData, iso_utc
 from iot_bridge.logs import get_logger
 from iot_bridge.service.feed import Feed, FeedBatch, ReadingAccepted, StateChanged, Subscription
 from iot_bridge.service.replay.tuning import tunable_settings
@@ -177,7 +177,10 @@ class _Track:
 
 def session_view(event: Event) -> dict[str, Any]:
     """A completed session as the board lists it, from its stop/timeout event."""
-    data = event.data
+    data = event.ended_data()
+    if data is None:
+        raise ValueError(f"{event.event_type} does not end a session")
+    # ``.get``: a stored row's data may lack a key (see stored_session_events).
     return {
         "device_id": event.device_id,
         "machine_name": event.machine_name,
@@ -212,7 +215,8 @@ def stored_session_events(stored: Iterable[Any]) -> list[Event]:
                     machine_name=str(payload["machine_name"]),
                     session_id=payload.get("session_id"),
                     timestamp=datetime.fromisoformat(payload["timestamp"]).timestamp(),
-                    data=dict(payload["data"]),
+                    # Read back as written; session_view reads it key by key.
+                    data=cast(SessionEndedData, dict(payload["data"])),
                 )
             )
         except (KeyError, ValueError, TypeError):
@@ -323,10 +327,10 @@ class Board:
         return track
 
     def _on_event(self, event: Event) -> None:
-        if event.event_type not in _ENDED:
+        data = event.ended_data()
+        if data is None:
             return
         self._sessions.append(session_view(event))
-        data = event.data
         track = self._track(event.device_id, event.timestamp)
         track.session_ended(
             self._day_of(event.timestamp),

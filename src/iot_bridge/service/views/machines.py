@@ -25,10 +25,7 @@ class IngestorDirectory:
         spec = ingestor.spec(device_id)
         if detector is None or spec is None:
             return None
-        started_at = None
-        if detector.session_id is not None:
-            session = detector.snapshot()["session"]
-            started_at = session["started_at"] if session else None
+        started_at = detector.started_at if detector.session_id is not None else None
         return MachineStatus(
             device_id=device_id,
             machine_name=spec.machine_name,
