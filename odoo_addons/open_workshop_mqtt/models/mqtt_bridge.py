@@ -48,9 +48,9 @@ def rpc_safe(value):
         return [rpc_safe(item) for item in value]
     if value is None:
         return False
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not XMLRPC_INT_MIN <= value <= XMLRPC_INT_MAX:
-            return float(value)
+    big = isinstance(value, int) and not XMLRPC_INT_MIN <= value <= XMLRPC_INT_MAX
+    if big and not isinstance(value, bool):
+        return float(value)
     return value
 
 
