@@ -113,7 +113,7 @@ class MqttBridge(models.AbstractModel):
             "database": self.env.cr.dbname,
             "username": BRIDGE_LOGIN,
             "api_key": api_key,
-            "request_format": "jsonrpc",
+            "request_format": "batch",
         }
 
     @api.model

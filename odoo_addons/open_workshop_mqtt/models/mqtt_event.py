@@ -181,7 +181,9 @@ class MqttEvent(models.Model):
                 )
                 continue
             try:
-                with self.env.cr.savepoint():
+                # A failure is answered and logged below: not as an ERROR (a lock timeout is
+                # an everyday transient failure here).
+                with mute_logger("odoo.sql_db"), self.env.cr.savepoint():
                     (stored,) = self._store_machine_events([parsed])
             except pg_errors.UniqueViolation:
                 result["status"] = "duplicate"  # stored meanwhile by a concurrent delivery
