@@ -92,7 +92,7 @@ class MqttEvent(models.Model):
             # A copy delivered concurrently (the bridge re-sends after a timeout)
             # waits on the unique index and fails the insert once the first commits.
             with self.env.cr.savepoint():
-                (stored,) = self.sudo()._store_machine_events([parsed])
+                (stored,) = self.sudo()._store_events([parsed])
         except pg_errors.UniqueViolation:
             return reply
         reply["duplicate"] = not stored
@@ -116,12 +116,13 @@ class MqttEvent(models.Model):
         order holds.
 
         Fast on purpose (the bridge drains a backlog this way): the events are
-        checked first, then each machine's events are stored and applied
-        together in one savepoint (``_store_machine_events``: the records read
-        once, the events inserted in one statement, each session and machine
-        written once). Only when that fails are the machine's events done
-        again one at a time, each in a savepoint of its own, so that one bad
-        event rolls back nothing but itself and answers for itself.
+        checked first, then all of them are stored and applied together in one
+        savepoint (``_store_events``: the records read once, the events
+        inserted in one statement, each session and machine written once).
+        Only when that fails is it done again machine by machine, each in a
+        savepoint, and for a machine whose savepoint fails too, one event at a
+        time, each in a savepoint of its own: one bad event rolls back nothing
+        but itself, and answers for itself.
         """
         if not isinstance(events, list):
             raise ValidationError(self.env._("Invalid IoT bridge batch: events: must be a list"))
@@ -133,40 +134,44 @@ class MqttEvent(models.Model):
                 )
             )
         results = []
-        machines = {}  # device_id -> [(index, parsed event)], in order
+        checked = []  # (index, parsed event), in the call's order
         for index, event in enumerate(events):
             uid = event.get("event_uid") if isinstance(event, dict) else None
             results.append({"event_uid": uid if isinstance(uid, str) else ""})
             try:
-                parsed = self._parse_bridge_event(event)
+                checked.append((index, self._parse_bridge_event(event)))
             except ValidationError as err:
                 _set_error(results[index], err)
-                continue
-            machines.setdefault(parsed.device_ident, []).append((index, parsed))
-        groups = list(machines.values())
-        if _shared_sessions(groups):
+        machines = {}  # device_id -> [(index, parsed event)], in order
+        for item in checked:
+            machines.setdefault(item[1].device_ident, []).append(item)
+        groups = [checked] if len(machines) > 1 else []
+        groups += list(machines.values())
+        if _shared_sessions(machines.values()):
             # Two machines' events name one session: only the call's own order is right.
-            groups = [[item] for item in sorted(item for group in groups for item in group)]
+            groups = [[item] for item in checked]
         held = set()  # machines whose earlier event failed transiently
+        done = set()  # indexes answered
         for group in groups:
-            if group[0][1].device_ident in held:
-                self._store_one_by_one(group, results, held)  # each answered Skipped
+            todo = [item for item in group if item[0] not in done]
+            if not todo:
+                continue
+            if len(todo) == 1 or todo[0][1].device_ident in held:
+                self._store_one_by_one(todo, results, held)
+                done.update(index for index, _parsed in todo)
                 continue
             try:
                 with mute_logger("odoo.sql_db"), self.env.cr.savepoint():
-                    stored = self._store_machine_events([parsed for _index, parsed in group])
-            except Exception as err:  # each event again on its own: the answers say which
-                if len(groups) > 1 or len(group) > 1:
-                    _logger.info(
-                        "iot_event_batch machine=%s events=%s one by one after: %s",
-                        group[0][1].device_ident,
-                        len(group),
-                        err,
-                    )
-                self._store_one_by_one(group, results, held)
+                    stored = self._store_events([parsed for _index, parsed in todo])
+            except Exception as err:  # smaller groups next: the answers say which event failed
+                _logger.info("iot_event_batch events=%s again in parts after: %s", len(todo), err)
+                if group is not checked:
+                    self._store_one_by_one(todo, results, held)
+                    done.update(index for index, _parsed in todo)
                 continue
-            for (index, _parsed), is_new in zip(group, stored, strict=True):
+            for (index, _parsed), is_new in zip(todo, stored, strict=True):
                 results[index]["status"] = "ok" if is_new else "duplicate"
+                done.add(index)
         return {"results": results}
 
     @api.model
@@ -184,7 +189,7 @@ class MqttEvent(models.Model):
                 # A failure is answered and logged below: not as an ERROR (a lock timeout is
                 # an everyday transient failure here).
                 with mute_logger("odoo.sql_db"), self.env.cr.savepoint():
-                    (stored,) = self._store_machine_events([parsed])
+                    (stored,) = self._store_events([parsed])
             except pg_errors.UniqueViolation:
                 result["status"] = "duplicate"  # stored meanwhile by a concurrent delivery
             except (ValidationError, UserError) as err:
@@ -197,14 +202,14 @@ class MqttEvent(models.Model):
                 result["status"] = "ok" if stored else "duplicate"
 
     @api.model
-    def _store_machine_events(self, parsed_events):
-        """Store and apply checked events of one machine, in order; True for each one stored.
+    def _store_events(self, parsed_events):
+        """Store and apply checked events in order; True for each one stored.
 
         An event already stored (or earlier in the list) is a duplicate: False,
-        and it changes nothing. The machine and the sessions are read once,
-        the new events inserted in one statement, and each session and the
-        machine written once, with the values the rules of ``bridge.effects``
-        give after all the events in turn.
+        and it changes nothing. The events stored before, the machines and the
+        sessions are read with one query each, the new events inserted in one
+        statement, and each session and machine written once, with the values
+        the rules of ``bridge.effects`` give after all the events in turn.
 
         Raises ``UniqueViolation`` when a concurrent delivery stored one of the
         events first, and ``SessionConflictError`` when it created one of the
@@ -227,27 +232,31 @@ class MqttEvent(models.Model):
             seen.add(parsed.uid)
         if not new_events:
             return stored
-        device = (
+        idents = list({parsed.device_ident: None for parsed in new_events})
+        found = (
             self.env["mqtt.device"]
             .with_context(active_test=False)
-            .search_fetch([("device_id", "=", new_events[0].device_ident)], DEVICE_FIELDS, limit=1)
+            .search_fetch([("device_id", "in", idents)], DEVICE_FIELDS)
         )
+        devices = dict.fromkeys(idents, found.browse())
+        devices.update((device.device_id, device) for device in found)
         records = None
         if len(new_events) == 1:
-            records = self._insert_bridge_events(new_events, device, {})
-        sessions = self.env["mqtt.session"]._for_bridge_events(new_events, device)
+            records = self._insert_bridge_events(new_events, devices, {})
+        sessions = self.env["mqtt.session"]._for_bridge_events(new_events, devices)
         if records is None:
-            records = self._insert_bridge_events(new_events, device, sessions)
+            records = self._insert_bridge_events(new_events, devices, sessions)
         elif new_events[0].is_session_event:
             records.session_id = sessions[new_events[0].session_uuid]["record"]
-        self._apply_bridge_events(new_events, device, sessions)
+        self._apply_bridge_events(new_events, devices, sessions)
         return stored
 
     @api.model
-    def _insert_bridge_events(self, parsed_events, device, sessions):
+    def _insert_bridge_events(self, parsed_events, devices, sessions):
         """The ``mqtt.event`` records of new events (one INSERT), linked to ``sessions``."""
         values = []
         for parsed in parsed_events:
+            device = devices[parsed.device_ident]
             session = sessions.get(parsed.session_uuid)
             values.append(
                 {
@@ -267,14 +276,17 @@ class MqttEvent(models.Model):
             return self.create(values)
 
     @api.model
-    def _apply_bridge_events(self, parsed_events, device, sessions):
-        """The events' effects on their sessions and their machine, each record written once."""
-        machine = None
-        if device:
-            machine = {name: device[name] for name in LIVE_FIELDS}
-            machine["current_session_id"] = device.current_session_id.session_uuid or False
+    def _apply_bridge_events(self, parsed_events, devices, sessions):
+        """The events' effects on their sessions and machines, each record written once."""
+        machines = {}  # device_id -> the machine's live values
+        for ident, device in devices.items():
+            if device:
+                machines[ident] = {name: device[name] for name in LIVE_FIELDS}
+                machines[ident]["current_session_id"] = (
+                    device.current_session_id.session_uuid or False
+                )
         session_changed = {}  # session_uuid -> names of the fields changed
-        machine_changed = set()
+        machine_changed = {}  # device_id -> names of the fields changed
         for parsed in parsed_events:
             session = None
             if parsed.is_session_event:
@@ -282,21 +294,24 @@ class MqttEvent(models.Model):
                 changes = session_changes(parsed, session)
                 session.update(changes)
                 session_changed.setdefault(parsed.session_uuid, set()).update(changes)
+            machine = machines.get(parsed.device_ident)
             if machine is not None:
                 current = sessions.get(machine["current_session_id"])
                 changes = live_changes(parsed, machine, session, current)
                 machine.update(changes)
-                machine_changed.update(changes)
+                machine_changed.setdefault(parsed.device_ident, set()).update(changes)
         for session_uuid, names in session_changed.items():
             if names:
                 session = sessions[session_uuid]
                 session["record"].write({name: session[name] for name in names})
-        if machine_changed:
-            values = {name: machine[name] for name in machine_changed}
-            if "current_session_id" in values:
-                current = sessions.get(values["current_session_id"])
-                values["current_session_id"] = current["record"].id if current else False
-            device.with_context(tracking_disable=True).write(values)
+        for ident, names in machine_changed.items():
+            if names:
+                machine = machines[ident]
+                values = {name: machine[name] for name in names}
+                if "current_session_id" in values:
+                    current = sessions.get(values["current_session_id"])
+                    values["current_session_id"] = current["record"].id if current else False
+                devices[ident].with_context(tracking_disable=True).write(values)
 
     @api.model
     def _cron_prune_events(self):

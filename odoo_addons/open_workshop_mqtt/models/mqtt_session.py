@@ -112,23 +112,26 @@ class MqttSession(models.Model):
             session.display_name = f"{machine} {started}".strip()
 
     @api.model
-    def _for_bridge_events(self, events, device):
-        """The sessions that ``events`` (checked events of ``device``) name, by ``session_uuid``.
+    def _for_bridge_events(self, events, devices):
+        """The sessions that ``events`` (checked events) name, by ``session_uuid``.
 
-        Each is a dict of its values (``bridge.effects.SESSION_FIELDS``,
-        ``session_uuid``) with the record under ``record``; the machine's current
-        session is among them. A session not stored yet is created from the first
-        of the events that names it: a stop or a heartbeat whose start never
-        arrived makes the session too.
+        ``devices``: each event's machine by its ``device_id`` (an empty record
+        for a machine Odoo does not know). Each session is a dict of its values
+        (``bridge.effects.SESSION_FIELDS``, ``session_uuid``) with the record under
+        ``record``; the machines' current sessions are among them. A session not
+        stored yet is created from the first of the events that names it: a stop
+        or a heartbeat whose start never arrived makes the session too.
         """
         uuids = [event.session_uuid for event in events if event.is_session_event]
         uuids = list(dict.fromkeys(uuids))
-        current = device.current_session_id
+        current = self.browse()
+        for device in devices.values():
+            current |= device.current_session_id
         if not uuids and not current:
             return {}
         domain = [("session_uuid", "in", uuids)]
         if current:
-            domain = ["|", ("id", "=", current.id), *domain]
+            domain = ["|", ("id", "in", current.ids), *domain]
         records = self.search_fetch(domain, ["session_uuid", *SESSION_FIELDS])
         known = set(records.mapped("session_uuid"))
         firsts = {}
@@ -136,7 +139,7 @@ class MqttSession(models.Model):
             if event.is_session_event and event.session_uuid not in known:
                 firsts.setdefault(event.session_uuid, event)
         if firsts:
-            records |= self._create_from_events(list(firsts.values()), device)
+            records |= self._create_from_events(list(firsts.values()), devices)
         sessions = {}
         for record in records:
             values = {name: record[name] for name in SESSION_FIELDS}
@@ -145,22 +148,23 @@ class MqttSession(models.Model):
         return sessions
 
     @api.model
-    def _create_from_events(self, events, device):
+    def _create_from_events(self, events, devices):
+        values = []
+        for event in events:
+            device = devices[event.device_ident]
+            values.append(
+                {
+                    "session_uuid": event.session_uuid,
+                    "device_id": device.id,
+                    "device_ident": event.device_ident,
+                    "machine_name": event.machine_name or device.name,
+                    "company_id": device.company_id.id,
+                    "started_at": session_started_at(event),
+                }
+            )
         try:
             with mute_logger("odoo.sql_db"):
-                return self.create(
-                    [
-                        {
-                            "session_uuid": event.session_uuid,
-                            "device_id": device.id,
-                            "device_ident": event.device_ident,
-                            "machine_name": event.machine_name or device.name,
-                            "company_id": device.company_id.id,
-                            "started_at": session_started_at(event),
-                        }
-                        for event in events
-                    ]
-                )
+                return self.create(values)
         except pg_errors.UniqueViolation:
             raise SessionConflictError(
                 self.env._(
