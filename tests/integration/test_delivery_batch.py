@@ -360,6 +360,32 @@ async def test_outage_probes_with_one_event_and_drains_in_batches_after(harness:
     assert names.count("odoo_available") == 1
 
 
+async def test_a_wrong_key_as_odoo_answers_it_is_an_outage_and_kills_nothing(
+    harness: Harness,
+) -> None:
+    """Odoo 18's answer to a wrong bearer key (HTTP 200, JSON-RPC Unauthorized) marks Odoo
+    down like a 401: one probe at a time, nothing dead; with the key right, each event once."""
+    standin, worker = harness.standin, harness.worker
+    standin.set_mode("rpc_error", name="werkzeug.exceptions.Unauthorized", message="Invalid apikey")
+    devices = [f"dev-{d}" for d in range(10)]
+    harness.commit([make_event(d, 0) for d in devices])
+    await until(lambda: not worker.endpoint.up, what="endpoint down")
+    await until(harness._asleep_until_next_attempt, what="worker waiting for the probe")
+    assert call_sizes(standin) == [10]
+    for _ in range(3):
+        before = standin.received_count
+        await harness.probe()
+        assert standin.received_count == before + 1  # one probe, not one call per device
+    stats = harness.store.outbox_stats(harness.clock.now())
+    assert (stats.pending, stats.dead) == (10, 0)
+    assert "Unauthorized" in (worker.endpoint.last_error or "")
+    standin.set_mode("ok")
+    await harness.probe()
+    events = await standin.wait_for_events_async(len(devices), timeout_s=20)
+    assert by_device(events) == {d: [0] for d in devices}
+    assert standin.duplicates == []
+
+
 async def test_a_batch_answered_429_waits_exactly_as_told(harness: Harness) -> None:
     """A call answered 429 with Retry-After: 30 marks Odoo down; the probe waits 30 s."""
     standin, clock = harness.standin, harness.clock

@@ -136,6 +136,8 @@ WHOLE_CALL: list[tuple[str, dict[str, Any], tuple[bool, bool]]] = [
     ("validation_error", {}, (True, False)),
     ("user_error", {}, (True, False)),
     ("rpc_error", {"name": "odoo.exceptions.AccessError"}, (False, False)),
+    # A wrong bearer key as Odoo 18 answers it on a type="json" route: HTTP 200, this error.
+    ("rpc_error", {"name": "werkzeug.exceptions.Unauthorized"}, (False, True)),
     ("status", {"status": 200, "body": "<html>maintenance</html>"}, (False, False)),
 ]
 

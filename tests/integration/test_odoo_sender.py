@@ -287,6 +287,9 @@ async def test_a_connection_closed_by_odoo_while_idle_is_replaced(
         ("unauthorized", {}, True),
         ("rate_limited", {"retry_after": "5"}, True),
         ("status", {"status": 408}, True),
+        # Odoo 18's answer to a wrong bearer key on a type="json" route: HTTP 200, this error.
+        ("rpc_error", {"name": "werkzeug.exceptions.Unauthorized"}, True),
+        ("rpc_error", {"name": "werkzeug.exceptions.Forbidden"}, True),
         ("rpc_error", {}, False),
         ("status", {"status": 302}, False),
         ("status", {"status": 410}, False),
@@ -296,7 +299,7 @@ async def test_a_connection_closed_by_odoo_while_idle_is_replaced(
 async def test_endpoint_failures_are_told_apart_from_event_failures(
     sender: OdooSender, odoo_standin: OdooStandin, mode: str, params: dict[str, Any], endpoint: bool
 ) -> None:
-    """5xx, 401/403/404, 408 and 429 say Odoo as a whole is failing; odd replies are the event's."""
+    """5xx, 401/403/404, 408, 429 and a JSON-RPC Unauthorized say Odoo as a whole is failing."""
     odoo_standin.set_mode(mode, **params)
     with pytest.raises(DeliveryError) as err:
         await sender.send(make_event())

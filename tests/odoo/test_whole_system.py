@@ -9,6 +9,7 @@ Odoo over XML-RPC (contract §9), the bridge over its HTTP API (§3).
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 import xmlrpc.client
@@ -17,8 +18,11 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import power
 from tests.odoo.site import (
+    EVENT_FIELDS,
     GROUP_BRIDGE,
+    MACHINE_TIMINGS,
     Workshop,
     assert_odoo_has_exactly,
     bridge_config,
@@ -26,12 +30,16 @@ from tests.odoo.site import (
     post_event,
 )
 from tests.support.bridge_process import wait_until
+from tests.support.mosquitto import publish_many
 
 # A test here runs real processes for minutes (a 30 s outage inside a 77 s session, Odoo's
 # restarts): the suite's 120 s default would cut them, not a hang.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 OUTAGE_S = 30.0  # issue 18: Odoo stopped for 30 s in the middle of a session
+# issue 23: a backlog of a few thousand events (machines x (online + one event a reading))
+BACKLOG_MACHINES = 50
+BACKLOG_READINGS = 60
 
 
 def _stop_event(events: list[dict[str, Any]]) -> dict[str, Any]:
@@ -257,6 +265,8 @@ def test_a_wrong_api_key_is_retried_and_delivered_once_fixed(workshop: Workshop)
     head = wait_until(head_retried)
     assert head["status"] == "pending"
     assert "Unauthorized" in head["delivery"]["last_error"]
+    # Like a 401: Odoo as a whole is unavailable (one probe at a time), never an event's end.
+    assert shop.bridge.health()["odoo"]["available"] is False
     assert odoo.events("mill-key") == []
 
     shop.connect()  # the operator presses Connect: the right key is pushed again
@@ -297,3 +307,100 @@ def test_machine_deleted_in_odoo_ends_its_session_and_odoo_closes_it(workshop: W
     assert_odoo_has_exactly(shop, "mill-gone")
     stored = [e for e in odoo.events("mill-gone") if e["event_uid"] == stop["event_uid"]]
     assert stored[0]["device_id"] is False  # the machine is gone; the event is kept anyway
+
+
+# -- batched delivery (issue 23) ----------------------------------------------------------
+
+
+def test_a_backlog_built_while_odoo_is_down_drains_in_batches_once_and_in_order(
+    workshop: Workshop,
+) -> None:
+    """Odoo stopped, 50 machines switch on and off 30 times each: the bridge keeps ~3,000 events;
+    Odoo back, the batch route takes them all: each once, each machine's in order, its sessions."""
+    shop, odoo = workshop, workshop.odoo
+    section = bridge_config(shop.bridge)["odoo"]
+    assert section["request_format"] == "batch"  # what Connect pushes
+    names = [f"drain-{n:02d}" for n in range(BACKLOG_MACHINES)]
+    # No debounce: every reading of 100 W starts a session, every 0 W stops it. No timeout
+    # or heartbeat within the test, so each machine's events are known in advance.
+    timings = {
+        **MACHINE_TIMINGS,
+        "start_debounce_s": 0.0,
+        "stop_debounce_s": 0.0,
+        "message_timeout_s": 3600.0,
+        "heartbeat_interval_s": 3600.0,
+    }
+    odoo.call(
+        "mqtt.device",
+        "create",
+        [
+            {
+                "name": f"Machine {name}",
+                "device_id": name,
+                "broker_id": shop.broker_id,
+                "mqtt_topic": f"{name}/status/pm1:0",
+                **timings,
+            }
+            for name in names
+        ],
+    )
+    wait_until(lambda: shop.bridge.health()["subscriptions"] == 2 * BACKLOG_MACHINES)
+    wait_until(lambda: shop.bridge.health()["mqtt"]["connected"])
+
+    odoo.server.stop()
+    # One reading of each machine a round; the next round once the bridge has taken this one,
+    # so that no two sessions of a machine start at the same instant (the bridge derives a
+    # session's id from its machine and its start: two starts read at one instant share it).
+    for n in range(BACKLOG_READINGS):
+        watts = 100.0 if n % 2 == 0 else 0.0
+        publish_many(shop.broker, [(f"{name}/status/pm1:0", power(watts)) for name in names])
+        made = BACKLOG_MACHINES * (n + 2)  # the first round also brings each device_online
+        wait_until(
+            lambda made=made: shop.bridge.health()["outbox"]["pending"] == made,
+            timeout_s=60,
+            interval_s=0.02,
+        )
+    total = (1 + BACKLOG_READINGS) * BACKLOG_MACHINES  # device_online, a start or stop a reading
+    assert shop.bridge.health()["odoo"]["available"] is False
+
+    odoo.restart()
+    outbox = wait_until(
+        lambda: (found := shop.bridge.health()["outbox"])["pending"] == 0 and found,
+        timeout_s=180,
+        interval_s=0.5,
+    )
+    assert outbox["dead"] == 0
+
+    received = odoo.rpc.search_read(
+        "mqtt.event", [("device_ident", "=like", "drain-%")], EVENT_FIELDS, order="id"
+    )
+    assert len(received) == total
+    assert len({e["event_uid"] for e in received}) == total
+    expected = ["device_online"] + ["session_started", "session_stopped"] * (BACKLOG_READINGS // 2)
+    sessions = odoo.sessions([("device_id.device_id", "=like", "drain-%")])
+    by_id = {s["id"]: s for s in sessions}
+    for name in names:
+        mine = [e for e in received if e["device_ident"] == name]  # in the order Odoo took them
+        assert [e["event_type"] for e in mine] == expected, name
+        stamps = [datetime.fromisoformat(json.loads(e["payload"])["timestamp"]) for e in mine]
+        assert stamps == sorted(stamps), name
+        # each stop closes the session its start opened, one session per start
+        starts = mine[1::2]
+        stops = mine[2::2]
+        assert [e["session_id"] for e in starts] == [e["session_id"] for e in stops], name
+        assert all(e["session_id"] for e in starts), name
+        assert len({e["session_id"][0] for e in starts}) == BACKLOG_READINGS // 2
+        assert {by_id[e["session_id"][0]]["status"] for e in stops} == {"stopped"}
+    assert len(sessions) == BACKLOG_MACHINES * BACKLOG_READINGS // 2
+    devices = odoo.rpc.search_read(
+        "mqtt.device",
+        [("device_id", "=like", "drain-%")],
+        ["online", "state", "current_session_id"],
+    )
+    assert {(d["online"], d["state"], d["current_session_id"]) for d in devices} == {
+        (True, "idle", False)
+    }
+    # The last 1,000 the bridge lists are the ones Odoo holds (the API lists at most 1,000).
+    listed = {e["event_uid"]: e for e in shop.bridge.events(1000) if e["device_id"] in names}
+    assert {e["status"] for e in listed.values()} == {"delivered"}
+    assert set(listed) <= {e["event_uid"] for e in received}

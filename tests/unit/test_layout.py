@@ -19,6 +19,8 @@ MAX_CLASS_LINES = 450
 # Lines at this indent or deeper continue the description of the line above.
 DESCRIPTION_COLUMN = 20
 NAME = re.compile(r"[\w.]+/?")
+
+
 def modules() -> list[str]:
     """Every .py file of the package, relative to src/iot_bridge."""
     return sorted(

@@ -49,7 +49,7 @@ def rpc_safe(value):
     if value is None:
         return False
     big = isinstance(value, int) and not XMLRPC_INT_MIN <= value <= XMLRPC_INT_MAX
-    if big:  # bool is an int, and always in range
+    if big and not isinstance(value, bool):
         return float(value)
     return value
 
@@ -113,7 +113,7 @@ class MqttBridge(models.AbstractModel):
             "database": self.env.cr.dbname,
             "username": BRIDGE_LOGIN,
             "api_key": api_key,
-            "request_format": "jsonrpc",
+            "request_format": "batch",
         }
 
     @api.model

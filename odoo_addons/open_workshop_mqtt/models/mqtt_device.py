@@ -6,7 +6,6 @@ from odoo import api, fields, models
 from odoo.exceptions import AccessError, UserError, ValidationError
 
 from ..bridge import rules
-from ..bridge.events import CLOSING_TYPES
 
 MACHINE_STATES = [
     ("idle", "Idle"),
@@ -286,52 +285,3 @@ class MqttDevice(models.Model):
         action["domain"] = [("device_id", "=", self.id)]
         action["context"] = {"default_device_id": self.id}
         return action
-
-    # -- live state, from the bridge's events ---------------------------------
-
-    def _apply_live_state(self, event, values):
-        """Write ``values`` (live fields) unless a newer event already set the live state."""
-        self.ensure_one()
-        if self.live_stamp and event.stamp < self.live_stamp:
-            return False
-        values["live_stamp"] = event.stamp
-        if "last_seen" in values and self.last_seen and values["last_seen"] < self.last_seen:
-            del values["last_seen"]
-        self.with_context(tracking_disable=True).write(values)
-        return True
-
-    def _apply_bridge_event(self, event, session):
-        """Keep the live state current from one event (``session``: its session, if any)."""
-        self.ensure_one()
-        data = event.data
-        kind = event.event_type
-        if kind in ("device_online", "device_offline"):
-            online = kind == "device_online"
-            values = {"online": online, "last_seen": data.get("last_seen", event.at)}
-            if not online:
-                values.update(state="offline", power_w=0.0)
-            elif self.state == "offline":
-                running = self.current_session_id.status == "running"
-                values["state"] = (running and self.current_session_id.machine_state) or "idle"
-        elif kind in CLOSING_TYPES:
-            if self.current_session_id and self.current_session_id != session:
-                return False  # a late stop of an older session: another one runs now
-            ended = data["ended_at"] if kind == "session_timeout" else event.at
-            values = {
-                "current_session_id": False,
-                "state": "offline" if self.state == "offline" else "idle",
-                "power_w": 0.0,
-                "last_seen": ended,
-            }
-        else:
-            if session.status != "running":
-                return False  # a late start or heartbeat of a closed session
-            values = {
-                "online": True,
-                "last_seen": event.at,
-                "current_session_id": session.id,
-                "state": data.get("state") or self.state,
-            }
-            if "power_w" in data:
-                values["power_w"] = data["power_w"]
-        return self._apply_live_state(event, values)

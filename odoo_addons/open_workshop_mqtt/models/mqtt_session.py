@@ -1,11 +1,9 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
-from datetime import timedelta
-
 from odoo import api, fields, models
 from odoo.tools import mute_logger
 from psycopg2 import errors as pg_errors
 
-from ..bridge.events import CLOSING_TYPES
+from ..bridge.effects import SESSION_FIELDS, session_started_at
 
 
 class SessionConflictError(Exception):
@@ -114,79 +112,63 @@ class MqttSession(models.Model):
             session.display_name = f"{machine} {started}".strip()
 
     @api.model
-    def _apply_bridge_event(self, event, device):
-        """Create or update the session of a session_* ``BridgeEvent``; return it."""
-        data = event.data
-        session = self.search([("session_uuid", "=", event.session_uuid)], limit=1)
-        if not session:
-            session = self._create_from_event(event, device)
-        if event.event_type in CLOSING_TYPES:
-            # The final figures replace whatever the heartbeats wrote, even on a re-send.
-            session.write(
-                {
-                    "status": "timeout" if event.event_type == "session_timeout" else "stopped",
-                    "started_at": data["started_at"],
-                    "ended_at": data["ended_at"],
-                    "duration_s": data["duration_s"],
-                    "working_s": data["working_s"],
-                    "standby_s": data["standby_s"],
-                    "avg_power_w": data.get("avg_power_w", 0.0),
-                    "peak_power_w": data.get("peak_power_w", session.peak_power_w),
-                    "energy_wh": data.get("energy_wh", session.energy_wh),
-                    "end_reason": data["reason"],
-                    "machine_state": False,
-                    "power_w": 0.0,
-                    "last_stamp": event.stamp,
-                }
-            )
-            return session
-        newer = not session.last_stamp or event.stamp >= session.last_stamp
-        values = {}
-        if event.event_type == "session_started":
-            values["started_at"] = data["started_at"]
-        if session.status == "running" and newer:
-            values["last_stamp"] = event.stamp
-            if "state" in data:
-                values["machine_state"] = data["state"]
-            if "power_w" in data:
-                values["power_w"] = data["power_w"]
-                values["peak_power_w"] = max(session.peak_power_w, data["power_w"])
-            if event.event_type == "session_heartbeat":
-                # absolute totals: a re-sent heartbeat writes the same values again
-                values.update(
-                    duration_s=data["session_duration_s"],
-                    working_s=data["session_working_s"],
-                    standby_s=data["session_standby_s"],
-                )
-                if "session_energy_wh" in data:
-                    values["energy_wh"] = data["session_energy_wh"]
-        elif session.status != "running" and session.started_at and "started_at" in values:
-            # a late start of a closed session fills in only what is missing
-            del values["started_at"]
-        if values:
-            session.write(values)
-        return session
+    def _for_bridge_events(self, events, devices):
+        """The sessions that ``events`` (checked events) name, by ``session_uuid``.
+
+        ``devices``: each event's machine by its ``device_id`` (an empty record
+        for a machine Odoo does not know). Each session is a dict of its values
+        (``bridge.effects.SESSION_FIELDS``, ``session_uuid``) with the record under
+        ``record``; the machines' current sessions are among them. A session not
+        stored yet is created from the first of the events that names it: a stop
+        or a heartbeat whose start never arrived makes the session too.
+        """
+        uuids = [event.session_uuid for event in events if event.is_session_event]
+        uuids = list(dict.fromkeys(uuids))
+        current = self.browse()
+        for device in devices.values():
+            current |= device.current_session_id
+        if not uuids and not current:
+            return {}
+        domain = [("session_uuid", "in", uuids)]
+        if current:
+            domain = ["|", ("id", "in", current.ids), *domain]
+        records = self.search_fetch(domain, ["session_uuid", *SESSION_FIELDS])
+        known = set(records.mapped("session_uuid"))
+        firsts = {}
+        for event in events:
+            if event.is_session_event and event.session_uuid not in known:
+                firsts.setdefault(event.session_uuid, event)
+        if firsts:
+            records |= self._create_from_events(list(firsts.values()), devices)
+        sessions = {}
+        for record in records:
+            values = {name: record[name] for name in SESSION_FIELDS}
+            values.update(session_uuid=record.session_uuid, record=record)
+            sessions[record.session_uuid] = values
+        return sessions
 
     @api.model
-    def _create_from_event(self, event, device):
-        data = event.data
-        started_at = data.get("started_at") or (
-            event.at - timedelta(seconds=data.get("session_duration_s", 0.0))
-        )
-        values = {
-            "session_uuid": event.session_uuid,
-            "device_id": device.id,
-            "device_ident": event.device_ident,
-            "machine_name": event.machine_name or device.name,
-            "company_id": device.company_id.id,
-            "started_at": started_at,
-        }
+    def _create_from_events(self, events, devices):
+        values = []
+        for event in events:
+            device = devices[event.device_ident]
+            values.append(
+                {
+                    "session_uuid": event.session_uuid,
+                    "device_id": device.id,
+                    "device_ident": event.device_ident,
+                    "machine_name": event.machine_name or device.name,
+                    "company_id": device.company_id.id,
+                    "started_at": session_started_at(event),
+                }
+            )
         try:
-            with mute_logger("odoo.sql_db"), self.env.cr.savepoint():
+            with mute_logger("odoo.sql_db"):
                 return self.create(values)
         except pg_errors.UniqueViolation:
             raise SessionConflictError(
                 self.env._(
-                    "Session %s is being created by another delivery; retry.", event.session_uuid
+                    "Session %s is being created by another delivery; retry.",
+                    ", ".join(event.session_uuid for event in events),
                 )
             ) from None

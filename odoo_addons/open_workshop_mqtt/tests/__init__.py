@@ -1,6 +1,7 @@
 # License LGPL-3.0 or later (https://www.gnu.org/licenses/lgpl).
 from . import (
     test_access,
+    test_batch,
     test_concurrency,
     test_controller,
     test_device_rules,

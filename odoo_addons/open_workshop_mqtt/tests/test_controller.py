@@ -155,3 +155,55 @@ class TestEventRoute(HttpCase):
         self.assertIn("data.started_at", results[3]["error"]["message"])
         session = self.env["mqtt.session"].search([("session_uuid", "=", "http-9")])
         self.assertEqual(session.status, "running")
+
+    def post_batch(self, events, raw=None):
+        """A call of the batch route; (HTTP status, decoded JSON body or None)."""
+        body = raw or json.dumps(
+            {"jsonrpc": "2.0", "method": "call", "id": "b-2", "params": {"events": events}}
+        )
+        response = self.url_open(
+            f"/ows/iot/events?db={self.env.cr.dbname}",
+            data=body.encode(),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self.key}"},
+        )
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, None
+
+    def test_a_batch_the_bridge_must_not_send_is_refused_whole(self):
+        """Over 500 events or (several events) over 1 MiB: 413; no list: 400; nothing stored."""
+        too_many = [started(f"http-413-{n}") for n in range(501)]
+        padded = [{**started(f"http-big-{n}"), "machine_name": "x" * 600_000} for n in range(2)]
+        cases = [
+            (too_many, 413, "at most 500"),
+            (padded, 413, "at most 1048576 bytes"),
+            ({"not": "a list"}, 400, "must be a list"),
+            (None, 400, "must be a list"),
+        ]
+        for events, status, text in cases:
+            code, body = self.post_batch(events)
+            self.assertEqual(code, status)
+            self.assertIn(text, body["error"]["message"])
+            self.assertTrue(body["error"]["data"]["name"].startswith("werkzeug.exceptions."))
+        uids = [e["event_uid"] for e in too_many + padded]
+        self.assertEqual(self.env["mqtt.event"].search_count([("event_uid", "in", uids)]), 0)
+        # one event alone goes through whatever its size, as on /ows/iot/event
+        code, body = self.post_batch(padded[:1])
+        self.assertEqual((code, body["result"]["results"][0]["status"]), (200, "ok"))
+
+    def test_a_wrong_key_on_the_batch_route(self):
+        """A wrong key on the batch route: Unauthorized (HTTP 200, JSON-RPC error), nothing stored."""
+        payload = started("http-key-b")
+        response = self.url_open(
+            "/ows/iot/events",
+            data=json.dumps(
+                {"jsonrpc": "2.0", "method": "call", "id": 1, "params": {"events": [payload]}}
+            ).encode(),
+            headers={"Content-Type": "application/json", "Authorization": "Bearer " + "0" * 40},
+        )
+        self.assertEqual(response.status_code, 200)
+        self.assertEqual(
+            response.json()["error"]["data"]["name"], "werkzeug.exceptions.Unauthorized"
+        )
+        self.assertFalse(self.env["mqtt.session"].search([("session_uuid", "=", "http-key-b")]))

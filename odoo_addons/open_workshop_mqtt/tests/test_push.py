@@ -273,7 +273,7 @@ class TestPushButton(IotCase):
                 "database": self.env.cr.dbname,
                 "username": "iot_bridge",
                 "api_key": "k" * 40,
-                "request_format": "jsonrpc",
+                "request_format": "batch",
             },
         )
 

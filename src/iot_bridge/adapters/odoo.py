@@ -15,11 +15,14 @@ Permanent (the event goes dead): HTTP 400, 409, 413, 415, 422, and a JSON-RPC
 ``error`` whose ``data.name`` ends in ``ValidationError`` or ``UserError``.
 Everything else is transient and retried. Of those, the failures of Odoo as a
 whole are marked ``endpoint`` (no answer: refused, timeout, a cut connection;
-or 5xx, 401/403/404, 408, 429): the delivery worker then stops every device
-and probes. Other 2xx/3xx/4xx, other JSON-RPC errors and bodies that are not
-JSON-RPC are this event's own transient failures.
+or 5xx, 401/403/404, 408, 429; or a JSON-RPC ``error`` named
+``werkzeug.exceptions.Unauthorized`` or ``Forbidden``, which is how Odoo 18
+answers a wrong bearer key on a ``type="json"`` route: HTTP 200, not 401): the
+delivery worker then stops every device and probes. Other 2xx/3xx/4xx, other
+JSON-RPC errors and bodies that are not JSON-RPC are this event's own
+transient failures.
 
-HTTP/1.1 is spoken by ``adapters/http1.py`` over asyncio streams, on a few
+HTTP/1.1 is spoken by ``net/http1.py`` over asyncio streams, on a few
 keep-alive connections (one per concurrent send): httpx's (and h11's)
 per-request machinery cost most of the CPU of a delivery
 (benchmarks/RESULTS.md). Proxy
@@ -42,7 +45,9 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import orjson
 
-from iot_bridge.adapters.http1 import (
+from iot_bridge.domain.events import EncodedEvent
+from iot_bridge.errors import DeliveryError
+from iot_bridge.net.http1 import (
     MAX_BODY_BYTES,
     MAX_HEAD_BYTES,
     HttpProtocolError,
@@ -50,8 +55,6 @@ from iot_bridge.adapters.http1 import (
     exchange,
     request_head,
 )
-from iot_bridge.domain.events import EncodedEvent
-from iot_bridge.errors import DeliveryError
 
 EVENT_PATH = "/ows/iot/event"
 PERMANENT_STATUSES = frozenset({400, 409, 413, 415, 422})
@@ -59,6 +62,10 @@ PERMANENT_ERROR_SUFFIXES = ("ValidationError", "UserError")
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 # Answers about Odoo as a whole rather than about one event (see the module doc).
 ENDPOINT_STATUSES = frozenset({401, 403, 404, 408, 429})
+# JSON-RPC errors that are a 401/403 in Odoo's words (a wrong key): about Odoo as a whole.
+ENDPOINT_ERROR_NAMES = frozenset(
+    {"werkzeug.exceptions.Unauthorized", "werkzeug.exceptions.Forbidden"}
+)
 REQUEST_FORMATS = ("jsonrpc", "json")
 MAX_RETRY_AFTER_S = 3600.0
 _SNIPPET_CHARS = 200
@@ -294,6 +301,7 @@ class OdooSender:
             raise self._error(
                 f"Odoo error {name or 'unknown'}: {message}",
                 permanent=bool(name) and name.endswith(PERMANENT_ERROR_SUFFIXES),
+                endpoint=name in ENDPOINT_ERROR_NAMES,
             )
         if "result" not in reply:
             raise self._error(f"HTTP 200 from Odoo without result: {_snippet(_text(content))}")
