@@ -1,4 +1,4 @@
-"""The named parts of a running session's state, each with its own snapshot.
+"""The named parts of a session detector's state, each with its own snapshot.
 
 ``SessionDetector`` (``session.py``) holds one of each and decides when they
 move; the parts only keep their figures consistent:
@@ -365,7 +365,7 @@ class HeartbeatSchedule:
     def snapshot(self) -> HeartbeatSnapshot:
         """As plain JSON-ready data (the interval is the device's, stored with it)."""
         return {
-            "heartbeat_due": None if self.due == _INF else self.due,  # inlined: snapshots are hot
+            "heartbeat_due": None if self.due == _INF else self.due,
             "heartbeat_base": self.base,
             "heartbeat_number": self.number,
             "last_heartbeat_at": self.last_at,
