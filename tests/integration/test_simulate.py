@@ -160,6 +160,7 @@ async def test_killed_simulator_leaves_online_true_retained_then_its_will_says_f
     online = f"{device_id}/online"
     async with collecting(host, port, f"{device_id}/#") as live:
         process = await start_simulator(host, port, device_id, "--scenario", "working")
+        killed = False
         try:
             await live.wait_for(lambda m: m.topic.endswith("/status/pm1:0"))
             assert [m.payload for m in live.on(online)] == [b"true"]
@@ -168,11 +169,16 @@ async def test_killed_simulator_leaves_online_true_retained_then_its_will_says_f
                 assert retained.payload == b"true"
                 assert retained.retain
             process.kill()
+            killed = True
             will = await live.wait_for(lambda m: m.topic == online and m.payload == b"false")
             assert will.payload == b"false"
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
+            # One signal only: a second one would make Popen.send_signal poll (waitpid) and
+            # could reap the dead child before asyncio's child watcher thread does, which then
+            # reports returncode 255 ("Unknown child process pid") instead of -SIGKILL.
+            if not killed:
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
             await process.wait()
     assert process.returncode == -signal.SIGKILL
     async with collecting(host, port, online) as after:
