@@ -130,7 +130,9 @@ async def test_many_devices_with_one_event_each_fill_their_calls(harness: Harnes
     of whatever one read of the store happened to hold."""
     harness.commit([make_event(f"d{d:04d}", 0) for d in range(1200)])
     await harness.standin.wait_for_events_async(1200, timeout_s=30)
-    assert call_sizes(harness.standin) == [500, 500, 200]
+    # Two calls may be in flight at once (BATCHES_IN_FLIGHT): the second and the third can
+    # reach the stand-in in either order, so the sizes are compared, not their arrival order.
+    assert sorted(call_sizes(harness.standin), reverse=True) == [500, 500, 200]
     await harness.settled(1200)
 
 
