@@ -34,6 +34,8 @@ class MqttBroker(models.Model):
 
     _name = "mqtt.broker"
     _description = "MQTT Broker"
+    _inherit = ["mqtt.pushed.mixin"]
+    _push_fields = PUSHED_FIELDS
     _order = "sequence, id"
 
     name = fields.Char(required=True)
@@ -124,20 +126,3 @@ class MqttBroker(models.Model):
                     "before activating or creating this one."
                 )
             )
-
-    @api.model_create_multi
-    def create(self, vals_list):
-        brokers = super().create(vals_list)
-        self.env["mqtt.bridge"]._schedule_push()
-        return brokers
-
-    def write(self, vals):
-        result = super().write(vals)
-        if PUSHED_FIELDS & vals.keys():
-            self.env["mqtt.bridge"]._schedule_push()
-        return result
-
-    def unlink(self):
-        result = super().unlink()
-        self.env["mqtt.bridge"]._schedule_push()
-        return result

@@ -36,7 +36,8 @@ class MqttDevice(models.Model):
 
     _name = "mqtt.device"
     _description = "Machine Power Meter"
-    _inherit = ["mail.thread"]
+    _inherit = ["mail.thread", "mqtt.pushed.mixin"]
+    _push_fields = BRIDGE_FIELDS
     _order = "name, id"
     _check_company_auto = True
 
@@ -230,24 +231,7 @@ class MqttDevice(models.Model):
                     )
                 )
 
-    # -- pushing -------------------------------------------------------------
-
-    @api.model_create_multi
-    def create(self, vals_list):
-        devices = super().create(vals_list)
-        self.env["mqtt.bridge"]._schedule_push()
-        return devices
-
-    def write(self, vals):
-        result = super().write(vals)
-        if BRIDGE_FIELDS & vals.keys():
-            self.env["mqtt.bridge"]._schedule_push()
-        return result
-
-    def unlink(self):
-        result = super().unlink()
-        self.env["mqtt.bridge"]._schedule_push()
-        return result
+    # -- pushing (the hooks on create, write and unlink: mqtt.pushed.mixin) --
 
     def action_push_config(self):
         """The "Push Config to Bridge" button: push every machine now and show the answer.
